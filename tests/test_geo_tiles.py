@@ -1,0 +1,101 @@
+"""Tile grids in the raster's CRS and on a TMS, and streamed tile reading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+from geosound.errors import OutsideRasterError
+from geosound.geo import RasterSource, read_tiles, read_tms_tiles, tile_grid, tms_tile_grid
+
+
+def test_grid_covers_raster_with_padded_edge_tiles(make_raster):
+    with RasterSource(make_raster(width=100, height=80)) as src:
+        grid = tile_grid(src, 32)
+    assert len(grid) == 4 * 3  # ceil(100/32) x ceil(80/32)
+    assert grid.crs.to_epsg() == 32632
+    assert shapely.union_all(grid.geometry).area == pytest.approx(100 * 80 * 10 * 10)
+    assert grid.geometry.iloc[0].bounds == (500000.0, 5199680.0, 500320.0, 5200000.0)
+
+
+def test_drop_keeps_whole_tiles_only(make_raster):
+    with RasterSource(make_raster(width=100, height=80)) as src:
+        grid = tile_grid(src, 32, partial="drop")
+    assert len(grid) == 3 * 2
+    assert (grid.geometry.area == 320.0 * 320.0).all()
+
+
+def test_overlapping_stride_adds_no_redundant_tiles(make_raster):
+    with RasterSource(make_raster(width=100, height=64)) as src:
+        grid = tile_grid(src, 64, stride=32)
+    assert sorted(grid["col_off"].unique()) == [0, 32, 64]
+    assert sorted(grid["row_off"].unique()) == [0]
+
+
+def test_bounds_in_another_crs_select_tiles(make_raster):
+    with RasterSource(make_raster(width=100, height=80)) as src:
+        full = tile_grid(src, 20)
+        # The raster's top-left 200 m x 200 m, given in lon/lat.
+        from pyproj import Transformer
+
+        to_lonlat = Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True)
+        west, north = to_lonlat.transform(500010.0, 5199990.0)
+        east, south = to_lonlat.transform(500190.0, 5199810.0)
+        aoi = tile_grid(src, 20, bounds=(west, south, east, north), bounds_crs="EPSG:4326")
+    assert 0 < len(aoi) < len(full)
+    # The same grid as the whole raster's: an AOI selects tiles, it does not shift them.
+    assert set(aoi["col_off"]) <= {0, 20} and set(aoi["row_off"]) <= {0, 20}
+    merged = aoi.merge(full, on=["row", "col"], suffixes=("", "_full"))
+    assert (merged["col_off"] == merged["col_off_full"]).all()
+
+
+def test_bounds_outside_raster_raise(make_raster):
+    with RasterSource(make_raster()) as src, pytest.raises(OutsideRasterError, match=r"scene\.tif"):
+        tile_grid(src, 16, bounds=(0.0, 0.0, 10.0, 10.0))
+
+
+def test_read_tiles_matches_windows_and_masks_padding(make_raster):
+    with RasterSource(make_raster(width=50, height=40)) as src:
+        grid = tile_grid(src, 32)
+        batches = list(read_tiles(src, grid, indexes=(1,), batch_size=3))
+    ids = np.concatenate([b.tile_ids for b in batches])
+    pixels = np.ma.concatenate([b.pixels for b in batches])
+    assert list(ids) == list(grid["tile_id"])
+    assert pixels.shape == (4, 1, 32, 32)
+    last = grid.set_index("tile_id").loc[3]
+    assert (last.row_off, last.col_off) == (32, 32)
+    assert pixels[3, 0, 0, 0] == 32 * 100 + 32
+    assert pixels.mask[3, 0, 8:, :].all() and pixels.mask[3, 0, :, 18:].all()
+
+
+def test_read_tiles_on_a_filtered_grid(make_raster):
+    with RasterSource(make_raster(width=64, height=64)) as src:
+        grid = tile_grid(src, 16)
+        subset = grid[grid["col"] == 2]
+        (batch,) = read_tiles(src, subset, indexes=(1,))
+    assert list(batch.tile_ids) == list(subset["tile_id"])
+    assert batch.pixels[1, 0, 0, 0] == 16 * 100 + 32
+
+
+def test_tms_grid_and_tiles(make_raster):
+    with RasterSource(make_raster(width=200, height=200, count=3, dtype="uint8")) as src:
+        grid = tms_tile_grid(src, zoom=14)
+        (batch,) = read_tms_tiles(src, grid, tile_size=64, batch_size=len(grid))
+    assert grid.crs.to_epsg() == 3857
+    assert set(grid["z"]) == {14}
+    assert batch.pixels.shape == (len(grid), 3, 64, 64)
+    assert (~batch.pixels.mask).any()  # some pixels of the raster land in its tiles
+    assert (
+        grid.to_crs("EPSG:32632")
+        .union_all()
+        .contains(shapely.box(500100.0, 5198200.0, 501900.0, 5199900.0))
+    )
+
+
+def test_tms_default_zoom_follows_resolution(make_raster):
+    with RasterSource(make_raster(width=64, height=64, resolution=10.0)) as src:
+        grid = tms_tile_grid(src)
+    # 10 m at 47° N spans 14.7 web-mercator metres; z13 (19.1 m/px) is the finest level
+    # that rio-tiler takes without upsampling.
+    assert set(grid["z"]) == {13}
