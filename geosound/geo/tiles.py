@@ -148,9 +148,13 @@ def read_tiles(
         Batches in the grid's order.
     """
     _check_grid(grid, "pixel")
+    return _batched(_strip_tiles(source, grid, indexes), batch_size)
+
+
+def _strip_tiles(
+    source: RasterSource, grid: gpd.GeoDataFrame, indexes: tuple[int, ...] | None
+) -> Iterator[tuple[int, np.ma.MaskedArray]]:
     tile = int(grid.attrs["tile_size"])
-    ids: list[int] = []
-    tiles: list[np.ma.MaskedArray] = []
     for row_off, strip_tiles in grid.groupby("row_off", sort=False):
         col_first = int(strip_tiles["col_off"].min())
         col_last = int(strip_tiles["col_off"].max()) + tile
@@ -159,13 +163,22 @@ def read_tiles(
         )
         for tile_id, col_off in zip(strip_tiles["tile_id"], strip_tiles["col_off"], strict=True):
             start = int(col_off) - col_first
-            ids.append(int(tile_id))
-            tiles.append(strip[:, :, start : start + tile])
-            if len(ids) == batch_size:
-                yield TileBatch(np.asarray(ids), np.ma.stack(tiles))
-                ids, tiles = [], []
+            yield int(tile_id), strip[:, :, start : start + tile]
+
+
+def _batched(
+    tiles: Iterator[tuple[int, np.ma.MaskedArray]], batch_size: int
+) -> Iterator[TileBatch]:
+    ids: list[int] = []
+    pixels: list[np.ma.MaskedArray] = []
+    for tile_id, tile_pixels in tiles:
+        ids.append(tile_id)
+        pixels.append(tile_pixels)
+        if len(ids) == batch_size:
+            yield TileBatch(np.asarray(ids), np.ma.stack(pixels))
+            ids, pixels = [], []
     if ids:
-        yield TileBatch(np.asarray(ids), np.ma.stack(tiles))
+        yield TileBatch(np.asarray(ids), np.ma.stack(pixels))
 
 
 def tms_tile_grid(
@@ -218,9 +231,16 @@ def read_tms_tiles(
         are masked.
     """
     _check_grid(grid, "tms")
+    return _batched(_tms_tiles(source, grid, tile_size, indexes), batch_size)
+
+
+def _tms_tiles(
+    source: RasterSource,
+    grid: gpd.GeoDataFrame,
+    tile_size: int,
+    indexes: tuple[int, ...] | None,
+) -> Iterator[tuple[int, np.ma.MaskedArray]]:
     matrix_set = morecantile.tms.get(grid.attrs["tms"])
-    ids: list[int] = []
-    tiles: list[np.ma.MaskedArray] = []
     with Reader(source.path, dataset=source.dataset, tms=matrix_set) as reader:
         for tile_id, x, y, z in zip(grid["tile_id"], grid["x"], grid["y"], grid["z"], strict=True):
             try:
@@ -229,13 +249,7 @@ def read_tms_tiles(
                 raise OutsideRasterError(
                     f"tile {z}/{x}/{y} is outside the raster", source.path
                 ) from None
-            ids.append(int(tile_id))
-            tiles.append(image.array)
-            if len(ids) == batch_size:
-                yield TileBatch(np.asarray(ids), np.ma.stack(tiles))
-                ids, tiles = [], []
-    if ids:
-        yield TileBatch(np.asarray(ids), np.ma.stack(tiles))
+            yield int(tile_id), image.array
 
 
 def _aoi_window(
