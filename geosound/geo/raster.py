@@ -195,8 +195,9 @@ class RasterSource:
     ) -> np.ma.MaskedArray:
         """Read a pixel window that may extend past the raster's edge.
 
-        Pixels outside the raster, and nodata pixels, come back masked (and zero in ``.data``),
-        so every tile of a grid has the same shape whatever its position.
+        Pixels outside the raster, and nodata pixels, come back masked, so every tile of a grid
+        has the same shape whatever its position. Read masked values with ``np.ma.filled``:
+        under the mask, ``.data`` holds zero past the edge and the nodata value inside.
 
         Args:
             window: Pixel window; offsets may be negative and extents may pass the edge.
@@ -207,26 +208,26 @@ class RasterSource:
         """
         indexes = indexes or tuple(range(1, self.count + 1))
         self._check_bands(indexes)
-        height, width = int(window.height), int(window.width)
-        out = np.ma.masked_all((len(indexes), height, width), dtype=self.dataset.dtypes[0])
-        out.data[:] = 0
-        inside = (
-            window.intersection(Window(0, 0, self.width, self.height))
-            if _overlaps(window, self.width, self.height)
-            else None
+        inside = _intersection(window, self.width, self.height)
+        if inside == window:
+            return self._read(indexes, window)  # the common case: no padding, no copy
+        out = np.ma.masked_all(
+            (len(indexes), int(window.height), int(window.width)), dtype=self.dataset.dtypes[0]
         )
+        out.data[:] = 0
         if inside is None:
             return out
-        try:
-            block = self.dataset.read(list(indexes), window=inside, masked=True)
-        except RasterioError as error:
-            raise RasterError(f"cannot read pixels ({_first_line(error)})", self.path) from None
+        block = self._read(indexes, inside)
         row = int(inside.row_off - window.row_off)
         col = int(inside.col_off - window.col_off)
-        target = (slice(None), slice(row, row + block.shape[1]), slice(col, col + block.shape[2]))
-        out[target] = block
-        out.data[target] = np.where(np.ma.getmaskarray(block), 0, block.data)
+        out[:, row : row + block.shape[1], col : col + block.shape[2]] = block
         return out
+
+    def _read(self, indexes: tuple[int, ...], window: Window) -> np.ma.MaskedArray:
+        try:
+            return self.dataset.read(list(indexes), window=window, masked=True)
+        except RasterioError as error:
+            raise RasterError(f"cannot read pixels ({_first_line(error)})", self.path) from None
 
     def read_decimated(
         self, indexes: tuple[int, ...] | None = None, max_size: int = 1024
@@ -283,13 +284,14 @@ def raster_info(path: str | os.PathLike[str], require_crs: bool = True) -> Raste
         return src.info()
 
 
-def _overlaps(window: Window, width: int, height: int) -> bool:
-    return (
-        window.col_off < width
-        and window.row_off < height
-        and window.col_off + window.width > 0
-        and window.row_off + window.height > 0
-    )
+def _intersection(window: Window, width: int, height: int) -> Window | None:
+    """The part of ``window`` inside a width × height raster, or None if they do not meet."""
+    col_start, row_start = max(int(window.col_off), 0), max(int(window.row_off), 0)
+    col_stop = min(int(window.col_off + window.width), width)
+    row_stop = min(int(window.row_off + window.height), height)
+    if col_start >= col_stop or row_start >= row_stop:
+        return None
+    return Window(col_start, row_start, col_stop - col_start, row_stop - row_start)
 
 
 def _first_line(error: BaseException) -> str:

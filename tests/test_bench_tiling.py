@@ -1,0 +1,46 @@
+"""Smoke test of benchmarks/bench_tiling.py, so the benchmark cannot rot between runs.
+
+It runs the real script (subprocesses and all) on a 1024-pixel raster and checks the report's
+shape and exit code only: tests never assert on time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_tiling.py"
+
+
+def test_bench_tiling_quick_run(tmp_path: Path) -> None:
+    result_path = tmp_path / "result.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--size",
+            "1024",
+            "--workdir",
+            str(tmp_path),
+            "--json",
+            str(result_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.split()[:4] == ["method", "tiles", "seconds", "tiles/s"] for line in lines)
+    for method in ("ours", "naive", "limit"):
+        assert any(line.startswith(method + " ") for line in lines), method
+    assert any(line.startswith("RSS: peak RSS of ours") and "PASS" in line for line in lines)
+    assert "checksum ours == limit: yes" in done.stdout
+
+    payload = json.loads(result_path.read_text())
+    assert payload["rss_pass"] is True
+    assert payload["results"]["ours"]["tiles"] == 16  # 1024 / 256 = 4 × 4 tiles
