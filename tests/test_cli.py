@@ -123,7 +123,7 @@ def test_demo_writes_valid_cog_and_preview(tmp_path: Path):
     result = run_cli("demo", "--out", "demo-out", "--progress", "json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     messages = [json.loads(line) for line in result.stdout.splitlines()]
-    assert messages[-1]["ok"] is True and "stand-in" in messages[-1]["note"]
+    assert messages[-1]["ok"] is True and "Sat2Sound sat2sound-" in messages[-1]["note"]
     assert any("progress" in m for m in messages[:-1])
 
     cog = tmp_path / "demo-out" / "soundscape_similarity.tif"

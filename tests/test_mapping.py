@@ -55,7 +55,7 @@ def test_text_similarity_map_end_to_end(make_raster, tmp_path: Path):
     assert ds["similarity"].shape == (2, 2, 3)
     assert np.isfinite(ds["similarity"].values).all()
     assert np.abs(ds["similarity"].values).max() <= 1.0
-    assert "stand-in" in ds.attrs["note"]
+    assert ds.attrs["model"].startswith("sat2sound:sat2sound-")  # the shipped checkpoint
 
     out = write_similarity_layers(ds, tmp_path / "out" / "similarity.tif")
     assert is_valid_cog(out)
@@ -64,10 +64,20 @@ def test_text_similarity_map_end_to_end(make_raster, tmp_path: Path):
         assert src.descriptions == ("similarity: birds chirping", "similarity: traffic")
         assert src.bounds == pytest.approx((500000.0, 5199360.0, 500960.0, 5200000.0))
     sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert (
-        sidecar["queries"] == ["birds chirping", "traffic"]
-        and "imagenet-bridge" in sidecar["model"]
-    )
+    assert sidecar["queries"] == ["birds chirping", "traffic"]
+    assert sidecar["model"] == ds.attrs["model"]
+
+
+@pytest.mark.slow
+def test_stand_in_bridge_says_so(make_raster):
+    from geosound.encoders import get_encoder
+    from geosound.mapping.imagenet_bridge import ImageNetTextBridge
+
+    bridge = ImageNetTextBridge(get_encoder("efficientnet-lite0"), get_encoder("minilm-l6"))
+    path = make_raster(width=64, height=64, count=3, dtype="uint8")
+    ds = text_similarity_map(path, ["rain"], tile_size=32, space=bridge)
+    assert "stand-in" in ds.attrs["note"] and "imagenet-bridge" in ds.attrs["model"]
+    assert ds["similarity"].shape == (1, 2, 2)
 
 
 @pytest.mark.slow

@@ -16,7 +16,10 @@ from typing import Annotated
 import typer
 
 import geosound
+from geosound.cli.index import index_app
 from geosound.cli.progress import JSON_MODE, ProgressMode, emit_json, progress_reporter
+from geosound.cli.sonify import sonify_command
+from geosound.cli.train import evaluate_command, train_command
 from geosound.errors import GeosoundError
 from geosound.errors import InputError as GeosoundInputError
 
@@ -33,6 +36,10 @@ audio_app = typer.Typer(help="Inspect and embed recordings.", no_args_is_help=Tr
 app.add_typer(data_app, name="data")
 app.add_typer(encoders_app, name="encoders")
 app.add_typer(audio_app, name="audio")
+app.add_typer(index_app, name="index")
+app.command("sonify")(sonify_command)
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
 
 ProgressOption = Annotated[
     ProgressMode, typer.Option("--progress", help="bar (people), json (programs) or none.")

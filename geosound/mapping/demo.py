@@ -14,7 +14,6 @@ from pathlib import Path
 from geosound.config import assets_dir
 from geosound.geo import RasterSource, get_preset, to_rgb
 from geosound.mapping.embed import ProgressCallback
-from geosound.mapping.imagenet_bridge import STAND_IN_NOTE
 from geosound.mapping.preview import write_layers_preview
 from geosound.mapping.similarity import text_similarity_map, write_similarity_layers
 
@@ -54,15 +53,18 @@ def run_demo(
     dataset = text_similarity_map(
         raster, queries, tile_size=64, stride=16, preset=DEMO_PRESET, progress=progress
     )
+    note = str(dataset.attrs["note"])
     layers = write_similarity_layers(dataset, out / "soundscape_similarity.tif")
     with RasterSource(raster) as source:
         preset = get_preset(DEMO_PRESET)
         scene = to_rgb(source.read_decimated(preset.bands, max_size=640), preset)
+        bounds = source.bounds
     preview = write_layers_preview(
         out / "soundscape_similarity.png",
         dataset["similarity"],
         scene_rgb=scene,
+        scene_bounds=bounds,
         title="geosound demo: what might this place sound like? (NAIP 2020, North Dakota)",
-        note=f"Per-tile cosine similarity, 320 m tiles every 80 m. {STAND_IN_NOTE}.",
+        note=f"Per-tile cosine similarity, 320 m tiles every 80 m. {note}.",
     )
-    return DemoResult(layers, layers.with_suffix(".json"), preview, STAND_IN_NOTE)
+    return DemoResult(layers, layers.with_suffix(".json"), preview, note)

@@ -7,22 +7,23 @@ from collections.abc import Callable
 import geopandas as gpd
 import numpy as np
 
-from geosound.encoders.base import Encoder
 from geosound.geo import BandPreset, RasterSource, read_tiles, to_rgb
 
 ProgressCallback = Callable[[float, str], None]
+EmbedRGB = Callable[[np.ndarray], np.ndarray]
 
 
 def embed_tiles(
     source: RasterSource,
     grid: gpd.GeoDataFrame,
-    encoder: Encoder,
+    embed: EmbedRGB,
+    dim: int,
     preset: BandPreset,
     batch_size: int = 64,
     min_valid_fraction: float = 0.5,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
-    """Pooled image embeddings of every tile of a pixel grid.
+    """An embedding of every tile of a pixel grid.
 
     Tiles with less than ``min_valid_fraction`` valid pixels (nodata, or past the raster edge)
     get a row of NaN instead of an embedding of mostly padding, so they become nodata in maps.
@@ -30,17 +31,19 @@ def embed_tiles(
     Args:
         source: The open raster the grid was made on.
         grid: A pixel grid from :func:`geosound.geo.tile_grid`.
-        encoder: An image encoder.
+        embed: Turns an RGB batch (N, 3, H, W) in [0, 1] into (N, dim) vectors — a frozen
+            encoder's pooled output, or a trained model's shared space.
+        dim: Width of those vectors.
         preset: Band selection and scaling to RGB.
         batch_size: Tiles per read and per forward pass.
         min_valid_fraction: Minimum share of valid pixels for a tile to be embedded.
         progress: Called with (fraction done, message) after each batch.
 
     Returns:
-        (N, encoder.dim) float32 array in grid order.
+        (N, dim) float32 array in grid order.
     """
     percentiles = source.band_percentiles(preset.bands) if preset.needs_stretch else None
-    embeddings = np.full((len(grid), encoder.dim), np.nan, dtype=np.float32)
+    embeddings = np.full((len(grid), dim), np.nan, dtype=np.float32)
     position = {tile_id: i for i, tile_id in enumerate(grid["tile_id"].to_numpy())}
     done = 0
     for batch in read_tiles(source, grid, preset.bands, batch_size=batch_size):
@@ -49,7 +52,7 @@ def embed_tiles(
         if keep.any():
             rgb = to_rgb(batch.pixels[keep], preset, percentiles)
             rows = [position[t] for t in batch.tile_ids[keep]]
-            embeddings[rows] = encoder.encode(rgb).pooled.numpy()
+            embeddings[rows] = embed(rgb)
         done += len(batch.tile_ids)
         if progress:
             progress(done / len(grid), f"embedded {done}/{len(grid)} tiles")

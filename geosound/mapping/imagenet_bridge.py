@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -87,11 +89,22 @@ class ImageNetTextBridge:
             self._label_embeddings = F.normalize(self.text_encoder.encode(prompts).pooled, dim=-1)
         return self._label_embeddings
 
-    def embed_images(self, pooled: torch.Tensor) -> torch.Tensor:
-        """(N, image_dim) pooled image features → (N, text_dim) unit vectors."""
-        probs = torch.softmax(self.image_encoder.imagenet_logits(pooled) / self.temperature, dim=-1)
-        return F.normalize(probs @ self.label_embeddings, dim=-1)
+    @property
+    def dim(self) -> int:
+        """Width of the space (the text encoder's)."""
+        return self.text_encoder.dim
 
-    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+    @property
+    def note(self) -> str:
+        """What every product made with the bridge must say about it."""
+        return STAND_IN_NOTE
+
+    def embed_rgb(self, images: np.ndarray) -> np.ndarray:
+        """RGB images (N, 3, H, W) in [0, 1] → (N, text_dim) unit vectors."""
+        pooled = self.image_encoder.encode(images).pooled
+        probs = torch.softmax(self.image_encoder.imagenet_logits(pooled) / self.temperature, dim=-1)
+        return F.normalize(probs @ self.label_embeddings, dim=-1).numpy()
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Text queries → (Q, text_dim) unit vectors."""
-        return F.normalize(self.text_encoder.encode(texts).pooled, dim=-1)
+        return F.normalize(self.text_encoder.encode(list(texts)).pooled, dim=-1).numpy()

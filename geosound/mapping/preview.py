@@ -19,6 +19,7 @@ def write_layers_preview(
     path: str | os.PathLike[str],
     layers: xr.DataArray,
     scene_rgb: np.ndarray | None = None,
+    scene_bounds: tuple[float, float, float, float] | None = None,
     title: str = "",
     note: str = "",
     colorbar_label: str = "cosine similarity",
@@ -31,7 +32,10 @@ def write_layers_preview(
     Args:
         path: Destination PNG; written atomically.
         layers: (band, y, x) DataArray with x/y coordinates (NaN = nodata).
-        scene_rgb: Optional (3, h, w) RGB in [0, 1] covering the same extent.
+        scene_rgb: Optional (3, h, w) RGB in [0, 1] of the scene, shown first and under each
+            layer.
+        scene_bounds: (left, bottom, right, top) of ``scene_rgb`` in the layers' CRS
+            (default: the layers' extent).
         title: Figure title.
         note: Small print under the figure (e.g. how the layers were made).
         colorbar_label: What the colours mean.
@@ -56,12 +60,20 @@ def write_layers_preview(
         layout="constrained",
     )
     flat = list(axes.ravel())
+    if scene_bounds is not None:
+        left, bottom, right, top = scene_bounds
+        scene_extent = (left, right, bottom, top)
+    else:
+        scene_extent = extent
     if scene_rgb is not None:
         axis = flat.pop(0)
-        axis.imshow(np.moveaxis(scene_rgb, 0, -1), extent=extent)
+        axis.imshow(np.moveaxis(scene_rgb, 0, -1), extent=scene_extent)
         axis.set_title("scene (RGB)")
     image = None
+    grey = None if scene_rgb is None else scene_rgb.mean(axis=0)
     for axis, band in zip(flat, layers["band"].values, strict=False):
+        if grey is not None:  # the place under the layer, so the map can be read
+            axis.imshow(grey, extent=scene_extent, cmap="gray", vmin=0, vmax=1)
         image = axis.imshow(
             layers.sel(band=band).values,
             extent=extent,
@@ -69,12 +81,16 @@ def write_layers_preview(
             vmin=vmin,
             vmax=vmax,
             interpolation="nearest",
+            alpha=0.75 if grey is not None else 1.0,
         )
         axis.set_title(f"“{band}”", fontsize=10)
     for axis in flat[len(layers["band"]) :]:
         axis.axis("off")
     for axis in axes.ravel():
-        axis.tick_params(labelsize=6)
+        axis.set_xlim(scene_extent[0], scene_extent[1])
+        axis.set_ylim(scene_extent[2], scene_extent[3])
+        axis.set_xticks([])
+        axis.set_yticks([])
     if image is not None:
         figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=colorbar_label)
     if title:

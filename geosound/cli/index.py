@@ -1,0 +1,122 @@
+"""``geosound index build|search``: audio banks in Sat2Sound's shared space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geosound.cli.progress import ProgressMode, emit_json, progress_reporter
+
+index_app = typer.Typer(help="Audio banks: index recordings, search them.", no_args_is_help=True)
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+CheckpointOption = Annotated[
+    Path | None, typer.Option("--checkpoint", help="Sat2Sound checkpoint (default: shipped).")
+]
+
+
+def recordings_table(source: Path):  # -> pandas.DataFrame
+    """The recordings to index: every audio file under a folder, or the rows of a table.
+
+    A table (CSV or Parquet) needs a ``path`` column (relative paths resolve against the
+    table's folder) and may carry ``label``, ``licence``, ``lon``, ``lat``; all its columns are
+    kept as bank metadata.
+    """
+    import pandas as pd
+
+    from geosound.errors import InputError
+
+    if not source.exists():
+        raise InputError("not found", source)
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise InputError(
+                f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in this folder", source
+            )
+        return pd.DataFrame({"path": [str(p.resolve()) for p in files]})
+    table = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+    if "path" not in table.columns and "filename" in table.columns:
+        table = table.rename(columns={"filename": "path"})
+    if "path" not in table.columns:
+        raise InputError("a recordings table needs a 'path' column", source)
+    if table.empty:
+        raise InputError("the recordings table is empty", source)
+    table["path"] = [str((source.parent / p).resolve()) for p in table["path"].astype(str)]
+    return table.rename(columns={"class": "label", "license": "licence"})
+
+
+@index_app.command("build")
+def build_command(
+    source: Annotated[Path, typer.Argument(help="Folder of recordings, or a CSV/Parquet table.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bank folder to write.")],
+    checkpoint: CheckpointOption = None,
+    kind: Annotated[str, typer.Option(help="auto, flat (exact), hnsw or ivfpq.")] = "auto",
+    progress: Annotated[
+        ProgressMode, typer.Option("--progress", help="bar, json or none.")
+    ] = ProgressMode.bar,
+) -> None:
+    """Embed recordings into the shared space and save a faiss bank with their metadata."""
+    from geosound.audio import load_audio
+    from geosound.retrieval.bank import AudioBank
+    from geosound.retrieval.space import SharedSpace
+
+    table = recordings_table(source)
+    for path in table["path"]:
+        load_audio(path, sample_rate=None)  # every file checked before anything is written
+    space = SharedSpace.from_checkpoint(checkpoint)
+    with progress_reporter(progress, "index") as report:
+        report(0.0, f"embedding {len(table)} recordings")
+        vectors = space.embed_recordings(list(table["path"]))
+        report(0.9, "building the index")
+        bank = AudioBank.build(vectors, table, space.space_id, kind=kind)  # type: ignore[arg-type]
+        bank.save(out)
+        report(1.0, "saved")
+    if progress is ProgressMode.json:
+        emit_json({"ok": True, "outputs": [str(out)], "count": len(bank)})
+        return
+    typer.echo(f"geosound index build: {len(bank)} recordings, {bank.kind} index, {out}")
+    typer.echo(f"  space {space.space_id}")
+
+
+@index_app.command("search")
+def search_command(
+    bank_folder: Annotated[Path, typer.Argument(help="Bank folder from `geosound index build`.")],
+    text: Annotated[str | None, typer.Option(help="Search by a description of a sound.")] = None,
+    audio: Annotated[Path | None, typer.Option(help="Search by a recording.")] = None,
+    image: Annotated[Path | None, typer.Option(help="Search by an image chip (GeoTIFF).")] = None,
+    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
+    checkpoint: CheckpointOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Find the recordings nearest to a text, a recording or an image chip."""
+    from geosound.errors import InputError
+    from geosound.retrieval.bank import AudioBank
+    from geosound.retrieval.space import SharedSpace
+
+    given = [q for q in (text, audio, image) if q is not None]
+    if len(given) != 1:
+        raise InputError("give exactly one of --text, --audio, --image")
+    space = SharedSpace.from_checkpoint(checkpoint)
+    bank = AudioBank.load(bank_folder, expected_space_id=space.space_id)
+    if text is not None:
+        query = space.embed_texts([text])
+    elif audio is not None:
+        query = space.embed_recordings([audio])
+    else:
+        query = space.embed_images(read_chip_rgb(image)).embedding.numpy()
+    hits = bank.search(query, k=k).to_frame()
+    if as_json:
+        typer.echo(hits.to_json(orient="records", indent=2))
+        return
+    columns = [c for c in ("rank", "score", "label", "path") if c in hits.columns]
+    typer.echo(hits[columns].to_string(index=False))
+
+
+def read_chip_rgb(path: Path):  # -> numpy.ndarray (1, 3, H, W)
+    """An image chip as one RGB batch, scaled with the preset its bands suggest."""
+    from geosound.data.pairs import read_image_ref
+
+    return read_image_ref(str(path))[None]

@@ -1,0 +1,104 @@
+"""Sat2Sound checkpoints: weights, config and provenance in one file that loads safely.
+
+A checkpoint holds only tensors and plain builtins, so it loads with
+``torch.load(weights_only=True)`` — no pickled code runs, whoever made the file. It records the
+encoder ids the heads were trained on: a model is only meaningful on the features of those
+encoders, and indexes and region caches check them against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from geosound.atomic import atomic_path
+from geosound.errors import InputError
+from geosound.models.sat2sound import Sat2Sound, Sat2SoundConfig
+
+FORMAT = "geosound-sat2sound"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedModel:
+    """A Sat2Sound model in eval mode and what its checkpoint says about it."""
+
+    model: Sat2Sound
+    model_id: str
+    encoders: dict[str, str]
+    info: dict[str, Any]
+
+
+def model_fingerprint(model: Sat2Sound) -> str:
+    """A short hash of the weights: two checkpoints with equal fingerprints are the same model."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Sat2Sound,
+    encoders: dict[str, str],
+    info: dict[str, Any] | None = None,
+) -> str:
+    """Write a checkpoint atomically; returns the model id recorded in it.
+
+    Args:
+        path: Destination ``.pt`` file.
+        model: The trained model.
+        encoders: Ids of the image, audio and text encoders whose features it was trained on.
+        info: Provenance (training config, metrics, data); plain builtins only.
+    """
+    model_id = f"sat2sound-{model_fingerprint(model)}"
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_id": model_id,
+        "config": model.config.to_dict(),
+        "encoders": dict(encoders),
+        "info": dict(info or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return model_id
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    Raises:
+        InputError: Missing, corrupt or foreign file, naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("checkpoint not found", path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"not a readable checkpoint ({reason})", path) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError("not a geosound Sat2Sound checkpoint", path)
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"checkpoint format version {payload.get('format_version')} is not supported "
+            f"(this geosound reads {FORMAT_VERSION})",
+            path,
+        )
+    try:
+        model = Sat2Sound(Sat2SoundConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise InputError(f"checkpoint does not match its model config ({error})", path) from None
+    return LoadedModel(model.eval(), payload["model_id"], payload["encoders"], payload["info"])

@@ -1,0 +1,97 @@
+"""Sat2Sound's shared space as a service: raw inputs in, unit vectors out.
+
+A trained checkpoint names the frozen encoders its heads were trained on; this class rebuilds
+those encoders, runs them (through the feature cache for recordings, whose encoding is the
+slow part) and applies the model's heads. Every vector it returns lives in one space, whose id
+— ``sat2sound:<model id>`` — is what audio banks and region caches record and check.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geosound.data.feature_cache import FeatureCache
+from geosound.encoders import Encoder, pad_tokens
+from geosound.encoders.base import encoder_from_id
+from geosound.models import ModalityOutput
+from geosound.models.checkpoint import LoadedModel, load_checkpoint
+from geosound.models.default import load_default_model
+
+
+class SharedSpace:
+    """Embed images, recordings and text with a trained Sat2Sound model.
+
+    Args:
+        loaded: A loaded checkpoint (see :func:`geosound.models.checkpoint.load_checkpoint`).
+        cache_root: Feature cache for recordings (default: the user cache).
+    """
+
+    def __init__(self, loaded: LoadedModel, cache_root: Path | None = None) -> None:
+        self.loaded = loaded
+        self.model = loaded.model.eval()
+        self.encoders: dict[str, Encoder] = {
+            modality: encoder_from_id(encoder_id)
+            for modality, encoder_id in loaded.encoders.items()
+        }
+        self._audio_cache = FeatureCache(cache_root, self.encoders["audio"])
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str] | None = None) -> SharedSpace:
+        """The space of a checkpoint file, or of the shipped model when ``path`` is None."""
+        return cls(load_checkpoint(path) if path else load_default_model())
+
+    @property
+    def space_id(self) -> str:
+        """Identifies the space: vectors with different ids must never be compared."""
+        return f"sat2sound:{self.loaded.model_id}"
+
+    @property
+    def dim(self) -> int:
+        """Width of the shared space."""
+        return self.model.config.embed_dim
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, D) unit vectors of text queries ("birds chirping in trees")."""
+        encoding = self.encoders["text"].encode(list(texts))
+        with torch.inference_mode():
+            return self.model.encode_text(encoding.tokens, encoding.mask).embedding.numpy()
+
+    def embed_recordings(self, recordings: Sequence[object]) -> np.ndarray:
+        """(N, D) unit vectors of recordings: file paths, or ``Clip`` objects."""
+        from geosound.audio import load_audio
+
+        features = self._audio_cache.encode(
+            list(recordings),
+            prepare=lambda item: (
+                load_audio(item, sample_rate=None) if isinstance(item, str | os.PathLike) else item
+            ),
+        )
+        tokens, mask = pad_tokens([torch.from_numpy(f.tokens) for f in features])
+        with torch.inference_mode():
+            return self.model.encode_audio(tokens, mask).embedding.numpy()
+
+    @property
+    def id(self) -> str:
+        """The space id (also recorded in products' sidecars)."""
+        return self.space_id
+
+    @property
+    def note(self) -> str:
+        """What products made in this space should say about the model behind them."""
+        data = self.loaded.info.get("data", {}).get("source", "unknown data")
+        return f"Sat2Sound {self.loaded.model_id}, trained on {data}"
+
+    def embed_rgb(self, images: np.ndarray) -> np.ndarray:
+        """(N, D) unit vectors of RGB images (N, 3, H, W) in [0, 1]."""
+        return self.embed_images(images).embedding.numpy()
+
+    def embed_images(self, images: np.ndarray) -> ModalityOutput:
+        """Images (N, 3, H, W) RGB in [0, 1] → embeddings, concept weights and token scores."""
+        encoding = self.encoders["image"].encode(images)
+        with torch.inference_mode():
+            return self.model.encode_image(encoding.tokens, encoding.mask)

@@ -1,0 +1,98 @@
+"""Lightning data module over in-memory :class:`PairFeatures`.
+
+The encoders already ran (and were cached), so a batch is a few slices of float arrays: no
+workers, no disk. Evaluation uses the whole eval split as one batch, because retrieval
+metrics rank each query against the whole gallery.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from geosound.training.features import TOKEN_FIELDS, PairFeatures
+
+
+class PairDataset(Dataset):
+    """Pairs as dicts of tensors: ``<modality>_tokens``, ``<modality>_mask`` and ``index``."""
+
+    def __init__(self, features: PairFeatures) -> None:
+        self.tensors = {
+            key: torch.from_numpy(np.ascontiguousarray(getattr(features, key)))
+            for name in TOKEN_FIELDS
+            for key in (f"{name}_tokens", f"{name}_mask")
+        }
+        self.length = len(features)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = {key: value[index] for key, value in self.tensors.items()}
+        item["index"] = torch.tensor(index)
+        return item
+
+
+def place_of(pair_id: str) -> str:
+    """The place a pair belongs to: sonified variants ``<tile>-v<n>`` share their tile."""
+    head, separator, tail = pair_id.rpartition("-v")
+    return head if separator and tail.isdigit() else pair_id
+
+
+class OneVariantPerPlace(Sampler[int]):
+    """Each epoch, one randomly chosen pair per place, in random order.
+
+    Several sonified mixes of one tile in the same batch would be false negatives for the
+    contrastive loss (the same image, paired with "different" sounds); drawing one variant per
+    tile per epoch avoids that while still showing every mix over the epochs.
+    """
+
+    def __init__(self, pair_ids: np.ndarray, seed: int = 0) -> None:
+        groups: dict[str, list[int]] = {}
+        for index, pair_id in enumerate(pair_ids):
+            groups.setdefault(place_of(str(pair_id)), []).append(index)
+        self.groups = [torch.tensor(members) for members in groups.values()]
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        order = torch.randperm(len(self.groups), generator=self.generator)
+        for group in order.tolist():
+            members = self.groups[group]
+            pick = torch.randint(len(members), (1,), generator=self.generator)
+            yield int(members[pick])
+
+
+class PairDataModule(L.LightningDataModule):
+    """Train on the ``train`` split (one variant per place per epoch, see
+    :class:`OneVariantPerPlace`); validate on the whole ``eval`` split.
+
+    Args:
+        features: All pairs, with their split.
+        batch_size: Training batch size, at most the number of places (the last, smaller batch
+            is dropped so every step has the same number of negatives).
+        seed: Seeds the sampler, for reproducible runs.
+    """
+
+    def __init__(self, features: PairFeatures, batch_size: int, seed: int = 0) -> None:
+        super().__init__()
+        self.train_features = features.split("train")
+        self.eval_features = features.split("eval")
+        self.sampler = OneVariantPerPlace(self.train_features.ids, seed)
+        self.batch_size = min(batch_size, len(self.sampler))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            PairDataset(self.train_features),
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        dataset = PairDataset(self.eval_features)
+        return DataLoader(dataset, batch_size=len(dataset), shuffle=False)

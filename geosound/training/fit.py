@@ -1,0 +1,98 @@
+"""Fitting Sat2Sound with Lightning: seeded, checkpointed, resumable, logged to CSV."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from geosound.models import Sat2Sound, build_sat2sound
+from geosound.training.config import TrainConfig
+from geosound.training.data_module import PairDataModule
+from geosound.training.features import PairFeatures
+from geosound.training.lightning_module import Sat2SoundModule
+
+Progress = Callable[[float, str], None]
+
+
+class EpochProgress(Callback):
+    """Reports ``(fraction, message)`` after every epoch, for ``--progress json`` callers."""
+
+    def __init__(self, report: Progress, label: str) -> None:
+        self.report = report
+        self.label = label
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        done = trainer.current_epoch + 1
+        self.report(done / trainer.max_epochs, f"{self.label}: epoch {done}/{trainer.max_epochs}")
+
+
+def fit_sat2sound(
+    features: PairFeatures,
+    run_dir: str | os.PathLike[str],
+    config: TrainConfig,
+    model_overrides: dict[str, Any] | None = None,
+    progress_bar: bool = True,
+    progress: Progress | None = None,
+) -> Sat2Sound:
+    """Train a Sat2Sound model on the ``train`` split; validate on ``eval`` every epoch.
+
+    A run keeps Lightning checkpoints in ``run_dir/lightning`` and resumes from ``last.ckpt``
+    when it exists, so an interrupted ``geosound train`` continues where it stopped. Metrics
+    go to ``run_dir/logs/.../metrics.csv``.
+
+    Args:
+        features: Encoded pairs with their split.
+        run_dir: Folder for this run's checkpoints and logs.
+        config: The training configuration.
+        model_overrides: Extra :class:`Sat2SoundConfig` fields (e.g. ``use_codebook=False``).
+        progress_bar: Show Lightning's progress bar.
+        progress: Called with (fraction, message) after every epoch.
+
+    Returns:
+        The trained model, in eval mode.
+    """
+    run_dir = Path(run_dir)
+    # Lightning's start-up banner (accelerators, tips) is noise on a CPU-only tool.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    dims = {
+        "image_dim": features.image_tokens.shape[-1],
+        "audio_dim": features.audio_tokens.shape[-1],
+        "text_dim": features.audio_caption_tokens.shape[-1],
+    }
+    model = build_sat2sound(config.preset, **{**dims, **config.model, **(model_overrides or {})})
+    data = PairDataModule(features, config.batch_size, seed=config.seed)
+    module = Sat2SoundModule(model, config, list(data.eval_features.labels))
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "lightning", save_last=True, save_top_k=0)
+    callbacks: list[Callback] = [checkpoints]
+    if progress is not None:
+        callbacks.append(EpochProgress(progress, run_dir.name))
+    trainer = L.Trainer(
+        max_epochs=config.epochs,
+        accelerator="cpu",
+        deterministic=True,
+        gradient_clip_val=config.gradient_clip,
+        logger=CSVLogger(run_dir, name="logs"),
+        callbacks=callbacks,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=config.val_every,
+    )
+    last = run_dir / "lightning" / "last.ckpt"
+    with warnings.catch_warnings():
+        # Lightning suggests DataLoader workers (our batches are slices of in-memory arrays)
+        # and warns about its own use of a deprecated torch API.
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    return module.model.eval()

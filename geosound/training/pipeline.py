@@ -1,0 +1,165 @@
+"""``geosound train`` and ``geosound evaluate``: from the dev data to a shipped checkpoint.
+
+One deterministic pipeline, so that the checkpoint in the package can be remade by anyone
+with the dev data:
+
+1. sonify the EuroSAT dev tiles with the ESC-50 dev clips (Seeing Sound, METHODS §3), tiles
+   and clips split disjointly into train and eval;
+2. encode every pair with the frozen encoders, through the feature cache;
+3. train Sat2Sound, and the no-codebook variant beside it;
+4. evaluate both against chance and the untrained-encoder linear map on the eval split;
+5. write the checkpoint (with its metrics and config) and the table.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+
+import geosound
+from geosound.atomic import atomic_path, write_json
+from geosound.config import dev_data_dir
+from geosound.data.pairs import read_manifest, write_manifest
+from geosound.data.sonify import sonify_dev_sets
+from geosound.evaluation.retrieval import RetrievalReport
+from geosound.evaluation.sat2sound_eval import (
+    both_directions,
+    chance_rows,
+    embed_pairs,
+    format_table,
+    linear_map_baseline,
+)
+from geosound.models import Sat2Sound
+from geosound.models.checkpoint import save_checkpoint
+from geosound.training.config import TrainConfig
+from geosound.training.features import PairFeatures, prepare_features
+from geosound.training.fit import fit_sat2sound
+
+Progress = Callable[[float, str], None]
+TABLE_TITLE = "Sat2Sound retrieval on the dev eval split (dev figures)"
+
+
+@dataclass
+class TrainOutcome:
+    """What a training run produced."""
+
+    checkpoint: Path
+    model_id: str
+    table: str
+    metrics: dict[str, Any]
+
+
+def build_pairs(
+    data_dir: Path, config: TrainConfig, out_dir: Path, progress: Progress | None = None
+) -> gpd.GeoDataFrame:
+    """Sonify the dev tiles (train split: ``variants`` mixes per tile; eval: one)."""
+    manifest_path = out_dir / "pairs.parquet"
+    if manifest_path.exists():
+        return read_manifest(manifest_path)
+    manifest, _ = sonify_dev_sets(
+        data_dir,
+        variants=config.variants,
+        seed=config.seed,
+        eval_fraction=config.eval_fraction,
+        progress=progress,
+    )
+    # One mix per eval tile: the gallery should hold each held-out place once.
+    is_extra_eval = (manifest["split"] == "eval") & ~manifest["id"].str.endswith("-v0")
+    manifest = manifest[~is_extra_eval].reset_index(drop=True)
+    write_manifest(manifest, manifest_path)
+    return manifest
+
+
+def load_features(
+    data_dir: Path,
+    config: TrainConfig,
+    out_dir: Path,
+    cache_root: Path | None = None,
+    progress: Progress | None = None,
+) -> PairFeatures:
+    """Pairs and their encoder features for a config (cached on disk after the first run)."""
+    manifest = build_pairs(data_dir, config, out_dir, _stage(progress, 0.0, 0.3))
+    return prepare_features(manifest, cache_root=cache_root, progress=_stage(progress, 0.3, 1.0))
+
+
+def evaluation_rows(
+    features: PairFeatures, models: dict[str, Sat2Sound]
+) -> list[tuple[str, RetrievalReport]]:
+    """Chance, the untrained-encoder baseline and each model, both directions."""
+    train, evaluation = features.split("train"), features.split("eval")
+    rows = chance_rows(evaluation.labels)
+    rows += both_directions(
+        linear_map_baseline(train, evaluation), evaluation.labels, "linear map (untrained encoders)"
+    )
+    for name, model in models.items():
+        rows += both_directions(embed_pairs(model, evaluation), evaluation.labels, name)
+    return rows
+
+
+def rows_to_metrics(rows: list[tuple[str, RetrievalReport]]) -> dict[str, Any]:
+    """Rows as a nested dict: method → direction → metric → value (for JSON and checkpoints)."""
+    metrics: dict[str, Any] = {}
+    for name, report in rows:
+        metrics.setdefault(name, {})[report.direction] = report.as_row()
+    return metrics
+
+
+def _stage(progress: Progress | None, start: float, end: float) -> Progress | None:
+    """Map a stage's own 0–1 progress onto [start, end] of the whole run."""
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(start + (end - start) * fraction, message)
+
+
+def run_training(
+    out_dir: str | os.PathLike[str],
+    config: TrainConfig,
+    data_dir: Path | None = None,
+    cache_root: Path | None = None,
+    progress: Progress | None = None,
+    progress_bar: bool = True,
+) -> TrainOutcome:
+    """The whole pipeline; see the module docstring. Resumes from ``out_dir`` when rerun."""
+    started = time.monotonic()
+    out = Path(out_dir)
+    data_dir = Path(data_dir) if data_dir else dev_data_dir()
+    config.to_yaml(out / "train_config.yaml")
+    features = load_features(data_dir, config, out, cache_root, _stage(progress, 0.0, 0.4))
+    model = fit_sat2sound(
+        features, out / "runs" / "codebook", config, None, progress_bar, _stage(progress, 0.4, 0.7)
+    )
+    variant = fit_sat2sound(
+        features,
+        out / "runs" / "no_codebook",
+        config,
+        {"use_codebook": False},
+        progress_bar,
+        _stage(progress, 0.7, 1.0),
+    )
+    rows = evaluation_rows(features, {"no codebook": variant, "Sat2Sound": model})
+    table = format_table(rows, TABLE_TITLE)
+    metrics = rows_to_metrics(rows)
+    info = {
+        "geosound_version": geosound.__version__,
+        "train_config": config.to_dict(),
+        "metrics": metrics,
+        "data": {
+            "pairs_train": int((features.splits == "train").sum()),
+            "pairs_eval": int((features.splits == "eval").sum()),
+            "source": "EuroSAT dev tiles sonified with ESC-50 dev clips (Seeing Sound)",
+        },
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+    checkpoint = out / "sat2sound.pt"
+    model_id = save_checkpoint(checkpoint, model, features.encoder_ids, info)
+    save_checkpoint(out / "sat2sound_no_codebook.pt", variant, features.encoder_ids, info)
+    write_json(out / "metrics.json", {"model_id": model_id, **info})
+    with atomic_path(out / "metrics.md") as tmp:
+        tmp.write_text(table + "\n")
+    return TrainOutcome(checkpoint, model_id, table, metrics)

@@ -1,0 +1,55 @@
+"""Smoke test of benchmarks/bench_bank.py, so the benchmark cannot rot between runs.
+
+It runs the real script in a subprocess on a 5,000-vector bank and checks the report's shape
+and exit code only: tests never assert on time. With the dev data it embeds 24 real clips
+(a few seconds); without, it exercises the labelled synthetic fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_bank.py"
+
+
+def test_bench_bank_quick_run(tmp_path: Path) -> None:
+    result_path = tmp_path / "result.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--sizes",
+            "5000",
+            "--queries",
+            "50",
+            "--clips",
+            "24",
+            "--workdir",
+            str(tmp_path),
+            "--json",
+            str(result_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    header = ["N", "method", "build", "s", "search", "s", "queries/s", "vs", "numpy", "recall@10"]
+    assert any(line.split()[:10] == header for line in lines), done.stdout
+    rows = {line.split()[1]: line for line in lines if line.split()[:1] == ["5000"]}
+    assert set(rows) == {"numpy", "flat", "hnsw", "ivfpq"}
+    assert "skipped: IVF-PQ needs at least" in rows["ivfpq"]  # 5,000 is too few to train
+    assert any(line.startswith("limit: numpy float32 matmul") for line in lines)
+
+    payload = json.loads(result_path.read_text())
+    by_method = {row["method"]: row for row in payload["rows"]}
+    assert by_method["flat"]["recall"] == 1.0
+    assert by_method["numpy"]["recall"] > 0.99  # two exact searches agree (ties aside)
+    assert 0.0 <= by_method["hnsw"]["recall"] <= 1.0
+    assert by_method["flat"]["limit"] > 0

@@ -1,0 +1,144 @@
+"""``geosound index build|search`` and the shared space behind them, on real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from geosound.models import build_sat2sound
+from geosound.models.checkpoint import save_checkpoint
+from tests.conftest import run_cli
+
+ENCODERS = {"image": "efficientnet-lite0@1", "audio": "aisfx@1", "text": "minilm-l6@1"}
+
+
+def random_checkpoint(path: Path, seed: int) -> Path:
+    """An untrained tiny Sat2Sound on the real encoders: enough to test the plumbing."""
+    import torch
+
+    torch.manual_seed(seed)
+    save_checkpoint(path, build_sat2sound("tiny"), ENCODERS, {"note": "random heads, tests only"})
+    return path
+
+
+@pytest.fixture
+def recordings(tmp_path: Path) -> Path:
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    t = np.arange(16000 * 2) / 16000
+    sf.write(folder / "tone.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
+    sf.write(folder / "noise.flac", 0.1 * rng.standard_normal(16000 * 3), 16000)
+    sf.write(folder / "chirp.wav", 0.3 * np.sin(2 * np.pi * (300 + 900 * t) * t), 16000)
+    return folder
+
+
+@pytest.mark.slow
+def test_build_then_search_by_audio_and_text(tmp_path: Path, recordings: Path):
+    checkpoint = random_checkpoint(tmp_path / "a.pt", seed=0)
+    bank = tmp_path / "bank"
+    env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
+    built = run_cli(
+        "index",
+        "build",
+        str(recordings),
+        "-o",
+        str(bank),
+        "--checkpoint",
+        str(checkpoint),
+        "--progress",
+        "none",
+        env=env,
+    )
+    assert built.returncode == 0, built.stderr
+    assert {p.name for p in bank.iterdir()} == {"index.faiss", "metadata.parquet", "bank.json"}
+
+    found = run_cli(
+        "index",
+        "search",
+        str(bank),
+        "--audio",
+        str(recordings / "noise.flac"),
+        "-k",
+        "3",
+        "--checkpoint",
+        str(checkpoint),
+        "--json",
+        env=env,
+    )
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert Path(hits[0]["path"]).name == "noise.flac" and hits[0]["score"] > 0.999
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+
+    by_text = run_cli(
+        "index",
+        "search",
+        str(bank),
+        "--text",
+        "white noise",
+        "-k",
+        "2",
+        "--checkpoint",
+        str(checkpoint),
+        env=env,
+    )
+    assert by_text.returncode == 0, by_text.stderr
+    assert ".wav" in by_text.stdout or ".flac" in by_text.stdout
+
+
+@pytest.mark.slow
+def test_search_with_another_model_is_refused(tmp_path: Path, recordings: Path):
+    first = random_checkpoint(tmp_path / "a.pt", seed=0)
+    second = random_checkpoint(tmp_path / "b.pt", seed=1)
+    bank = tmp_path / "bank"
+    env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
+    built = run_cli(
+        "index",
+        "build",
+        str(recordings),
+        "-o",
+        str(bank),
+        "--checkpoint",
+        str(first),
+        "--progress",
+        "none",
+        env=env,
+    )
+    assert built.returncode == 0, built.stderr
+    result = run_cli(
+        "index", "search", str(bank), "--text", "rain", "--checkpoint", str(second), env=env
+    )
+    assert result.returncode == 2
+    assert "bank" in result.stderr and "sat2sound-" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_folder_is_refused_and_nothing_is_written(tmp_path: Path):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    result = run_cli("index", "build", str(empty), "-o", str(tmp_path / "bank"))
+    assert result.returncode == 2
+    assert "no audio files" in result.stderr and "nothing" in result.stderr
+    assert not (tmp_path / "bank").exists()
+
+
+def test_corrupt_recording_is_refused_before_anything_is_written(tmp_path: Path, recordings):
+    (recordings / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
+    result = run_cli("index", "build", str(recordings), "-o", str(tmp_path / "bank"))
+    assert result.returncode == 2 and "broken.wav" in result.stderr
+    assert not (tmp_path / "bank").exists()
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path: Path, recordings: Path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    result = run_cli(
+        "index", "build", str(recordings), "-o", str(tmp_path / "bank"), "--checkpoint", str(bad)
+    )
+    assert result.returncode == 2 and "bad.pt" in result.stderr
+    assert not (tmp_path / "bank").exists()

@@ -1,0 +1,156 @@
+"""Training on cached features: config, sampling, fitting and resuming, checkpoints, baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geosound.errors import InputError
+from geosound.evaluation.sat2sound_eval import embed_pairs, linear_map_baseline
+from geosound.models import build_sat2sound
+from geosound.models.checkpoint import load_checkpoint, save_checkpoint
+from geosound.training.config import TrainConfig
+from geosound.training.data_module import OneVariantPerPlace, place_of
+from geosound.training.features import PairFeatures
+
+
+def synthetic_features(places: int = 24, variants: int = 3, seed: int = 0) -> PairFeatures:
+    """Pairs with class structure: each modality is a class prototype plus noise."""
+    rng = np.random.default_rng(seed)
+    classes = 4
+    prototypes = {
+        name: rng.normal(size=(classes, dim)).astype(np.float32)
+        for name, dim in (("image", 32), ("audio", 16), ("text", 12))
+    }
+    rows = [(p, v) for p in range(places) for v in range(variants)]
+    labels = np.array([p % classes for p, _ in rows])
+
+    def tokens(name: str, count: int) -> np.ndarray:
+        base = prototypes[name][labels][:, None, :]
+        return (base + 0.5 * rng.normal(size=(len(rows), count, base.shape[-1]))).astype(np.float32)
+
+    def mask(count: int) -> np.ndarray:
+        return np.ones((len(rows), count), dtype=bool)
+
+    return PairFeatures(
+        ids=np.array([f"tile{p}-v{v}" for p, v in rows]),
+        labels=np.array([f"class{c}" for c in labels]),
+        splits=np.array(["eval" if p >= places * 3 // 4 else "train" for p, _ in rows]),
+        lon=np.zeros(len(rows), dtype=np.float32),
+        lat=np.zeros(len(rows), dtype=np.float32),
+        image_tokens=tokens("image", 4),
+        image_mask=mask(4),
+        audio_tokens=tokens("audio", 3),
+        audio_mask=mask(3),
+        audio_caption_tokens=tokens("text", 5),
+        audio_caption_mask=mask(5),
+        image_caption_tokens=tokens("text", 6),
+        image_caption_mask=mask(6),
+        encoder_ids={"image": "fake-image@1", "audio": "fake-audio@1", "text": "fake-text@1"},
+    )
+
+
+def test_config_yaml_round_trip_and_unknown_keys(tmp_path: Path):
+    config = TrainConfig(epochs=7, model={"num_concepts": 64}, betas=(0.8, 0.9))
+    assert TrainConfig.from_yaml(config.to_yaml(tmp_path / "c.yaml")) == config
+    (tmp_path / "bad.yaml").write_text("epochs: 3\nlearning_rat: 0.1\n")
+    with pytest.raises(InputError, match=r"bad\.yaml: unknown training settings: learning_rat"):
+        TrainConfig.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_one_variant_per_place_each_epoch():
+    ids = np.array([f"t{p}-v{v}" for p in range(5) for v in range(3)] + ["lonely"])
+    sampler = OneVariantPerPlace(ids, seed=0)
+    seen: set[str] = set()
+    for _ in range(20):
+        epoch = [ids[i] for i in sampler]
+        assert len(epoch) == len(sampler) == 6
+        assert len({place_of(i) for i in epoch}) == 6
+        seen.update(epoch)
+    assert seen == set(ids)  # every variant shows up over the epochs
+
+
+def test_features_save_load_and_corrupt_file(tmp_path: Path):
+    features = synthetic_features(places=4, variants=1)
+    loaded = PairFeatures.load(features.save(tmp_path / "f.npz"))
+    assert np.array_equal(loaded.audio_tokens, features.audio_tokens)
+    assert loaded.encoder_ids == features.encoder_ids
+    assert len(loaded.split("eval")) == 1
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(InputError, match=r"bad\.npz"):
+        PairFeatures.load(tmp_path / "bad.npz")
+
+
+def test_linear_map_baseline_finds_a_linear_relation():
+    features = synthetic_features()
+    train, evaluation = features.split("train"), features.split("eval")
+    mapped = linear_map_baseline(train, evaluation)
+    assert mapped["image"].shape == mapped["audio"].shape == (len(evaluation), 16)
+    similarity = mapped["image"] @ mapped["audio"].T
+    same = evaluation.labels[similarity.argmax(1)] == evaluation.labels
+    assert same.mean() > 0.5  # 4 classes: chance is 0.25
+
+
+@pytest.mark.slow
+def test_fit_learns_resumes_and_checkpoints(tmp_path: Path):
+    from geosound.training.fit import fit_sat2sound
+
+    features = synthetic_features()
+    config = TrainConfig(
+        preset="tiny", epochs=30, batch_size=8, learning_rate=3e-3, val_every=10, seed=1
+    )
+    model = fit_sat2sound(features, tmp_path / "run", config, progress_bar=False)
+    last = tmp_path / "run" / "lightning" / "last.ckpt"
+    assert last.exists()
+    assert list((tmp_path / "run" / "logs").rglob("metrics.csv"))
+
+    evaluation = features.split("eval")
+    embeddings = embed_pairs(model, evaluation)
+    nearest = (embeddings["image"] @ embeddings["audio"].T).argmax(1)
+    assert (evaluation.labels[nearest] == evaluation.labels).mean() > 0.5
+
+    steps_before = torch.load(last, weights_only=False)["global_step"]
+    config.epochs = 33
+    fit_sat2sound(features, tmp_path / "run", config, progress_bar=False)
+    steps_after = torch.load(last, weights_only=False)["global_step"]
+    assert steps_after - steps_before == 3 * (18 // 8)  # resumed: only 3 more epochs ran
+
+    path = tmp_path / "model.pt"
+    model_id = save_checkpoint(path, model, features.encoder_ids, {"note": "test"})
+    loaded = load_checkpoint(path)
+    assert loaded.model_id == model_id and loaded.info == {"note": "test"}
+    assert loaded.encoders == features.encoder_ids
+    again = embed_pairs(loaded.model, evaluation)
+    assert np.allclose(again["image"], embeddings["image"], atol=1e-6)
+
+
+def test_checkpoint_errors_name_the_file(tmp_path: Path):
+    with pytest.raises(InputError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x80\x04garbage")
+    with pytest.raises(InputError, match=r"corrupt\.pt: not a readable checkpoint"):
+        load_checkpoint(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(InputError, match="not a geosound Sat2Sound checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_failed_checkpoint_save_keeps_the_old_file(tmp_path: Path, monkeypatch):
+    path = tmp_path / "model.pt"
+    model = build_sat2sound("tiny", image_dim=8, audio_dim=8, text_dim=8)
+    save_checkpoint(path, model, {"image": "a"})
+    before = path.read_bytes()
+
+    def broken_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, {"image": "b"})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
