@@ -21,4 +21,13 @@ __version__ = "0.1.0"
 
 from geosound.errors import GeosoundError
 
-__all__ = ["GeosoundError", "__version__"]
+__all__ = ["GeosoundError", "__version__", "map_region"]
+
+
+def __getattr__(name: str) -> object:
+    # The mapping stack imports torch; keep `import geosound` light until it is asked for.
+    if name == "map_region":
+        from geosound.mapping.maps import map_region
+
+        return map_region
+    raise AttributeError(f"module 'geosound' has no attribute {name!r}")

@@ -17,8 +17,11 @@ import typer
 
 import geosound
 from geosound.cli.index import index_app
+from geosound.cli.maps import map_command
 from geosound.cli.progress import JSON_MODE, ProgressMode, emit_json, progress_reporter
+from geosound.cli.query_auc import evaluate_queries_command
 from geosound.cli.sonify import sonify_command
+from geosound.cli.synthesize import synthesize_command
 from geosound.cli.train import evaluate_command, train_command
 from geosound.errors import GeosoundError
 from geosound.errors import InputError as GeosoundInputError
@@ -37,9 +40,12 @@ app.add_typer(data_app, name="data")
 app.add_typer(encoders_app, name="encoders")
 app.add_typer(audio_app, name="audio")
 app.add_typer(index_app, name="index")
+app.command("map")(map_command)
+app.command("synthesize")(synthesize_command)
 app.command("sonify")(sonify_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.command("evaluate-queries")(evaluate_queries_command)
 
 ProgressOption = Annotated[
     ProgressMode, typer.Option("--progress", help="bar (people), json (programs) or none.")

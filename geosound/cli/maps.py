@@ -1,0 +1,72 @@
+"""``geosound map``: soundscape layers for a raster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geosound.cli.progress import ProgressMode, emit_json, progress_reporter
+
+
+def map_command(
+    raster: Annotated[Path, typer.Argument(help="Georeferenced raster (GeoTIFF, COG, ...).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    text: Annotated[
+        list[str] | None, typer.Option("--text", "-t", help="Text query (repeatable).")
+    ] = None,
+    audio: Annotated[
+        list[Path] | None, typer.Option("--audio", "-a", help="Audio query (repeatable).")
+    ] = None,
+    concepts: Annotated[bool, typer.Option("--concepts", help="Concept layers.")] = False,
+    retrieve: Annotated[int, typer.Option("--retrieve", help="Top-k sounds per tile.")] = 0,
+    bank: Annotated[Path | None, typer.Option("--bank", help="Audio bank for --retrieve.")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Sat2Sound checkpoint (default: shipped).")
+    ] = None,
+    tile: Annotated[int, typer.Option("--tile", help="Tile size in pixels.")] = 64,
+    stride: Annotated[int | None, typer.Option("--stride", help="Tile step in pixels.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Band preset.")] = None,
+    bbox: Annotated[
+        tuple[float, float, float, float] | None,
+        typer.Option("--bbox", help="Area of interest: minx miny maxx maxy."),
+    ] = None,
+    bbox_crs: Annotated[str | None, typer.Option("--bbox-crs", help="CRS of --bbox.")] = None,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="Region cache (default: OUT/region_cache.zarr).")
+    ] = None,
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", help="Tile rows per unit of work (resume granularity).")
+    ] = 8,
+    workers: Annotated[int, typer.Option("--workers", help="Dask LocalCluster workers.")] = 0,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Existing Dask scheduler, tcp://host:8786.")
+    ] = None,
+    progress: Annotated[
+        ProgressMode, typer.Option("--progress", help="bar, json or none.")
+    ] = ProgressMode.bar,
+) -> None:
+    """Embed every tile of a raster once, then write query, concept and retrieval layers.
+
+    Rerunning on the same --out (or --cache) resumes an interrupted run and re-queries a mapped
+    region without re-encoding it.
+    """
+    from geosound.mapping.maps import map_region
+
+    with progress_reporter(progress, "map") as report:
+        result = map_region(
+            raster, out, texts=text or (), recordings=[str(a) for a in audio or ()],
+            concepts=concepts, retrieve=retrieve, bank=bank, checkpoint=checkpoint,
+            tile_size=tile, stride=stride, preset=preset, bbox=bbox, bbox_crs=bbox_crs,
+            cache=cache, chunk_rows=chunk_rows, workers=workers, scheduler=scheduler,
+            progress=report,
+        )  # fmt: skip
+    outputs = [str(p) for p in result.outputs]
+    if progress is ProgressMode.json:
+        emit_json({"ok": True, "outputs": outputs, "note": result.note})
+        return
+    typer.echo("geosound map: wrote")
+    for path in outputs:
+        typer.echo(f"  {path}")
+    typer.echo(f"note: {result.note}.")

@@ -1,0 +1,211 @@
+"""``geosound map``: a raster in, soundscape layers out (COG, GeoPackage, PNG, JSON).
+
+:func:`map_region` makes or resumes the region cache (the only step that reads pixels and runs
+the encoders), then writes the products asked for. The Python API returns the layers as
+xarray Datasets too, for notebooks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+import geosound
+from geosound.atomic import atomic_path, write_json
+from geosound.errors import InputError
+from geosound.geo import RasterSource, get_preset, to_rgb, write_raster
+from geosound.mapping.preview import write_layers_preview
+from geosound.mapping.products import (
+    CONCEPT_NODATA,
+    concept_colormap,
+    concept_layers,
+    concept_names,
+    query_layers,
+    retrieval_table,
+    strongest_concepts,
+    subtile_concept_layers,
+)
+from geosound.mapping.region import Progress, _space_for, embed_region
+
+NODATA = -9999.0
+
+
+@dataclass
+class MapResult:
+    """The layers of a mapped region and the files written for them."""
+
+    queries: xr.Dataset | None = None
+    concepts: xr.Dataset | None = None
+    outputs: list[Path] = field(default_factory=list)
+    note: str = ""
+
+
+def map_region(
+    raster: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    texts: Sequence[str] = (),
+    recordings: Sequence[str] = (),
+    concepts: bool = False,
+    retrieve: int = 0,
+    bank: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    tile_size: int = 64,
+    stride: int | None = None,
+    preset: str | None = None,
+    bbox: Sequence[float] | None = None,
+    bbox_crs: str | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    chunk_rows: int = 8,
+    workers: int = 0,
+    scheduler: str | None = None,
+    progress: Progress | None = None,
+) -> MapResult:
+    """Map a raster: embed its tiles once (cached, resumable), then write the layers asked for.
+
+    Args:
+        raster: A georeferenced raster.
+        out_dir: Folder for the products.
+        texts: Text queries ("birds chirping in trees").
+        recordings: Audio files as queries.
+        concepts: Also write concept layers (strongest concept per tile, sub-tile scores).
+        retrieve: Also write the top ``retrieve`` recordings of ``bank`` per tile.
+        bank: An audio bank folder (``geosound index build``) in the same space.
+        checkpoint: Sat2Sound checkpoint (default: the shipped model).
+        tile_size: Tile edge in pixels.
+        stride: Step between tiles (default: ``tile_size``).
+        preset: Band preset (default: guessed).
+        bbox: Area of interest (minx, miny, maxx, maxy) in ``bbox_crs`` (default: raster CRS).
+        cache: Region cache folder (default: ``out_dir/region_cache.zarr``).
+        chunk_rows: Grid rows per unit of work.
+        workers: Dask worker processes (0: in-process).
+        scheduler: Existing Dask scheduler address.
+        progress: ``callback(fraction, message)``.
+    """
+    if not (texts or recordings or concepts or retrieve):
+        raise InputError("nothing to map: give --text/--audio queries, --concepts or --retrieve")
+    if retrieve and bank is None:
+        raise InputError("--retrieve needs --bank (an audio bank from `geosound index build`)")
+    out = Path(out_dir)
+    cache_path = Path(cache) if cache else out / "region_cache.zarr"
+    region = embed_region(
+        cache_path, raster, None if checkpoint is None else str(checkpoint), tile_size, stride,
+        preset, bbox, bbox_crs, chunk_rows, workers, scheduler, progress,
+    )  # fmt: skip
+    space = _space_for(region.spec.checkpoint)
+    result = MapResult(note=space.note)
+    sidecar: dict[str, Any] = {
+        "geosound_version": geosound.__version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "raster": region.spec.raster,
+        "model": space.space_id,
+        "encoders": space.loaded.encoders,
+        "note": space.note,
+        "tiling": {"tile_size": region.spec.tile_size, "stride": region.spec.stride,
+                   "preset": region.spec.preset, "bbox": region.spec.bounds,
+                   "bbox_crs": region.spec.bounds_crs},
+        "cache": str(cache_path),
+        "products": {},
+    }  # fmt: skip
+
+    if texts or recordings:
+        layers = query_layers(region, space, texts, recordings)
+        result.queries = layers
+        names = [str(b) for b in layers["band"].values]
+        similarity = _write_float(out / "similarity.tif", layers["similarity"], names, "similarity")
+        probability = _write_float(
+            out / "probability.tif", layers["probability"], names, "probability"
+        )
+        preview = _query_preview(out / "similarity.png", layers, region.spec, space.note)
+        result.outputs += [similarity, probability, preview]
+        sidecar["products"]["queries"] = {
+            "similarity": similarity.name, "probability": probability.name,
+            "preview": preview.name, "bands": names,
+            "probability_note": "softmax over the queries at the model's logit scale "
+                                f"({layers.attrs['logit_scale']:.1f})",
+        }  # fmt: skip
+
+    if concepts:
+        layers, legend = concept_layers(region, space)
+        result.concepts = layers
+        ids = layers["concept"].values.astype(np.uint16)
+        concept_path = write_raster(
+            out / "concepts.tif", ids, layers.rio.transform(), layers.rio.crs,
+            band_descriptions=["strongest concept"], nodata=CONCEPT_NODATA,
+            colormap=_full_colormap(legend, space.model.config.num_concepts),
+            overview_resampling="nearest",
+        )  # fmt: skip
+        weight_path = _write_float(
+            out / "concept_weight.tif", layers["weight"], ["weight of the strongest concept"],
+            "concept weight",
+        )  # fmt: skip
+        result.outputs += [concept_path, weight_path]
+        product: dict[str, Any] = {
+            "concepts": concept_path.name, "weight": weight_path.name,
+            "legend": {str(k): {"name": v["name"], "tiles": v["tiles"], "colour": v["colour"]}
+                       for k, v in legend.items()},
+        }  # fmt: skip
+        if region.spec.stride == region.spec.tile_size:
+            strongest = strongest_concepts(region)
+            fine = subtile_concept_layers(region, strongest)
+            names = concept_names(space)
+            fine_path = _write_float(
+                out / "concepts_subtile.tif", fine["score"],
+                [names[c] for c in strongest], "sub-tile score of concept",
+            )  # fmt: skip
+            result.outputs.append(fine_path)
+            product["subtile"] = fine_path.name
+        else:
+            product["subtile"] = "skipped: needs stride == tile size"
+        sidecar["products"]["concepts"] = product
+
+    if retrieve:
+        from geosound.retrieval.bank import AudioBank
+
+        audio_bank = AudioBank.load(bank, expected_space_id=space.space_id)
+        table = retrieval_table(region, audio_bank, retrieve)
+        gpkg = out / "retrieval.gpkg"
+        with atomic_path(gpkg) as tmp:
+            table.to_file(tmp, driver="GPKG", layer="retrieval")
+        result.outputs.append(gpkg)
+        sidecar["products"]["retrieval"] = {"file": gpkg.name, "k": retrieve, "bank": str(bank)}
+
+    result.outputs.append(write_json(out / "map.json", sidecar))
+    return result
+
+
+def _write_float(path: Path, layer: xr.DataArray, names: Sequence[str], what: str) -> Path:
+    values = np.where(np.isnan(layer.values), NODATA, layer.values).astype(np.float32)
+    return write_raster(
+        path, values, layer.rio.transform(), layer.rio.crs,
+        band_descriptions=[f"{what}: {n}" for n in names], nodata=NODATA,
+    )  # fmt: skip
+
+
+def _full_colormap(legend: dict, num_concepts: int) -> dict[int, tuple[int, int, int, int]]:
+    """Every concept id gets an entry (grey), the legend's concepts their colours."""
+    colours = dict.fromkeys(range(num_concepts), (190, 190, 190, 255))
+    colours.update(concept_colormap(legend))
+    return colours
+
+
+def _query_preview(path: Path, layers: xr.Dataset, spec: Any, note: str) -> Path:
+    preset = get_preset(spec.preset)
+    with RasterSource(spec.raster) as source:
+        pixels = source.read_decimated(preset.bands, max_size=640)
+        percentiles = source.band_percentiles(preset.bands) if preset.needs_stretch else None
+        bounds = source.bounds
+    return write_layers_preview(
+        path,
+        layers["similarity"],
+        scene_rgb=to_rgb(pixels, preset, percentiles),
+        scene_bounds=bounds,
+        title=f"geosound map: {Path(spec.raster).name}",
+        note=f"Per-tile cosine similarity; {note}.",
+    )

@@ -1,0 +1,488 @@
+"""The region cache: every tile of a region embedded once, stored chunk by chunk, resumable.
+
+``geosound map`` embeds a raster's tiles into Sat2Sound's shared space and keeps the result as
+a zarr store on the tile grid — per tile: the embedding, its strongest codebook concepts, and
+for each image token (sub-tile cell) its strongest concepts. Every map product (query
+similarity, concept layers, retrieval) is then computed from the cache, so asking new
+questions of a region never re-encodes its pixels.
+
+The grid is cut into *chunks* of whole grid rows. A chunk is the unit of work: it is embedded
+by one process (in-process, or a Dask worker), written to its own zarr chunks — so writers
+never touch the same file — and then marked done with a marker file. A run that is
+interrupted, a worker that is killed, resumes by skipping the chunks marked done; a chunk
+half-written when its worker died is simply redone. Memory per worker is one chunk of tiles
+plus the model, whatever the raster's size.
+
+The cache records the raster, the tiling, the band preset and the space id of the model; it
+refuses to be reused with another model (the vectors would not be comparable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import xarray as xr
+from affine import Affine
+
+from geosound.errors import InputError
+from geosound.geo import RasterSource, get_preset, guess_preset, tile_grid
+from geosound.mapping.embed import embed_tiles
+from geosound.mapping.layers import layer_transform
+
+CACHE_FORMAT = "geosound-region-cache-1"
+TOP_CONCEPTS = 8
+TOKEN_TOP_CONCEPTS = 4
+DONE_FOLDER = "_geosound_done"
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    """Everything that decides a region cache's contents (recorded in it, checked on reuse)."""
+
+    raster: str
+    tile_size: int
+    stride: int
+    preset: str
+    space_id: str
+    checkpoint: str | None
+    bounds: tuple[float, float, float, float] | None = None
+    bounds_crs: str | None = None
+    chunk_rows: int = 8
+
+    def grid(self, source: RasterSource) -> gpd.GeoDataFrame:
+        """The tile grid this spec describes (deterministic, so every worker rebuilds it)."""
+        return tile_grid(
+            source, self.tile_size, self.stride, bounds=self.bounds, bounds_crs=self.bounds_crs
+        )
+
+    def to_json(self) -> str:
+        """Canonical JSON, stored in the cache."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """One unit of work: the grid rows ``[row_start, row_stop)`` of the region."""
+
+    index: int
+    row_start: int
+    row_stop: int
+
+
+class RegionCache:
+    """A region cache on disk (zarr), with the spec it was made from.
+
+    Use :func:`open_or_create_cache` to get one; :meth:`dataset` to read it.
+    """
+
+    def __init__(self, path: Path, spec: RegionSpec) -> None:
+        self.path = Path(path)
+        self.spec = spec
+
+    @property
+    def done_dir(self) -> Path:
+        """Where chunk completion markers live."""
+        return self.path / DONE_FOLDER
+
+    def is_done(self, chunk: ChunkPlan) -> bool:
+        """Whether a chunk was completely written."""
+        return (self.done_dir / f"{chunk.index}.ok").exists()
+
+    def mark_done(self, chunk: ChunkPlan) -> None:
+        """Record a chunk as complete, atomically (written only after its data)."""
+        self.done_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.done_dir / f".{chunk.index}.{os.getpid()}.tmp"
+        tmp.write_text("ok\n")
+        os.replace(tmp, self.done_dir / f"{chunk.index}.ok")
+
+    def dataset(self) -> xr.Dataset:
+        """The cache as an xarray Dataset (lazy, dask-backed)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return xr.open_zarr(self.path, consolidated=False)
+
+    def chunks(self) -> list[ChunkPlan]:
+        """All chunks of the region, in order."""
+        rows = int(self.dataset().sizes["row"])
+        step = self.spec.chunk_rows
+        return [
+            ChunkPlan(i, start, min(start + step, rows))
+            for i, start in enumerate(range(0, rows, step))
+        ]
+
+    def pending(self) -> list[ChunkPlan]:
+        """Chunks still to do."""
+        return [chunk for chunk in self.chunks() if not self.is_done(chunk)]
+
+    def embeddings(self) -> tuple[xr.DataArray, np.ndarray]:
+        """(row, col, dim) embeddings and the (row, col) validity mask, in memory.
+
+        Raises:
+            InputError: Chunks are missing (the map was interrupted and not resumed).
+        """
+        missing = self.pending()
+        if missing:
+            raise InputError(
+                f"{len(missing)} chunk(s) of this region are not embedded yet; "
+                "rerun `geosound map` to resume",
+                self.path,
+            )
+        ds = self.dataset()
+        embedding = ds["embedding"].load()
+        return embedding, ds["valid"].values.astype(bool)
+
+
+def plan_spec(
+    raster: str | os.PathLike[str],
+    space_id: str,
+    checkpoint: str | None,
+    tile_size: int = 64,
+    stride: int | None = None,
+    preset: str | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    bounds_crs: str | None = None,
+    chunk_rows: int = 8,
+) -> RegionSpec:
+    """A complete spec for a raster: the preset is resolved here so that it is recorded."""
+    with RasterSource(raster) as source:
+        info = source.info()
+    preset_name = preset or guess_preset(info.count, info.dtypes[0]).name
+    get_preset(preset_name)
+    return RegionSpec(
+        raster=str(Path(raster).resolve()),
+        tile_size=tile_size,
+        stride=stride or tile_size,
+        preset=preset_name,
+        space_id=space_id,
+        checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
+        bounds=None if bounds is None else tuple(float(v) for v in bounds),  # type: ignore[arg-type]
+        bounds_crs=bounds_crs,
+        chunk_rows=chunk_rows,
+    )
+
+
+def open_or_create_cache(
+    path: str | os.PathLike[str], spec: RegionSpec, dims: dict[str, int]
+) -> RegionCache:
+    """Reuse the cache at ``path`` if it was made from the same spec, else create it.
+
+    Args:
+        path: The ``.zarr`` folder.
+        spec: What the cache must hold.
+        dims: ``{"dim": D, "tokens": T}`` of the model and image encoder.
+
+    Raises:
+        InputError: A cache exists at ``path`` but was made with another model or other
+            settings.
+    """
+    path = Path(path)
+    if (path / ".zattrs").exists() or (path / "zarr.json").exists():
+        existing = read_spec(path)
+        if existing.space_id != spec.space_id:
+            raise InputError(
+                f"this region cache was built with model {existing.space_id}, not "
+                f"{spec.space_id}; use another --cache folder or delete this one",
+                path,
+            )
+        if existing != spec:
+            raise InputError(
+                "this region cache was built with other settings (raster, tiles, preset or "
+                "bounds); use another --cache folder or delete this one",
+                path,
+            )
+        return RegionCache(path, existing)
+    _create_store(path, spec, dims)
+    return RegionCache(path, spec)
+
+
+def read_spec(path: str | os.PathLike[str]) -> RegionSpec:
+    """The spec recorded in a cache, with a clear error when ``path`` is not a region cache."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            attrs = xr.open_zarr(path, consolidated=False).attrs
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"not a geosound region cache ({error})", path) from None
+    if attrs.get("format") != CACHE_FORMAT:
+        raise InputError("not a geosound region cache", path)
+    data = json.loads(attrs["spec"])
+    if data.get("bounds") is not None:
+        data["bounds"] = tuple(data["bounds"])
+    return RegionSpec(**data)
+
+
+def _create_store(path: Path, spec: RegionSpec, dims: dict[str, int]) -> None:
+    with RasterSource(spec.raster) as source:
+        grid = spec.grid(source)
+        crs_wkt = source.crs.to_wkt()
+    rows = int(grid["row"].max() - grid["row"].min() + 1)
+    cols = int(grid["col"].max() - grid["col"].min() + 1)
+    transform = layer_transform(grid)
+    step = spec.chunk_rows
+
+    def empty(shape: tuple[int, ...], dtype: str) -> da.Array:
+        return da.zeros(shape, chunks=(step, *shape[1:]), dtype=dtype)
+
+    xs = transform.c + transform.a * (np.arange(cols) + 0.5)
+    ys = transform.f + transform.e * (np.arange(rows) + 0.5)
+    template = xr.Dataset(
+        {
+            "embedding": (("row", "col", "dim"), empty((rows, cols, dims["dim"]), "float32")),
+            "valid": (("row", "col"), empty((rows, cols), "bool")),
+            "concept_ids": (("row", "col", "rank"), empty((rows, cols, TOP_CONCEPTS), "int32")),
+            "concept_weights": (
+                ("row", "col", "rank"),
+                empty((rows, cols, TOP_CONCEPTS), "float32"),
+            ),
+            "token_concept_ids": (
+                ("row", "col", "token", "token_rank"),
+                empty((rows, cols, dims["tokens"], TOKEN_TOP_CONCEPTS), "int32"),
+            ),
+            "token_concept_scores": (
+                ("row", "col", "token", "token_rank"),
+                empty((rows, cols, dims["tokens"], TOKEN_TOP_CONCEPTS), "float32"),
+            ),
+        },
+        coords={"x": ("col", xs), "y": ("row", ys)},
+        attrs={
+            "format": CACHE_FORMAT,
+            "spec": spec.to_json(),
+            "space_id": spec.space_id,
+            "crs_wkt": crs_wkt,
+            "transform": list(transform)[:6],
+            "row_offset": int(grid["row"].min()),
+            "col_offset": int(grid["col"].min()),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        template.to_zarr(path, compute=False, mode="w", consolidated=False, zarr_format=2)
+
+
+def cache_transform(ds: xr.Dataset) -> Affine:
+    """The affine transform of the cache's one-pixel-per-tile grid."""
+    return Affine(*ds.attrs["transform"])
+
+
+# ------------------------------------------------------------------------------ computing
+
+
+_SPACES: dict[str | None, Any] = {}
+
+
+def _space_for(checkpoint: str | None) -> Any:
+    """One SharedSpace per process and checkpoint (Dask workers keep theirs between chunks)."""
+    from geosound.retrieval.space import SharedSpace
+
+    if checkpoint not in _SPACES:
+        _SPACES[checkpoint] = SharedSpace.from_checkpoint(checkpoint)
+    return _SPACES[checkpoint]
+
+
+def compute_chunk(cache_path: str, chunk: ChunkPlan, batch_size: int = 64) -> int:
+    """Embed one chunk of the region and write it; returns the chunk index.
+
+    A plain function of picklable arguments, so that Dask can run it on any worker.
+    """
+    cache = RegionCache(Path(cache_path), read_spec(cache_path))
+    if cache.is_done(chunk):
+        return chunk.index
+    spec = cache.spec
+    space = _space_for(spec.checkpoint)
+    ds = cache.dataset()
+    row_offset, col_offset = int(ds.attrs["row_offset"]), int(ds.attrs["col_offset"])
+    cols, tokens = int(ds.sizes["col"]), int(ds.sizes["token"])
+    with RasterSource(spec.raster) as source:
+        grid = spec.grid(source)
+        rows = grid["row"] - row_offset
+        part = grid[(rows >= chunk.row_start) & (rows < chunk.row_stop)]
+        outputs = _embed_with_concepts(source, part, space, get_preset(spec.preset), batch_size)
+    height = chunk.row_stop - chunk.row_start
+    block = {
+        "embedding": np.full((height, cols, space.dim), np.nan, np.float32),
+        "valid": np.zeros((height, cols), bool),
+        "concept_ids": np.full((height, cols, TOP_CONCEPTS), -1, np.int32),
+        "concept_weights": np.zeros((height, cols, TOP_CONCEPTS), np.float32),
+        "token_concept_ids": np.full((height, cols, tokens, TOKEN_TOP_CONCEPTS), -1, np.int32),
+        "token_concept_scores": np.full(
+            (height, cols, tokens, TOKEN_TOP_CONCEPTS), np.nan, np.float32
+        ),
+    }
+    r = part["row"].to_numpy() - row_offset - chunk.row_start
+    c = part["col"].to_numpy() - col_offset
+    for name, values in outputs.items():
+        block[name][r, c] = values
+    chunk_ds = xr.Dataset({name: (ds[name].dims, values) for name, values in block.items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chunk_ds.to_zarr(
+            cache.path,
+            region={"row": slice(chunk.row_start, chunk.row_stop)},
+            consolidated=False,
+        )
+    cache.mark_done(chunk)
+    return chunk.index
+
+
+def _embed_with_concepts(
+    source: RasterSource, grid: gpd.GeoDataFrame, space: Any, preset: Any, batch_size: int
+) -> dict[str, np.ndarray]:
+    """Per tile: embedding, validity, top concepts; per token: top concept scores."""
+    collected: dict[str, list[np.ndarray]] = {}
+
+    def embed(rgb: np.ndarray) -> np.ndarray:
+        output = space.embed_images(rgb)
+        weights = output.weights
+        scores = output.token_scores
+        top_w, top_i = weights.topk(TOP_CONCEPTS, dim=-1)
+        tok_s, tok_i = scores.topk(TOKEN_TOP_CONCEPTS, dim=-1)
+        for name, value in (
+            ("concept_ids", top_i),
+            ("concept_weights", top_w),
+            ("token_concept_ids", tok_i),
+            ("token_concept_scores", tok_s),
+        ):
+            collected.setdefault(name, []).append(value.numpy())
+        return output.embedding.numpy()
+
+    embeddings = embed_tiles(source, grid, embed, space.dim, preset, batch_size)
+    valid = ~np.isnan(embeddings).any(axis=1)
+    outputs: dict[str, np.ndarray] = {"embedding": embeddings, "valid": valid}
+    for name, parts in collected.items():
+        values = np.concatenate(parts)
+        full = np.zeros((len(grid), *values.shape[1:]), values.dtype)
+        full[valid] = values
+        outputs[name] = full
+    return outputs
+
+
+def run_chunks(
+    cache: RegionCache,
+    workers: int = 0,
+    scheduler: str | None = None,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> None:
+    """Compute every pending chunk: in this process, on a local cluster, or on a scheduler.
+
+    Args:
+        cache: The region cache.
+        workers: Start a Dask LocalCluster with this many worker processes (0: in-process).
+        scheduler: Address of an existing Dask scheduler (``tcp://host:8786``); wins over
+            ``workers``.
+        batch_size: Tiles per forward pass.
+        progress: Called with (fraction of chunks done, message).
+    """
+    chunks = cache.chunks()
+    pending = [chunk for chunk in chunks if not cache.is_done(chunk)]
+    done = len(chunks) - len(pending)
+
+    def report(message: str) -> None:
+        if progress:
+            progress(done / max(1, len(chunks)), message)
+
+    report(f"{done}/{len(chunks)} chunks already embedded")
+    if not pending:
+        return
+    if scheduler is None and workers <= 0:
+        for chunk in pending:
+            compute_chunk(str(cache.path), chunk, batch_size)
+            done += 1
+            report(f"embedded chunk {done}/{len(chunks)}")
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    client = Client(scheduler or cluster)
+    try:
+        futures = [
+            client.submit(compute_chunk, str(cache.path), chunk, batch_size, pure=False, retries=2)
+            for chunk in pending
+        ]
+        for _ in as_completed(futures):
+            done += 1
+            report(f"embedded chunk {done}/{len(chunks)}")
+        client.gather(futures)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def embedding_at(
+    cache_path: str | os.PathLike[str], x: float, y: float, crs: str = "EPSG:4326"
+) -> np.ndarray:
+    """The cached embedding of the tile whose cell contains a point (for synthesis at a place).
+
+    Raises:
+        OutsideRasterError-like InputError: The point is outside the cached region or on a
+            nodata tile.
+    """
+    from pyproj import CRS as ProjCRS
+    from pyproj import Transformer
+
+    cache = RegionCache(Path(cache_path), read_spec(cache_path))
+    ds = cache.dataset()
+    target = ProjCRS.from_wkt(ds.attrs["crs_wkt"])
+    if ProjCRS.from_user_input(crs) != target:
+        x, y = Transformer.from_crs(crs, target, always_xy=True).transform(x, y)
+    col, row = ~cache_transform(ds) @ (x, y)
+    row_i, col_i = int(np.floor(row)), int(np.floor(col))
+    if not (0 <= row_i < ds.sizes["row"] and 0 <= col_i < ds.sizes["col"]):
+        raise InputError(f"point ({x:.6g}, {y:.6g}) is outside the cached region", cache_path)
+    if not bool(ds["valid"][row_i, col_i]):
+        raise InputError(f"point ({x:.6g}, {y:.6g}) falls on a nodata tile", cache_path)
+    return ds["embedding"][row_i, col_i].values
+
+
+def embed_region(
+    cache_path: str | os.PathLike[str],
+    raster: str | os.PathLike[str],
+    checkpoint: str | None = None,
+    tile_size: int = 64,
+    stride: int | None = None,
+    preset: str | None = None,
+    bounds: Sequence[float] | None = None,
+    bounds_crs: str | None = None,
+    chunk_rows: int = 8,
+    workers: int = 0,
+    scheduler: str | None = None,
+    progress: Progress | None = None,
+) -> RegionCache:
+    """Make (or resume) the region cache of a raster: the one expensive step of mapping."""
+    space = _space_for(None if checkpoint is None else str(Path(checkpoint).resolve()))
+    spec = plan_spec(
+        raster,
+        space.space_id,
+        None if checkpoint is None else str(checkpoint),
+        tile_size,
+        stride,
+        preset,
+        None if bounds is None else tuple(bounds),  # type: ignore[arg-type]
+        bounds_crs,
+        chunk_rows,
+    )
+    tokens = _tokens_per_tile(space, spec)
+    cache = open_or_create_cache(cache_path, spec, {"dim": space.dim, "tokens": tokens})
+    run_chunks(cache, workers, scheduler, progress=progress)
+    return cache
+
+
+def _tokens_per_tile(space: Any, spec: RegionSpec) -> int:
+    """How many image tokens a tile of this size gives (one dry forward pass)."""
+    dummy = np.zeros((1, 3, spec.tile_size, spec.tile_size), np.float32)
+    return int(space.encoders["image"].encode(dummy).tokens.shape[1])

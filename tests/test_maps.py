@@ -1,0 +1,176 @@
+"""`geosound map` end to end on small real rasters: layers, re-query, errors, Dask resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import soundfile as sf
+
+from geosound.geo import is_valid_cog
+from tests.conftest import run_cli
+from tests.test_index_cli import random_checkpoint
+
+
+@pytest.fixture
+def scene(make_raster) -> Path:
+    """A 256 × 192 px, 8-bit RGB raster in UTM with real structure (stripes and a gradient)."""
+    path = make_raster("scene.tif", width=256, height=192, count=3, dtype="uint8")
+    rows, cols = np.mgrid[0:192, 0:256]
+    with rasterio.open(path, "r+") as dst:
+        dst.write(
+            np.stack([(cols * 3) % 256, (rows * 2) % 256, ((rows + cols) // 4) % 256]).astype(
+                np.uint8
+            )
+        )
+    return path
+
+
+@pytest.mark.slow
+def test_map_writes_layers_and_requeries_from_the_cache(scene: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    first = run_cli(
+        "map",
+        str(scene),
+        "-o",
+        str(out),
+        "-t",
+        "sea waves",
+        "-t",
+        "traffic",
+        "--tile",
+        "64",
+        "--concepts",
+        "--progress",
+        "json",
+    )
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout.splitlines()[-1])["ok"] is True
+    for name in ("similarity.tif", "probability.tif", "concepts.tif", "concepts_subtile.tif"):
+        assert is_valid_cog(out / name), name
+    with rasterio.open(out / "similarity.tif") as src, rasterio.open(scene) as ref:
+        assert src.crs == ref.crs
+        assert src.bounds == pytest.approx(tuple(ref.bounds))
+        assert src.descriptions == ("similarity: text: sea waves", "similarity: text: traffic")
+    with rasterio.open(out / "probability.tif") as src:
+        assert np.allclose(src.read().sum(axis=0), 1.0, atol=1e-5)
+    with rasterio.open(out / "concepts.tif") as src:
+        assert src.colormap(1) and src.dtypes[0] == "uint16"
+    with rasterio.open(out / "concepts_subtile.tif") as src:
+        assert src.res[0] == pytest.approx(64 * 10 / 2)  # 2x2 tokens per 64-px tile at 10 m
+    sidecar = json.loads((out / "map.json").read_text())
+    assert sidecar["model"].startswith("sat2sound:") and sidecar["products"]["concepts"]["legend"]
+
+    markers = sorted((out / "region_cache.zarr" / "_geosound_done").iterdir())
+    stamps = [m.stat().st_mtime_ns for m in markers]
+    again = run_cli("map", str(scene), "-o", str(out), "-t", "rain", "--tile", "64",
+                    "--progress", "json")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    messages = [json.loads(line) for line in again.stdout.splitlines()]
+    assert any("already embedded" in m.get("message", "") for m in messages)
+    assert [m.stat().st_mtime_ns for m in markers] == stamps  # no chunk was recomputed
+    with rasterio.open(out / "similarity.tif") as src:
+        assert src.descriptions == ("similarity: text: rain",)
+
+
+@pytest.mark.slow
+def test_cache_of_another_model_is_refused(scene: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    assert run_cli("map", str(scene), "-o", str(out), "-t", "rain", "--tile", "64").returncode == 0
+    other = random_checkpoint(tmp_path / "other.pt", seed=3)
+    result = run_cli(
+        "map", str(scene), "-o", str(out), "-t", "rain", "--tile", "64",
+        "--checkpoint", str(other),
+    )  # fmt: skip
+    assert result.returncode == 2 and "built with model" in result.stderr
+    assert "region_cache.zarr" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bbox_outside_the_raster(scene: Path, tmp_path: Path):
+    result = run_cli(
+        "map", str(scene), "-o", str(tmp_path / "out"), "-t", "rain",
+        "--bbox", "0", "0", "1", "1", "--bbox-crs", "EPSG:4326",
+    )  # fmt: skip
+    assert result.returncode == 2 and "scene.tif" in result.stderr
+    assert "do not overlap the raster" in result.stderr
+    assert not (tmp_path / "out" / "similarity.tif").exists()
+
+
+@pytest.mark.slow
+def test_silent_audio_query(scene: Path, tmp_path: Path):
+    silent = tmp_path / "silence.wav"
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    result = run_cli("map", str(scene), "-o", str(tmp_path / "out"), "-a", str(silent))
+    assert result.returncode == 2 and "silence.wav" in result.stderr and "silent" in result.stderr
+    assert not (tmp_path / "out" / "similarity.tif").exists()
+
+
+@pytest.mark.slow
+def test_interrupted_dask_run_resumes_to_the_same_cog(make_raster, tmp_path: Path):
+    """Kill a 2-worker Dask run once some chunks are done; the rerun finishes the rest and
+    writes exactly the COG an uninterrupted in-process run writes."""
+    raster = make_raster("big.tif", width=512, height=384, count=3, dtype="uint8")
+    args = ["-t", "birds chirping in trees", "--tile", "32", "--chunk-rows", "1",
+            "--progress", "none"]  # fmt: skip
+    reference = run_cli("map", str(raster), "-o", str(tmp_path / "ref"), *args)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "dask"
+    command = [sys.executable, "-m", "geosound", "map", str(raster), "-o", str(out), *args,
+               "--workers", "2"]  # fmt: skip
+    job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    done = out / "region_cache.zarr" / "_geosound_done"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and job.poll() is None:
+        if done.exists() and len(list(done.glob("*.ok"))) >= 2:
+            break
+        time.sleep(0.2)
+    assert job.poll() is None, "the job ended before it could be interrupted"
+    os.killpg(job.pid, signal.SIGKILL)  # the CLI, its scheduler and both workers
+    job.wait()
+    finished = len(list(done.glob("*.ok")))
+    assert 2 <= finished < 12  # interrupted mid-job
+    assert not (out / "similarity.tif").exists()
+
+    resumed = run_cli("map", str(raster), "-o", str(out), *args, "--workers", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    with (
+        rasterio.open(out / "similarity.tif") as a,
+        rasterio.open(tmp_path / "ref" / "similarity.tif") as b,
+    ):
+        assert np.array_equal(a.read(), b.read())
+        assert a.transform == b.transform and a.crs == b.crs
+
+
+@pytest.mark.slow
+@pytest.mark.devdata
+def test_every_dev_scene_maps_to_valid_layers(dev_data: Path, tmp_path: Path):
+    """All georaster scenes (any CRS, 1-6 bands, uint8 to float64) give valid COG layers with
+    the scene's CRS, covering the scene (tiles at the edge may reach past it, never short)."""
+    from geosound.mapping.maps import map_region
+
+    scenes = sorted((dev_data / "georaster_scenes").glob("*.tif"))
+    assert len(scenes) == 8
+    for scene in scenes:
+        out = tmp_path / scene.stem
+        result = map_region(scene, out, texts=["rain", "traffic"], concepts=True)
+        assert out / "similarity.tif" in result.outputs
+        for product in ("similarity.tif", "probability.tif", "concepts.tif"):
+            assert is_valid_cog(out / product), (scene.name, product)
+        with rasterio.open(out / "similarity.tif") as layer, rasterio.open(scene) as source:
+            assert layer.crs == source.crs, scene.name
+            tile = 64 * abs(source.res[0])
+            left, bottom, right, top = layer.bounds
+            assert left == pytest.approx(source.bounds.left)
+            assert top == pytest.approx(source.bounds.top)
+            assert source.bounds.right <= right < source.bounds.right + tile
+            assert source.bounds.bottom - tile < bottom <= source.bounds.bottom
