@@ -174,3 +174,29 @@ def test_every_dev_scene_maps_to_valid_layers(dev_data: Path, tmp_path: Path):
             assert top == pytest.approx(source.bounds.top)
             assert source.bounds.right <= right < source.bounds.right + tile
             assert source.bounds.bottom - tile < bottom <= source.bounds.bottom
+
+
+@pytest.mark.slow
+def test_retrieval_layer_is_a_geopackage_of_tile_footprints(scene: Path, tmp_path: Path):
+    import geopandas as gpd
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    t = np.arange(16000 * 2) / 16000
+    for i, freq in enumerate((220, 440, 880)):
+        sf.write(clips / f"tone{i}.wav", 0.3 * np.sin(2 * np.pi * freq * t), 16000)
+    env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
+    bank = tmp_path / "bank"
+    built = run_cli("index", "build", str(clips), "-o", str(bank), "--progress", "none", env=env)
+    assert built.returncode == 0, built.stderr
+    out = tmp_path / "out"
+    mapped = run_cli(
+        "map", str(scene), "-o", str(out), "--retrieve", "2", "--bank", str(bank),
+        "--progress", "none", env=env,
+    )  # fmt: skip
+    assert mapped.returncode == 0, mapped.stderr
+    table = gpd.read_file(out / "retrieval.gpkg")
+    assert len(table) == 4 * 3  # 64-px tiles over 256 × 192 px
+    assert {"sound_1", "score_1", "sound_2", "class_2"} <= set(table.columns)
+    assert table.crs.to_epsg() == 32632 and table.geometry.is_valid.all()
+    assert (table["score_1"] >= table["score_2"]).all()
