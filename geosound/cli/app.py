@@ -18,7 +18,14 @@ import typer
 import geosound
 from geosound.cli.index import index_app
 from geosound.cli.maps import map_command
-from geosound.cli.progress import JSON_MODE, ProgressMode, emit_json, progress_reporter
+from geosound.cli.progress import (
+    JSON_MODE,
+    ProgressMode,
+    ProgressOption,
+    emit_json,
+    progress_reporter,
+    report_outputs,
+)
 from geosound.cli.query_auc import evaluate_queries_command
 from geosound.cli.sonify import sonify_command
 from geosound.cli.synthesize import synthesize_command
@@ -46,10 +53,6 @@ app.command("sonify")(sonify_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("evaluate-queries")(evaluate_queries_command)
-
-ProgressOption = Annotated[
-    ProgressMode, typer.Option("--progress", help="bar (people), json (programs) or none.")
-]
 
 
 def _version(value: bool) -> None:
@@ -111,14 +114,7 @@ def demo(
 
     with progress_reporter(progress, "demo") as report:
         result = run_demo(out, tuple(query) if query else DEMO_QUERIES, progress=report)
-    outputs = [str(result.layers), str(result.sidecar), str(result.preview)]
-    if progress is ProgressMode.json:
-        emit_json({"ok": True, "outputs": outputs, "note": result.note})
-        return
-    typer.echo("geosound demo: wrote")
-    for path in outputs:
-        typer.echo(f"  {path}")
-    typer.echo(f"note: {result.note}.")
+    report_outputs("demo", progress, [result.layers, result.sidecar, result.preview], result.note)
 
 
 @app.command()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from geosound.cli.progress import ProgressMode, emit_json, progress_reporter
+from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 index_app = typer.Typer(help="Audio banks: index recordings, search them.", no_args_is_help=True)
 
@@ -54,9 +54,7 @@ def build_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Bank folder to write.")],
     checkpoint: CheckpointOption = None,
     kind: Annotated[str, typer.Option(help="auto, flat (exact), hnsw or ivfpq.")] = "auto",
-    progress: Annotated[
-        ProgressMode, typer.Option("--progress", help="bar, json or none.")
-    ] = ProgressMode.bar,
+    progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Embed recordings into the shared space and save a faiss bank with their metadata."""
     from geosound.audio import load_audio

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from geosound.cli.progress import ProgressMode, emit_json, progress_reporter
+from geosound.cli.progress import ProgressMode, ProgressOption, progress_reporter, report_outputs
 
 
 def map_command(
@@ -43,9 +43,7 @@ def map_command(
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="Existing Dask scheduler, tcp://host:8786.")
     ] = None,
-    progress: Annotated[
-        ProgressMode, typer.Option("--progress", help="bar, json or none.")
-    ] = ProgressMode.bar,
+    progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Embed every tile of a raster once, then write query, concept and retrieval layers.
 
@@ -62,11 +60,4 @@ def map_command(
             cache=cache, chunk_rows=chunk_rows, workers=workers, scheduler=scheduler,
             progress=report,
         )  # fmt: skip
-    outputs = [str(p) for p in result.outputs]
-    if progress is ProgressMode.json:
-        emit_json({"ok": True, "outputs": outputs, "note": result.note})
-        return
-    typer.echo("geosound map: wrote")
-    for path in outputs:
-        typer.echo(f"  {path}")
-    typer.echo(f"note: {result.note}.")
+    report_outputs("map", progress, result.outputs, result.note)

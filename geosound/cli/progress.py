@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
+from typing import Annotated
 
+import typer
 from tqdm import tqdm
 
 
@@ -23,6 +25,10 @@ class ProgressMode(StrEnum):
     json = "json"
     none = "none"
 
+
+ProgressOption = Annotated[
+    ProgressMode, typer.Option("--progress", help="bar (people), json (programs) or none.")
+]
 
 JSON_MODE = {"active": False}
 
@@ -55,3 +61,18 @@ def progress_reporter(
             bar.refresh()
 
         yield update
+
+
+def report_outputs(
+    command: str, mode: ProgressMode, outputs: Sequence[object], note: str | None = None
+) -> None:
+    """End a command: the final JSON object for programs, or the list of files for people."""
+    paths = [str(path) for path in outputs]
+    if mode is ProgressMode.json:
+        emit_json({"ok": True, "outputs": paths, **({"note": note} if note else {})})
+        return
+    typer.echo(f"geosound {command}: wrote")
+    for path in paths:
+        typer.echo(f"  {path}")
+    if note:
+        typer.echo(f"note: {note}.")

@@ -8,14 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from geosound.cli.progress import ProgressMode, emit_json, progress_reporter
+from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 if TYPE_CHECKING:
     from geosound.mapping.imagenet_bridge import ImageNetTextBridge
-
-ProgressOption = Annotated[
-    ProgressMode, typer.Option("--progress", help="bar (people), json (programs) or none.")
-]
 
 
 class SplitChoice(StrEnum):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from geosound.cli.progress import ProgressMode, emit_json, progress_reporter
+from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,9 +89,7 @@ def sonify_command(
         typer.Option("--class", help="Only tiles of this EuroSAT class (repeatable)."),
     ] = None,
     k: Annotated[int, typer.Option("--k", help="Top-k of the retrieval's dynamic threshold.")] = 10,
-    progress: Annotated[
-        ProgressMode, typer.Option("--progress", help="bar (people), json (programs) or none.")
-    ] = ProgressMode.bar,
+    progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Pair the dev satellite tiles with real ESC-50 clips through text (Seeing Sound)."""
     # Each tile gets 1-3 sounding concepts from its land-cover class; each concept retrieves a

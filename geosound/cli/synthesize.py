@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from geosound.cli.progress import ProgressMode, emit_json, progress_reporter
+from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 POINTS_LAYER_NAME = "points_with_sounds.gpkg"
 VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".fgb"}
@@ -72,9 +72,7 @@ def synthesize_command(
             "embedding chips of --raster.",
         ),
     ] = None,
-    progress: Annotated[
-        ProgressMode, typer.Option("--progress", help="bar, json or none.")
-    ] = ProgressMode.bar,
+    progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Synthesise the soundscape of a place by mixing the real recordings nearest to it."""
     from geosound.errors import InputError

@@ -7,11 +7,8 @@ from typing import Annotated
 
 import typer
 
-from geosound.cli.progress import ProgressMode, emit_json, progress_reporter
+from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
-ProgressOption = Annotated[
-    ProgressMode, typer.Option("--progress", help="bar (people), json (programs) or none.")
-]
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
