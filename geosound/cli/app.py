@@ -27,7 +27,7 @@ from geosound.cli.progress import (
     report_outputs,
 )
 from geosound.cli.query_auc import evaluate_queries_command
-from geosound.cli.sonify import sonify_command
+from geosound.cli.sonify import pairs_command, sonify_command
 from geosound.cli.synthesize import synthesize_command
 from geosound.cli.train import evaluate_command, train_command
 from geosound.errors import GeosoundError
@@ -50,6 +50,7 @@ app.add_typer(index_app, name="index")
 app.command("map")(map_command)
 app.command("synthesize")(synthesize_command)
 app.command("sonify")(sonify_command)
+app.command("pairs")(pairs_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("evaluate-queries")(evaluate_queries_command)

@@ -20,7 +20,7 @@ from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progr
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["sonify_command", "summarize_sonified"]
+__all__ = ["pairs_command", "sonify_command", "summarize_sonified"]
 
 
 def summarize_sonified(
@@ -154,3 +154,27 @@ def sonify_command(
         "note: pairs are made by text retrieval over clip captions (no joint text-audio "
         "encoder offline); figures on dev data are dev figures."
     )
+
+
+def pairs_command(
+    table: Annotated[
+        Path, typer.Argument(help="Geotagged recordings: CSV, Parquet or GeoParquet.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Manifest to write (.parquet).")],
+    imagery: Annotated[
+        Path | None,
+        typer.Option("--imagery", help="Raster to cut a chip around each recording from."),
+    ] = None,
+    chip_size: Annotated[int, typer.Option("--chip-size", help="Chip edge in pixels.")] = 64,
+    licence: Annotated[
+        str | None, typer.Option("--licence", help="Licence of rows that give none.")
+    ] = None,
+) -> None:
+    """Turn real geotagged recordings (with imagery, pre-cut chips or street-level photos) into
+    a pair manifest for `geosound train --manifest`."""
+    from geosound.data.pairs import manifest_from_pairs_table, write_manifest
+
+    manifest = manifest_from_pairs_table(table, imagery, chip_size, licence=licence)
+    write_manifest(manifest, out)
+    counts = manifest["split"].value_counts().to_dict()
+    typer.echo(f"geosound pairs: wrote {len(manifest)} pairs to {out} (splits: {counts})")

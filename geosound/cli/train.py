@@ -24,6 +24,14 @@ def train_command(
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the number of epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="Train on this pair manifest (real pairs, see `geosound pairs`) instead of "
+            "the sonified dev data.",
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
@@ -44,6 +52,7 @@ def train_command(
             out,
             settings,
             data_dir=data_dir,
+            manifest=manifest,
             progress=report,
             progress_bar=progress is ProgressMode.bar,
         )

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from geosound.training.features import TOKEN_FIELDS, PairFeatures
+from geosound.training.features import PairFeatures
 
 
 class PairDataset(Dataset):
@@ -21,7 +21,7 @@ class PairDataset(Dataset):
     def __init__(self, features: PairFeatures) -> None:
         self.tensors = {
             key: torch.from_numpy(np.ascontiguousarray(getattr(features, key)))
-            for name in TOKEN_FIELDS
+            for name in features.modalities()
             for key in (f"{name}_tokens", f"{name}_mask")
         }
         self.length = len(features)

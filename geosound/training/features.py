@@ -45,11 +45,15 @@ class PairFeatures:
     image_mask: np.ndarray
     audio_tokens: np.ndarray
     audio_mask: np.ndarray
-    audio_caption_tokens: np.ndarray
-    audio_caption_mask: np.ndarray
-    image_caption_tokens: np.ndarray
-    image_caption_mask: np.ndarray
+    audio_caption_tokens: np.ndarray | None
+    audio_caption_mask: np.ndarray | None
+    image_caption_tokens: np.ndarray | None
+    image_caption_mask: np.ndarray | None
     encoder_ids: dict[str, str] = field(default_factory=dict)
+
+    def modalities(self) -> list[str]:
+        """The token fields present (captions are absent when a manifest has none)."""
+        return [name for name in TOKEN_FIELDS if getattr(self, f"{name}_tokens") is not None]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -57,7 +61,9 @@ class PairFeatures:
     def subset(self, keep: np.ndarray) -> PairFeatures:
         """The pairs where ``keep`` is True (or at the given indices)."""
         values = {
-            f.name: getattr(self, f.name)[keep] for f in fields(self) if f.name != "encoder_ids"
+            f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[keep]
+            for f in fields(self)
+            if f.name != "encoder_ids"
         }
         return PairFeatures(**values, encoder_ids=dict(self.encoder_ids))
 
@@ -70,7 +76,11 @@ class PairFeatures:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write one compressed ``.npz`` atomically."""
-        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "encoder_ids"}
+        arrays = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "encoder_ids" and getattr(self, f.name) is not None
+        }
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, encoder_ids=np.array(json.dumps(self.encoder_ids)), **arrays)
         return Path(path)
@@ -80,7 +90,11 @@ class PairFeatures:
         """Read a bundle written by :meth:`save`."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                values = {f.name: data[f.name] for f in fields(cls) if f.name != "encoder_ids"}
+                values = {
+                    f.name: data[f.name] if f.name in data.files else None
+                    for f in fields(cls)
+                    if f.name != "encoder_ids"
+                }
                 encoder_ids = json.loads(str(data["encoder_ids"]))
         except (OSError, KeyError, ValueError) as error:
             raise DataError(f"not a geosound feature bundle ({error})", path) from None
@@ -117,16 +131,18 @@ def prepare_features(
         audio_specs, keys=[audio_key(spec) for spec in audio_specs], prepare=load_audio_spec
     )
     report(2, "encoding captions")
-    audio_caption = caches["text"].encode(list(manifest["audio_caption"].astype(str)))
-    image_caption = caches["text"].encode(list(manifest["image_caption"].astype(str)))
+    encoded = {"image": image, "audio": audio}
+    for name in ("audio_caption", "image_caption"):
+        captions = manifest[name].fillna("").astype(str).str.strip()
+        # A caption modality is used only when every pair has one: the contrastive terms
+        # need a partner for each row, and an empty string is no description.
+        if (captions != "").all():
+            encoded[name] = caches["text"].encode(list(captions))
     report(4, "features ready")
 
-    padded = {
-        name: _pad([f.tokens for f in feats])
-        for name, feats in zip(
-            TOKEN_FIELDS, (image, audio, audio_caption, image_caption), strict=True
-        )
-    }
+    padded = {name: _pad([f.tokens for f in feats]) for name, feats in encoded.items()}
+    for name in TOKEN_FIELDS:
+        padded.setdefault(name, (None, None))
     return PairFeatures(
         ids=manifest["id"].astype(str).to_numpy(),
         labels=manifest["label"].astype(str).to_numpy(),

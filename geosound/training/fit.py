@@ -13,7 +13,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from geosound.models import Sat2Sound, build_sat2sound
+from geosound.models import Sat2Sound, Sat2SoundConfig, build_sat2sound
 from geosound.training.config import TrainConfig
 from geosound.training.data_module import PairDataModule
 from geosound.training.features import PairFeatures
@@ -32,6 +32,15 @@ class EpochProgress(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         done = trainer.current_epoch + 1
         self.report(done / trainer.max_epochs, f"{self.label}: epoch {done}/{trainer.max_epochs}")
+
+
+def _text_dim(features: PairFeatures) -> int:
+    """Width of the caption tokens; the model default when a manifest has no captions."""
+    for name in ("audio_caption", "image_caption"):
+        tokens = getattr(features, f"{name}_tokens")
+        if tokens is not None:
+            return int(tokens.shape[-1])
+    return Sat2SoundConfig().text_dim
 
 
 def fit_sat2sound(
@@ -66,7 +75,7 @@ def fit_sat2sound(
     dims = {
         "image_dim": features.image_tokens.shape[-1],
         "audio_dim": features.audio_tokens.shape[-1],
-        "text_dim": features.audio_caption_tokens.shape[-1],
+        "text_dim": _text_dim(features),
     }
     model = build_sat2sound(config.preset, **{**dims, **config.model, **(model_overrides or {})})
     data = PairDataModule(features, config.batch_size, seed=config.seed)

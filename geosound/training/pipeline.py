@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 
 import geosound
 from geosound.atomic import atomic_path, write_json
 from geosound.config import dev_data_dir
 from geosound.data.pairs import read_manifest, write_manifest
 from geosound.data.sonify import sonify_dev_sets
+from geosound.errors import InputError
 from geosound.evaluation.retrieval import RetrievalReport
 from geosound.evaluation.sat2sound_eval import (
     both_directions,
@@ -38,6 +40,7 @@ from geosound.evaluation.sat2sound_eval import (
 from geosound.models import Sat2Sound
 from geosound.models.checkpoint import save_checkpoint
 from geosound.training.config import TrainConfig
+from geosound.training.data_module import place_of
 from geosound.training.features import PairFeatures, prepare_features
 from geosound.training.fit import fit_sat2sound
 
@@ -56,12 +59,21 @@ class TrainOutcome:
 
 
 def build_pairs(
-    data_dir: Path, config: TrainConfig, out_dir: Path, progress: Progress | None = None
+    data_dir: Path,
+    config: TrainConfig,
+    out_dir: Path,
+    progress: Progress | None = None,
+    manifest: Path | None = None,
 ) -> gpd.GeoDataFrame:
-    """Sonify the dev tiles (train split: ``variants`` mixes per tile; eval: one)."""
+    """The run's pairs: a given manifest (real pairs), or the dev tiles sonified (train split:
+    ``variants`` mixes per tile; eval: one)."""
     manifest_path = out_dir / "pairs.parquet"
     if manifest_path.exists():
         return read_manifest(manifest_path)
+    if manifest is not None:
+        pairs = ensure_eval_split(read_manifest(manifest), config)
+        write_manifest(pairs, manifest_path)
+        return pairs
     manifest, _ = sonify_dev_sets(
         data_dir,
         variants=config.variants,
@@ -76,15 +88,35 @@ def build_pairs(
     return manifest
 
 
+def ensure_eval_split(pairs: gpd.GeoDataFrame, config: TrainConfig) -> gpd.GeoDataFrame:
+    """Keep a manifest's own train/eval split; without eval rows, hold out places at random.
+
+    Places (not pairs) are held out, with the run's seed and ``eval_fraction``, so that no
+    place is on both sides.
+    """
+    if (pairs["split"] == "eval").any() and (pairs["split"] == "train").any():
+        return pairs
+    places = pairs["id"].astype(str).map(place_of)
+    unique = np.array(sorted(set(places)))
+    rng = np.random.default_rng(config.seed)
+    held_out = set(rng.choice(unique, max(1, round(config.eval_fraction * len(unique))), False))
+    if len(held_out) == len(unique):
+        raise InputError("too few places to hold any out for evaluation", None)
+    pairs = pairs.copy()
+    pairs["split"] = np.where(places.isin(held_out), "eval", "train")
+    return pairs
+
+
 def load_features(
     data_dir: Path,
     config: TrainConfig,
     out_dir: Path,
     cache_root: Path | None = None,
     progress: Progress | None = None,
+    manifest: Path | None = None,
 ) -> PairFeatures:
     """Pairs and their encoder features for a config (cached on disk after the first run)."""
-    manifest = build_pairs(data_dir, config, out_dir, _stage(progress, 0.0, 0.3))
+    manifest = build_pairs(data_dir, config, out_dir, _stage(progress, 0.0, 0.3), manifest)
     return prepare_features(manifest, cache_root=cache_root, progress=_stage(progress, 0.3, 1.0))
 
 
@@ -124,13 +156,16 @@ def run_training(
     cache_root: Path | None = None,
     progress: Progress | None = None,
     progress_bar: bool = True,
+    manifest: Path | None = None,
 ) -> TrainOutcome:
     """The whole pipeline; see the module docstring. Resumes from ``out_dir`` when rerun."""
     started = time.monotonic()
     out = Path(out_dir)
     data_dir = Path(data_dir) if data_dir else dev_data_dir()
     config.to_yaml(out / "train_config.yaml")
-    features = load_features(data_dir, config, out, cache_root, _stage(progress, 0.0, 0.4))
+    features = load_features(
+        data_dir, config, out, cache_root, _stage(progress, 0.0, 0.4), manifest
+    )
     model = fit_sat2sound(
         features, out / "runs" / "codebook", config, None, progress_bar, _stage(progress, 0.4, 0.7)
     )
@@ -152,7 +187,9 @@ def run_training(
         "data": {
             "pairs_train": int((features.splits == "train").sum()),
             "pairs_eval": int((features.splits == "eval").sum()),
-            "source": "EuroSAT dev tiles sonified with ESC-50 dev clips (Seeing Sound)",
+            "source": str(manifest)
+            if manifest
+            else "EuroSAT dev tiles sonified with ESC-50 dev clips (Seeing Sound)",
         },
         "train_seconds": round(time.monotonic() - started, 1),
     }

@@ -1,0 +1,43 @@
+"""Real geotagged recordings with imagery: `geosound pairs`, then `geosound train --manifest`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+from tests.test_pairs import raster_pairs  # noqa: F401  (the real-format fixture)
+
+
+@pytest.mark.slow
+def test_real_pairs_train_end_to_end(raster_pairs, tmp_path: Path):  # noqa: F811
+    table, raster = raster_pairs
+    manifest = tmp_path / "pairs.parquet"
+    made = run_cli("pairs", str(table), "--imagery", str(raster), "-o", str(manifest))
+    assert made.returncode == 0, made.stderr
+    assert "3 pairs" in made.stdout
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump({"preset": "tiny", "epochs": 2, "batch_size": 2, "val_every": 1})
+    )
+    env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
+    trained = run_cli(
+        "train", "--manifest", str(manifest), "--config", str(config), "--out",
+        str(tmp_path / "run"), "--progress", "none", env=env,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "run" / "sat2sound.pt").exists()
+    assert "| Sat2Sound | image→audio |" in trained.stdout  # the table, on the held-out place
+
+
+def test_pairs_with_a_point_off_the_imagery(raster_pairs, make_raster, tmp_path: Path):  # noqa: F811
+    table, _ = raster_pairs
+    elsewhere = make_raster("elsewhere.tif", origin=(600000.0, 5300000.0))
+    result = run_cli(
+        "pairs", str(table), "--imagery", str(elsewhere), "-o", str(tmp_path / "m.parquet")
+    )
+    assert result.returncode == 2 and "elsewhere.tif" in result.stderr
+    assert not (tmp_path / "m.parquet").exists()
