@@ -40,9 +40,9 @@ around a shared mean, power-law spectrum) and every report line says SYNTHETIC.
 * ``ivfpq``  — ``AudioBank`` kind ``ivfpq`` (inverted lists + product quantisation; training
   time included in the build time).
 * ``limit``  — numpy float32 matrix product of the search's shape (1000 × 512 · 512 × 32768
-  into a preallocated output), best of 5, measured again before each size's exact searches
-  (a shared machine drifts): the FLOP rate no exact search can beat, as exact search is that
-  product plus a top-k. ``vs limit`` = (2·Q·N·D / search time) / that rate.
+  into a preallocated output), timed in rounds interleaved with the two exact searches (a
+  shared machine drifts), best kept: the FLOP rate no exact search can beat, as exact search
+  is that product plus a top-k. ``vs limit`` = (2·Q·N·D / search time) / that rate.
 
 Run ``python benchmarks/bench_bank.py --help``; benchmarks/README.md explains the numbers.
 """
@@ -260,7 +260,7 @@ def best_time(run: Callable[[], Any], repeat: int) -> tuple[float, Any, list[flo
     return min(times), result, times
 
 
-def measure_limit(repeat: int = 5) -> float:
+def measure_limit(repeat: int = 3) -> float:
     """GFLOP/s of a float32 matrix product shaped like the search (best of ``repeat``)."""
     q, d, n = LIMIT_SHAPE
     rng = np.random.default_rng(0)
@@ -322,8 +322,9 @@ def bench_size(
 ) -> list[Row]:
     """All methods on one bank; exact ``flat`` results are the recall reference.
 
-    The matmul limit is measured again here, right before the exact searches, because a
-    shared machine's speed drifts over a run of minutes.
+    The exact methods and the matmul limit are timed in interleaved rounds (limit, numpy,
+    flat; best of each kept), so that drift on a shared machine hits all three alike and
+    ``vs limit`` compares numbers taken in the same minute.
     """
     import faiss
     import pandas as pd
@@ -335,31 +336,47 @@ def bench_size(
     repeat_exact = args.repeat if size < 500_000 else max(1, args.repeat - 1)
     metadata = pd.DataFrame({"path": pd.RangeIndex(size).astype(str)})
     rows: list[Row] = []
-    limit = measure_limit()
-
-    seconds, (_, numpy_ids), times = best_time(lambda: numpy_search(bank, queries, K), repeat_exact)
-    numpy_row = Row(size, "numpy", limit, None, seconds, len(queries), None, flops / seconds / 1e9)
-    numpy_row.extra["all_search_s"] = times
-    rows.append(numpy_row)
 
     start = time.perf_counter()
     flat = AudioBank.build(bank, metadata, SPACE_ID, kind="flat")
-    build = time.perf_counter() - start
-    seconds, hits, times = best_time(lambda b=flat: b.search(queries, K), repeat_exact)
+    flat_build = time.perf_counter() - start
+    limits: list[float] = []
+    numpy_times: list[float] = []
+    flat_times: list[float] = []
+    for _ in range(repeat_exact):
+        limits.append(measure_limit(repeat=3))
+        seconds, (_, numpy_ids), _ = best_time(lambda: numpy_search(bank, queries, K), 1)
+        numpy_times.append(seconds)
+        seconds, hits, _ = best_time(lambda b=flat: b.search(queries, K), 1)
+        flat_times.append(seconds)
+    limit = max(limits)
     truth = hits.indices
-    numpy_row.recall = recall(numpy_ids, truth)  # agreement of the two exact searches
+    numpy_s, flat_s = min(numpy_times), min(flat_times)
+    rows.append(
+        Row(
+            size,
+            "numpy",
+            limit,
+            None,
+            numpy_s,
+            len(queries),
+            recall(numpy_ids, truth),  # agreement of the two exact searches
+            flops / numpy_s / 1e9,
+            extra={"all_search_s": numpy_times, "all_limit_gflops": limits},
+        )
+    )
     rows.append(
         Row(
             size,
             "flat",
             limit,
-            build,
-            seconds,
+            flat_build,
+            flat_s,
             len(queries),
             1.0,
-            flops / seconds / 1e9,
+            flops / flat_s / 1e9,
             size * dim * 4 / 1e6,
-            extra={"all_search_s": times},
+            extra={"all_search_s": flat_times},
         )
     )
     del flat, hits
@@ -424,6 +441,14 @@ def real_profile(anchors: np.ndarray) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- report
+
+
+def _peak_rss_mb() -> float:
+    """This process's highest resident memory so far (Linux reports KiB, macOS bytes)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 
 
 def _load() -> str:
@@ -530,10 +555,13 @@ def main(argv: list[str] | None = None) -> int:
 
     q, d, n = LIMIT_SHAPE
     print(
-        f"limit: numpy float32 matmul ({q}x{d})·({d}x{n}), best of 5, measured before each "
-        "size's exact searches"
+        f"limit: numpy float32 matmul ({q}x{d})·({d}x{n}), best of 3 per round, in rounds "
+        "interleaved with the exact searches (limit, numpy, flat), best round kept"
     )
-    print(f"queries: {args.queries}, k={K}; search times best of {args.repeat}")
+    print(
+        f"queries: {args.queries}, k={K}; search times best of {args.repeat} "
+        f"(exact searches at N >= 500000: best of {max(1, args.repeat - 1)})"
+    )
     print(f"load average at start (1, 5, 15 min): {_load()}", flush=True)
     started = time.perf_counter()
 
@@ -580,8 +608,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"N={size}: {', '.join(ratios)}; {exact}")
 
     print(
-        f"total {time.perf_counter() - started:.0f} s; load average at the end: {_load()} "
-        "(other work on the machine only ever slows the numbers down)"
+        f"total {time.perf_counter() - started:.0f} s; peak RSS {_peak_rss_mb():.0f} MB; load "
+        f"average at the end: {_load()} (other work on the machine only ever slows the numbers "
+        "down)"
     )
 
     if args.json is not None:

@@ -66,7 +66,7 @@ def random_bank() -> tuple[AudioBank, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def clustered_set() -> tuple[np.ndarray, np.ndarray]:
-    return clustered(IVFPQ_MIN_VECTORS + 2000, 64, seed=1)
+    return clustered(IVFPQ_MIN_VECTORS + 2000, 32, seed=1)
 
 
 # --------------------------------------------------------------------------- search
@@ -170,10 +170,10 @@ def test_ivfpq_trains_measures_recall_and_compresses(clustered_set):
     )
     params = bank.params
     assert bank.kind == "ivfpq" and bank.index.is_trained and len(bank) == len(vectors)
-    assert 64 % params["m"] == 0 and params["nlist"] * 39 <= len(vectors)
+    assert 32 % params["m"] == 0 and params["nlist"] * 39 <= len(vectors)
     assert bank.index.nprobe == params["nprobe"]
     # PQ codes are lossy (D/4 bytes a vector) and neighbours inside a cluster differ by less
-    # than the quantisation error, so recall@10 is ~0.55 here, far below HNSW's; the bar
+    # than the quantisation error, so recall@10 is ~0.48 here, far below HNSW's; the bar
     # catches a broken index (random rows would score ~0.001), not a mediocre one.
     assert bank.recall is not None and bank.recall["value"] >= 0.4
     # Its codes are lossy, so recall needs the original vectors.
