@@ -2,6 +2,7 @@
 #   make demo     install if needed, then run the offline demo (writes ./geosound-demo/)
 #   make test     install if needed, then run the test suite
 #   make install  only the install (library + CLI + offline encoders)
+#   make plugin   build dist/geosound_qgis-<version>.zip, the QGIS plugin (needs only python3)
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -37,3 +38,10 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The QGIS plugin as the zip QGIS installs ("Install from ZIP"): geosound_qgis/ at the root,
+# no caches; the version comes from the plugin's metadata.txt.
+PLUGIN_VERSION := $(shell sed -n 's/^version=//p' qgis_plugin/geosound_qgis/metadata.txt)
+.PHONY: plugin
+plugin:
+	python3 qgis_plugin/build_zip.py dist/geosound_qgis-$(PLUGIN_VERSION).zip

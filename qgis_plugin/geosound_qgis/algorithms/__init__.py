@@ -1,0 +1,21 @@
+"""The geosound Processing algorithms; a new algorithm is one class added to ALGORITHMS."""
+
+from __future__ import annotations
+
+from .base import GeosoundAlgorithm, MapAlgorithm
+from .build_index import BuildIndexAlgorithm
+from .concept_map import ConceptMapAlgorithm
+from .retrieve import RetrievePointsAlgorithm, RetrieveTilesAlgorithm
+from .soundscape_map import SoundscapeMapAlgorithm
+from .synthesize import SynthesizePointAlgorithm
+
+ALGORITHMS: tuple[type[GeosoundAlgorithm], ...] = (
+    SoundscapeMapAlgorithm,
+    ConceptMapAlgorithm,
+    RetrieveTilesAlgorithm,
+    RetrievePointsAlgorithm,
+    SynthesizePointAlgorithm,
+    BuildIndexAlgorithm,
+)
+
+__all__ = ["ALGORITHMS", "GeosoundAlgorithm", "MapAlgorithm"]

@@ -1,0 +1,190 @@
+"""The Listen map tool: click a spot, hear what it probably sounds like.
+
+A click picks the imagery under the spot, then ``geosound synthesize`` runs in a background
+:class:`QgsTask` (the canvas stays responsive for the ~10 s it takes) and the dock lists the
+nearest recordings and the mix. Only one spot is listened to at a time: a new click cancels
+the previous run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsCsException,
+    QgsPointXY,
+    QgsProcessingUtils,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSettings,
+    QgsTask,
+)
+from qgis.gui import QgsMapCanvas, QgsMapToolEmitPoint
+
+from .algorithms.base import crs_argument
+from .environment import (
+    BANK_SETTINGS_KEY,
+    SETTINGS_KEY,
+    EnvironmentNotFound,
+    child_environment,
+    find_environment,
+)
+from .runner import GeosoundRunError, RunResult, run_geosound
+from .sound_dock import SoundDock
+from .styling import PRODUCT_PROPERTY
+
+K_SETTINGS_KEY = "geosound/listen_k"
+SECONDS_SETTINGS_KEY = "geosound/listen_seconds"
+
+
+class ListenMapTool(QgsMapToolEmitPoint):
+    """Emits ``canvasClicked(point, button)`` in the canvas CRS; the controller listens."""
+
+    def __init__(self, canvas: QgsMapCanvas) -> None:
+        super().__init__(canvas)
+        self.setCursor(QgsApplication.getThemeCursor(QgsApplication.CrossHair))
+
+
+class ListenTask(QgsTask):
+    """Runs one ``geosound synthesize`` in the background; ``on_done`` runs in the GUI thread."""
+
+    def __init__(
+        self, description: str, command: list[str], wav: Path,
+        on_done: Callable[[ListenTask], None],
+    ) -> None:  # fmt: skip
+        super().__init__(description, QgsTask.CanCancel)
+        self.command = command
+        self.wav = wav
+        self.on_done = on_done
+        self.result: RunResult | None = None
+        self.error: str | None = None
+
+    def run(self) -> bool:
+        try:
+            self.result = run_geosound(
+                self.command,
+                on_progress=lambda fraction, message: self.setProgress(100.0 * fraction),
+                is_canceled=self.isCanceled,
+                env=child_environment(),
+            )
+        except GeosoundRunError as error:
+            self.error = error.message
+            return False
+        return True
+
+    def finished(self, result: bool) -> None:
+        if not result and self.error is None:
+            self.error = "canceled"
+        self.on_done(self)
+
+    def sources(self) -> list[dict[str, Any]]:
+        """The recordings mixed, from the sidecar geosound wrote beside the WAV."""
+        with open(self.wav.with_suffix(".json"), encoding="utf-8") as handle:
+            return list(json.load(handle).get("sources", []))
+
+
+class ListenController:
+    """Turns clicks into listen tasks and their results into the dock's contents."""
+
+    def __init__(self, canvas: QgsMapCanvas, dock: SoundDock, active_layer: Callable[[], Any]):
+        self.canvas = canvas
+        self.dock = dock
+        self.active_layer = active_layer
+        self.task: ListenTask | None = None
+
+    def raster_under(
+        self, point: QgsPointXY, crs: QgsCoordinateReferenceSystem
+    ) -> QgsRasterLayer | None:
+        """The imagery to listen to: the active raster if under the point, else the lowest.
+
+        Imagery usually sits at the bottom of the layer stack with geosound's own outputs
+        above it, and those outputs (marked with a custom property) are never imagery.
+        """
+        layers = [self.active_layer(), *reversed(self.canvas.layers())]
+        for layer in layers:
+            if not isinstance(layer, QgsRasterLayer) or layer.customProperty(PRODUCT_PROPERTY):
+                continue
+            if layer.providerType() != "gdal" or not layer.crs().isValid():
+                continue
+            try:
+                transform = QgsCoordinateTransform(crs, layer.crs(), QgsProject.instance())
+                local = transform.transform(point)
+            except QgsCsException:
+                continue
+            if layer.extent().contains(local):
+                return layer
+        return None
+
+    def listen_at(self, point: QgsPointXY, button: Any = None) -> ListenTask | None:
+        """Start listening at ``point`` (canvas CRS); returns the task, None if it cannot."""
+        crs = self.canvas.mapSettings().destinationCrs()
+        where = f"{point.x():.6g}, {point.y():.6g} ({crs.authid() or 'custom CRS'})"
+        self.dock.show()
+        settings = QgsSettings()
+        bank = settings.value(BANK_SETTINGS_KEY, "", type=str)
+        if not bank:
+            self.dock.show_error("choose an audio bank in Plugins ▸ geosound ▸ Settings… first")
+            return None
+        try:
+            environment = find_environment(settings.value(SETTINGS_KEY, "", type=str))
+        except EnvironmentNotFound as error:
+            self.dock.show_error(str(error))
+            return None
+        layer = self.raster_under(point, crs)
+        if layer is None:
+            self.dock.show_error("no imagery (a GDAL raster with a CRS) under this spot")
+            return None
+        if self.task is not None and not self._finished(self.task):
+            self.task.cancel()
+        from qgis.core import QgsProviderRegistry
+
+        raster = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path")
+        folder = Path(
+            tempfile.mkdtemp(prefix="geosound_listen_", dir=QgsProcessingUtils.tempFolder())
+        )
+        wav = folder / "listen.wav"
+        k = settings.value(K_SETTINGS_KEY, 3, type=int)
+        seconds = settings.value(SECONDS_SETTINGS_KEY, 10.0, type=float)
+        command = environment.command(
+            "synthesize", f"--x={point.x()!r}", f"--y={point.y()!r}", f"--crs={crs_argument(crs)}",
+            "--raster", str(raster or layer.source()), "--bank", bank, "-o", str(wav),
+            "--k", str(k), "--seconds", repr(seconds), "--progress", "json",
+        )  # fmt: skip
+        task = ListenTask(f"geosound: listening at {where}", command, wav,
+                          lambda done: self._done(done, where))  # fmt: skip
+        task.progressChanged.connect(self.dock.set_progress)
+        self.task = task
+        self.dock.show_running(f"{where} over {layer.name()}")
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def cancel(self) -> None:
+        if self.task is not None and not self._finished(self.task):
+            self.task.cancel()
+
+    def _done(self, task: ListenTask, where: str) -> None:
+        if task is not self.task:  # a later click replaced this one
+            return
+        if task.error is not None or task.result is None:
+            self.dock.show_error(task.error or "geosound reported no result")
+            return
+        try:
+            sources = task.sources()
+        except (OSError, ValueError) as error:
+            self.dock.show_error(f"cannot read the sidecar of {task.wav}: {error}")
+            return
+        self.dock.show_sounds(where, str(task.wav), sources, task.result.note)
+
+    @staticmethod
+    def _finished(task: QgsTask) -> bool:
+        try:
+            return task.status() in (QgsTask.Complete, QgsTask.Terminated)
+        except RuntimeError:  # the C++ task was already deleted by the task manager
+            return True

@@ -1,0 +1,393 @@
+"""The QGIS plugin (qgis_plugin/geosound_qgis): loads, registers, runs, styles, fails cleanly.
+
+The venv's Python cannot import ``qgis`` and QGIS's Python must never import ``geosound`` —
+the split the plugin is built around — so the QGIS parts run in one ``/usr/bin/python3``
+subprocess (``tests/qgis/qgis_checks.py``, offscreen) that drives the real geosound CLI of this
+venv and writes a JSON report; the tests below assert on it. They skip, saying why, where QGIS
+or the dev data are missing. The subprocess takes about a minute (six geosound runs).
+
+The runner and environment modules import nothing from QGIS, so their tests run here directly.
+"""
+
+from __future__ import annotations
+
+import configparser
+import csv
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from geosound.config import dev_data_dir
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "qgis_plugin" / "geosound_qgis"
+CHECKS = REPO / "tests" / "qgis" / "qgis_checks.py"
+QGIS_PYTHON = os.environ.get("GEOSOUND_QGIS_PYTHON", "/usr/bin/python3")
+SCENE = "opengeos_naip_m_4709963_se_14_1_20200831.tif"
+SCENE_TILE_METRES = 64 * 5.0  # tile 64 on a 5 m scene: one output pixel
+
+
+def plugin_module(name: str) -> ModuleType:
+    """A QGIS-free module of the plugin (``runner``, ``environment``), imported from source."""
+    root = str(REPO / "qgis_plugin")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module(f"geosound_qgis.{name}")
+
+
+# -- without QGIS: packaging and the subprocess protocol ---------------------------------------
+
+
+def test_metadata_has_what_the_plugin_repository_requires():
+    parser = configparser.ConfigParser()
+    parser.read(PLUGIN / "metadata.txt", encoding="utf-8")
+    general = parser["general"]
+    for key in ("name", "description", "about", "author", "email", "repository", "tracker"):
+        assert general.get(key, "").strip(), key
+    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["version"] == "0.1.0"
+    assert general["license"] == "Apache-2.0"
+    assert (PLUGIN / general["icon"]).is_file()
+
+
+def test_plugin_never_imports_torch_or_geosound():
+    heavy = re.compile(r"^\s*(import|from)\s+(torch|geosound)(\s|\.|$)", re.MULTILINE)
+    offenders = [str(p) for p in PLUGIN.rglob("*.py") if heavy.search(p.read_text())]
+    assert offenders == []
+
+
+def test_plugin_zip_has_the_folder_at_its_root(tmp_path: Path):
+    out = tmp_path / "geosound_qgis-0.1.0.zip"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "qgis_plugin" / "build_zip.py"), str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names = zipfile.ZipFile(out).namelist()
+    assert {n.split("/")[0] for n in names} == {"geosound_qgis"}
+    for required in ("__init__.py", "metadata.txt", "icon.svg", "provider.py", "LICENSE"):
+        assert f"geosound_qgis/{required}" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def fake_cli(tmp_path: Path, body: str) -> list[str]:
+    """A stand-in for ``python -m geosound`` that prints what ``body`` prints."""
+    script = tmp_path / "fake_geosound.py"
+    script.write_text("import json, sys, time\n" + body)
+    return [sys.executable, str(script)]
+
+
+def test_runner_streams_progress_and_returns_outputs(tmp_path: Path):
+    runner = plugin_module("runner")
+    command = fake_cli(
+        tmp_path,
+        "for i in range(3):\n"
+        "    print(json.dumps({'progress': i / 2, 'message': f'step {i}'}), flush=True)\n"
+        "print('a stray line', file=sys.stderr)\n"
+        "print(json.dumps({'ok': True, 'outputs': ['a.tif'], 'note': 'stand-in'}))\n",
+    )
+    progress: list[tuple[float, str]] = []
+    logs: list[str] = []
+    result = runner.run_geosound(
+        command, on_progress=lambda f, m: progress.append((f, m)), on_log=logs.append
+    )
+    assert progress == [(0.0, "step 0"), (0.5, "step 1"), (1.0, "step 2")]
+    assert result.outputs == ["a.tif"] and result.note == "stand-in"
+    assert logs == ["a stray line"]
+
+
+def test_runner_raises_geosound_error_messages(tmp_path: Path):
+    runner = plugin_module("runner")
+    reported = fake_cli(
+        tmp_path, "print(json.dumps({'error': 'scene.tif: no CRS'}))\nsys.exit(2)\n"
+    )
+    with pytest.raises(runner.GeosoundRunError, match=r"^scene\.tif: no CRS$"):
+        runner.run_geosound(reported)
+    # Errors found before the progress protocol starts only reach stderr.
+    early = fake_cli(
+        tmp_path, "print('geosound: error: x.tif: not found', file=sys.stderr)\nsys.exit(2)\n"
+    )
+    with pytest.raises(runner.GeosoundRunError, match=r"^x\.tif: not found$") as caught:
+        runner.run_geosound(early)
+    assert caught.value.returncode == 2
+    silent = fake_cli(tmp_path, "pass\n")
+    with pytest.raises(runner.GeosoundRunError, match="without reporting its outputs"):
+        runner.run_geosound(silent)
+
+
+def test_runner_cancel_kills_a_silent_process(tmp_path: Path):
+    runner = plugin_module("runner")
+    command = fake_cli(
+        tmp_path,
+        "print(json.dumps({'progress': 0.1, 'message': 'embedding'}), flush=True)\n"
+        "time.sleep(60)\n",
+    )
+    seen: list[float] = []
+    start = time.monotonic()
+    with pytest.raises(runner.GeosoundCanceled):
+        runner.run_geosound(
+            command, on_progress=lambda f, m: seen.append(f), is_canceled=lambda: bool(seen)
+        )
+    assert time.monotonic() - start < 10
+
+
+def test_environment_found_from_variable_and_refused_when_wrong(monkeypatch, tmp_path: Path):
+    environment = plugin_module("environment")
+    monkeypatch.setenv("GEOSOUND_PYTHON", sys.executable)
+    found = environment.find_environment("")
+    assert found.python == Path(sys.executable) and found.version
+    assert found.command("info")[1:] == ["-m", "geosound", "info"]
+    with pytest.raises(environment.EnvironmentNotFound, match="geosound environment not found"):
+        environment.find_environment(str(tmp_path / "missing" / "python"))
+    not_geosound = tmp_path / "python"
+    not_geosound.write_text("#!/bin/sh\nexit 1\n")
+    not_geosound.chmod(0o755)
+    with pytest.raises(environment.EnvironmentNotFound, match="cannot import geosound"):
+        environment.find_environment(str(not_geosound))
+    child = environment.child_environment({"PYTHONPATH": "/usr/share/qgis/python", "A": "1"})
+    assert "PYTHONPATH" not in child and child["A"] == "1"
+
+
+# -- inside QGIS -------------------------------------------------------------------------------
+
+
+def qgis_missing() -> str | None:
+    """Why QGIS's Python cannot run the checks, or None when it can."""
+    try:
+        done = subprocess.run(
+            [QGIS_PYTHON, "-c", "import qgis.core, qgis.gui"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+            check=False,
+        )
+    except OSError as error:
+        return f"{QGIS_PYTHON} cannot run ({error})"
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return (
+            f"{QGIS_PYTHON} cannot import qgis ({lines[-1] if lines else done.returncode}); "
+            "install QGIS: apt-get install python3-qgis qgis-providers"
+        )
+    return None
+
+
+def recordings_table(folder: Path, out: Path, classes: int = 8) -> Path:
+    """A small labelled bank source: the first clip of a few ESC-50 classes (real audio)."""
+    rows, seen = [], set()
+    with open(folder / "index.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["class"] in seen or len(seen) >= classes:
+                continue
+            seen.add(row["class"])
+            path = str(folder / row["filename"])
+            rows.append({"path": path, "label": row["class"], "licence": row["license"]})
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "label", "licence"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run every QGIS check once (about a minute) and return the JSON report."""
+    reason = qgis_missing()
+    if reason:
+        pytest.skip(reason)
+    data = dev_data_dir()
+    scene = data / "georaster_scenes" / SCENE
+    clips = data / "esc50_outdoor_16k"
+    if not scene.is_file() or not (clips / "index.csv").is_file():
+        pytest.skip(f"dev data not found at {data} (set GEOSOUND_DEV_DATA)")
+    tmp = tmp_path_factory.mktemp("qgis")
+    table = recordings_table(clips, tmp / "recordings.csv")
+    path = tmp / "report.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(
+        QT_QPA_PLATFORM="offscreen",
+        GEOSOUND_PYTHON=sys.executable,
+        XDG_CONFIG_HOME=str(tmp / "config"),  # QGIS settings of the run, not the user's
+        XDG_DATA_HOME=str(tmp / "data"),
+        XDG_RUNTIME_DIR=str(tmp / "runtime"),
+        GEOSOUND_CACHE=str(tmp / "cache"),
+    )
+    (tmp / "runtime").mkdir(mode=0o700)
+    done = subprocess.run(
+        [QGIS_PYTHON, "-X", "faulthandler", str(CHECKS), str(path), str(tmp / "work"),
+         str(scene), str(table)],
+        capture_output=True, text=True, env=env, timeout=1200, check=False,
+    )  # fmt: skip
+    if not path.is_file():
+        pytest.fail(f"the QGIS checks wrote no report (exit {done.returncode}):\n{done.stderr}")
+    result = json.loads(path.read_text())
+    result["_exit"] = done.returncode
+    result["_stderr"] = done.stderr[-4000:]
+    return result
+
+
+def check(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """One check's measurements; fails with its traceback (or the crash) if it failed."""
+    if name not in report:
+        pytest.fail(f"check {name} did not run (exit {report['_exit']}):\n{report['_stderr']}")
+    entry = report[name]
+    assert entry["ok"], entry.get("error")
+    return entry
+
+
+def test_qgis_checks_ran_cleanly(report):
+    assert report["_exit"] == 0, report["_stderr"]
+    assert check(report, "environment")["source"] == "the environment variable GEOSOUND_PYTHON"
+
+
+def test_provider_registers_every_algorithm_with_processing_types(report):
+    entry = check(report, "registration")
+    algorithms = entry["algorithms"]
+    assert entry["added"]
+    assert set(algorithms) == {
+        "geosound:soundscapemap", "geosound:conceptmap", "geosound:retrievetiles",
+        "geosound:retrievepoints", "geosound:synthesizepoint", "geosound:buildindex",
+    }  # fmt: skip
+    soundscape = algorithms["geosound:soundscapemap"]
+    assert soundscape["parameters"]["INPUT"] == "raster"
+    assert soundscape["parameters"]["QUERIES"] == "string"
+    assert soundscape["parameters"]["EXTENT"] == "extent"
+    assert soundscape["parameters"]["OUTPUT"] == "rasterDestination"
+    assert soundscape["outputs"]["OUTPUT"] == "outputRaster"
+    assert algorithms["geosound:retrievepoints"]["parameters"]["INPUT"] == "source"
+    assert algorithms["geosound:retrievetiles"]["parameters"]["OUTPUT"] == "sink"
+    assert algorithms["geosound:synthesizepoint"]["parameters"]["POINT"] == "point"
+    assert algorithms["geosound:buildindex"]["parameters"]["OUTPUT"] == "folderDestination"
+    assert all(a["help"] for a in algorithms.values())
+    assert entry["model_child_valid"], entry["model_issues"]  # usable in the modeler
+
+
+def test_toolbox_and_batch_dialogs_build_every_parameter_widget(report):
+    entry = check(report, "dialogs")
+    algorithms = {k: v for k, v in entry.items() if k.startswith("geosound:")}
+    assert len(algorithms) == 6
+    for name, counts in algorithms.items():
+        assert counts["widgets"] == counts["parameters"] == counts["batch_columns"], name
+
+
+def test_build_index(report):
+    entry = check(report, "buildindex")
+    assert entry["outputs"]["COUNT"] == 8
+    assert {"bank.json", "index.faiss", "metadata.parquet"} <= set(entry["files"])
+    assert entry["progress"][-1] == 100.0
+    assert "-m geosound index build" in entry["commands"][0]
+
+
+def test_soundscape_map_is_a_styled_raster_on_the_scene(report):
+    entry = check(report, "soundscapemap")
+    assert entry["valid"]
+    assert entry["crs"] == entry["scene_crs"] == "EPSG:26914"
+    assert entry["bands"] == entry["outputs"]["BAND_COUNT"] == 2
+    assert entry["pixel_size"] == [SCENE_TILE_METRES, SCENE_TILE_METRES]
+    # Whole tiles from the scene's top-left corner: covers the scene, by less than a tile.
+    (x0, y0, x1, y1), (sx0, sy0, sx1, sy1) = entry["extent"], entry["scene_extent"]
+    assert (x0, y1) == (sx0, sy1)
+    assert 0 <= x1 - sx1 < SCENE_TILE_METRES and 0 <= sy0 - y0 < SCENE_TILE_METRES
+    assert "birds chirping in trees" in entry["band_names"][0]
+    assert "cars driving on a road" in entry["band_names"][1]
+    assert entry["renderer"] == "singlebandpseudocolor"  # from the .qml saved beside it
+    assert entry["probability_valid"]
+    assert entry["per_query"] == [[True, 1, "singlebandpseudocolor"]] * 2
+    assert "Sat2Sound" in entry["note"] or "stand-in" in entry["note"]
+
+
+def test_concept_map_is_paletted_with_concept_names(report):
+    entry = check(report, "conceptmap")
+    assert entry["valid"] and entry["crs"] == "EPSG:26914"
+    assert entry["renderer"] == "paletted"
+    labels = {int(value): label for value, label in entry["classes"]}
+    assert entry["legend"], "map.json has no concept legend"
+    for concept, item in entry["legend"].items():
+        assert labels[int(concept)] == item["name"]
+    assert entry["weight_renderer"] == "singlebandpseudocolor"
+    # The concept map reused the region cache the soundscape map wrote.
+    assert entry["region_cache"] == report["soundscapemap"]["outputs"]["REGION_CACHE"]
+
+
+def test_retrieval_for_tiles_is_an_outlined_polygon_layer(report):
+    entry = check(report, "retrievetiles")
+    assert entry["valid"] and entry["count"] > 0 and entry["geometry"] == 2  # polygons
+    assert entry["crs"] == "EPSG:26914"
+    for rank in (1, 2, 3):
+        assert {f"sound_{rank}", f"class_{rank}", f"score_{rank}"} <= set(entry["fields"])
+    assert Path(entry["first"]["sound_1"]).is_file()
+    assert entry["first"]["class_1"]  # labels of the bank's table
+    assert -1.0 <= entry["first"]["score_1"] <= 1.0
+    # Only tiles of the requested extent (whole tiles, so up to one tile more).
+    x0, y0, x1, y1 = entry["extent"]
+    assert x0 >= 486859 - 1 and x1 <= 488779 + SCENE_TILE_METRES
+    assert y0 >= 5206050 - SCENE_TILE_METRES and y1 <= 5207650 + SCENE_TILE_METRES
+    assert entry["fill_alpha"] == 0 and entry["brush"] == 0  # outline only
+
+
+def test_retrieval_for_points_keeps_attributes_and_adds_sounds(report):
+    entry = check(report, "retrievepoints")
+    assert entry["valid"] and entry["geometry"] == 0 and entry["crs"] == "EPSG:4326"
+    assert [row["name"] for row in entry["rows"]] == ["pond", "field"]
+    assert {"wav", "sound_1", "class_1", "score_1", "sound_2"} <= set(entry["fields"])
+    assert all(entry["wavs_exist"])
+    assert all(Path(row["sound_1"]).is_file() for row in entry["rows"])
+
+
+def test_synthesis_at_a_point_writes_a_wav_and_a_point(report):
+    entry = check(report, "synthesizepoint")
+    assert entry["wav_exists"] and entry["wav_bytes"] > 44 and entry["sidecar_exists"]
+    assert [s["rank"] for s in entry["sources"]] == [1, 2]
+    assert entry["layer_valid"] and entry["layer_wav"] == entry["wav"]
+    assert entry["layer_sound_1"] == entry["sources"][0]["path"]
+    assert entry["layer_crs"] == "EPSG:26914"
+
+
+def test_failures_are_processing_exceptions_with_the_reason(report):
+    entry = check(report, "errors")
+    assert entry["bad_python"].startswith("geosound environment not found")
+    assert "Set it in" in entry["bad_python"]
+    assert "has no CRS" in entry["no_crs"]
+    assert "at least one sound query" in entry["no_queries"]
+    assert "outside the raster" in entry["outside"] and entry["outside_wrote_nothing"]
+    assert entry["canceled"].startswith("Canceled")
+    assert entry["cancel_seconds"] < 30 and not entry["canceled_output_exists"]
+
+
+def test_plugin_loads_adds_its_gui_and_unloads(report):
+    entry = check(report, "plugin")
+    assert entry["provider_after_init"] and len(entry["algorithms"]) == 6
+    assert entry["toolbar"][0] == "Listen here"
+    assert entry["opened"] == ["geosound:soundscapemap", "geosound:conceptmap"]
+    assert "Settings…" in entry["menu"] and len(entry["menu"]) == 8
+    assert entry["docks"] == ["geosoundListenDock"]
+    assert entry["listen_tool_active"] and entry["listen_tool_off"]
+    assert not entry["provider_after_unload"]
+    assert entry["menu_after_unload"] == 0 and entry["docks_after_unload"] == 0
+
+
+def test_listen_tool_lists_the_sounds_of_a_clicked_spot(report):
+    listen = check(report, "plugin")["listen"]
+    assert listen["raster_outside"] and listen["task_started"]
+    assert listen["rows"] == 3 and listen["wav_exists"], listen["status"]
+    assert all(listen["labels"])
+    assert "not generated audio" in listen["note"]
+    # Play buttons work where Qt Multimedia can play, and say why not elsewhere.
+    assert listen["buttons_enabled"] == [listen["player_available"]] * 4
+    if listen["player_available"]:
+        assert listen["playing_mix"] and listen["playing_first"]
+    else:
+        assert listen["button_tooltips"] == [listen["player_reason"]]
