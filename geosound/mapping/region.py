@@ -289,6 +289,18 @@ def _space_for(checkpoint: str | None) -> Any:
     return _SPACES[checkpoint]
 
 
+_GRIDS: dict[str, gpd.GeoDataFrame] = {}
+
+
+def _grid_for(cache_path: str, spec: RegionSpec, source: RasterSource) -> gpd.GeoDataFrame:
+    """The region's tile grid, built once per process (a worker runs many chunks)."""
+    key = f"{cache_path}|{spec.to_json()}"
+    if key not in _GRIDS:
+        _GRIDS.clear()
+        _GRIDS[key] = spec.grid(source)
+    return _GRIDS[key]
+
+
 def compute_chunk(cache_path: str, chunk: ChunkPlan, batch_size: int = 64) -> int:
     """Embed one chunk of the region and write it; returns the chunk index.
 
@@ -303,7 +315,7 @@ def compute_chunk(cache_path: str, chunk: ChunkPlan, batch_size: int = 64) -> in
     row_offset, col_offset = int(ds.attrs["row_offset"]), int(ds.attrs["col_offset"])
     cols, tokens = int(ds.sizes["col"]), int(ds.sizes["token"])
     with RasterSource(spec.raster) as source:
-        grid = spec.grid(source)
+        grid = _grid_for(cache_path, spec, source)
         rows = grid["row"] - row_offset
         part = grid[(rows >= chunk.row_start) & (rows < chunk.row_stop)]
         outputs = _embed_with_concepts(source, part, space, get_preset(spec.preset), batch_size)
@@ -400,13 +412,17 @@ def run_chunks(
             done += 1
             report(f"embedded chunk {done}/{len(chunks)}")
         return
+    import dask
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in every worker, which makes the
+        # encoder's many small allocations ~4x slower (benchmarks/results/map_2026-11-23.txt).
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
     client = Client(scheduler or cluster)
     try:
         futures = [

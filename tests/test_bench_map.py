@@ -1,0 +1,53 @@
+"""Smoke test of benchmarks/bench_map.py, so the benchmark cannot rot between runs.
+
+It runs the real script with ``--quick`` (small rasters, every measurement in one process, a
+real Dask LocalCluster with 1 and 2 workers) and checks the report's shape and exit code only:
+tests never assert on time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_map.py"
+
+
+def test_bench_map_quick_run(tmp_path: Path) -> None:
+    result_path = tmp_path / "result.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--workdir",
+            str(tmp_path),
+            "--json",
+            str(result_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    header = ["method", "tiles", "seconds", "tiles/s", "GFLOP/s", "vs", "matmul"]
+    assert any(line.split()[:7] == header for line in lines), done.stdout
+    for start in ("ours: embed_region", "naive: tile by tile", "matmul "):
+        assert any(line.startswith(start) for line in lines), start
+    for section in ("3. re-query", "4. Dask LocalCluster", "5. peak RSS"):
+        assert any(line.startswith(section) for line in lines), section
+    assert "ratio full recompute / re-query" in done.stdout
+    assert "ratios 2 workers / 1 worker" in done.stdout
+
+    payload = json.loads(result_path.read_text())
+    assert payload["flops_per_tile"] > 0
+    assert payload["limit_gflops"] > 0
+    assert payload["ours"][""][0]["tiles"] == 64  # 512 px / 64 = 8 x 8 tiles
+    assert [run["workers"] for run in payload["dask"]] == [1, 2]
+    assert all(run["tiles"] == 64 for run in payload["dask"])
+    big, small = payload["rss"]
+    assert big["tiles"] == small["tiles"] == 64  # 2 rows x 32 cols vs 8 rows x 8 cols
