@@ -61,6 +61,26 @@ PLUGIN_DIR = Path(__file__).resolve().parents[1]
 Parameters = dict[str, Any]
 
 
+def number_parameter(
+    name: str,
+    description: str,
+    kind: type[int] | type[float],
+    default: float,
+    minimum: float,
+    maximum: float | None = None,
+) -> QgsProcessingParameterNumber:
+    """A bounded integer or decimal parameter: the one shape every algorithm's numbers take."""
+    number_type = (
+        QgsProcessingParameterNumber.Integer if kind is int else QgsProcessingParameterNumber.Double
+    )
+    parameter = QgsProcessingParameterNumber(
+        name, description, type=number_type, defaultValue=default, minValue=minimum
+    )
+    if maximum is not None:
+        parameter.setMaximum(maximum)
+    return parameter
+
+
 def plugin_icon(name: str = "icon.svg") -> QIcon:
     """An icon shipped in the plugin folder."""
     return QIcon(str(PLUGIN_DIR / name))
@@ -338,23 +358,18 @@ class MapAlgorithm(GeosoundAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterNumber(
+            number_parameter(
                 self.TILE,
                 self.tr("Tile size (pixels; one output pixel per tile)"),
-                type=QgsProcessingParameterNumber.Integer,
-                defaultValue=64,
-                minValue=8,
-                maxValue=4096,
+                int,
+                64,
+                8,
+                4096,
             )
         )
         self.add_advanced(
-            QgsProcessingParameterNumber(
-                self.STRIDE,
-                self.tr("Tile step (pixels; 0: the tile size)"),
-                type=QgsProcessingParameterNumber.Integer,
-                defaultValue=0,
-                minValue=0,
-                maxValue=4096,
+            number_parameter(
+                self.STRIDE, self.tr("Tile step (pixels; 0: the tile size)"), int, 0, 0, 4096
             )
         )
         self.add_checkpoint_parameter()

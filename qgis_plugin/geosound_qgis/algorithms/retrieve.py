@@ -24,7 +24,6 @@ from qgis.core import (
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFolderDestination,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsVectorFileWriter,
     QgsVectorLayer,
@@ -34,7 +33,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..runner import RunResult
 from ..styling import style_footprints
-from .base import GeosoundAlgorithm, MapAlgorithm, Parameters
+from .base import GeosoundAlgorithm, MapAlgorithm, Parameters, number_parameter
 
 POINT_ID = "geosound_id"
 
@@ -88,16 +87,7 @@ class RetrieveTilesAlgorithm(MapAlgorithm):
     def define_parameters(self) -> None:
         self.add_map_parameters()
         self.add_bank_parameter()
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.K,
-                self.tr("Recordings per tile"),
-                type=QgsProcessingParameterNumber.Integer,
-                defaultValue=5,
-                minValue=1,
-                maxValue=50,
-            )
-        )
+        self.addParameter(number_parameter(self.K, self.tr("Recordings per tile"), int, 5, 1, 50))
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, self.tr("Tiles with sounds"), QgsProcessing.TypeVectorPolygon
@@ -186,34 +176,15 @@ class RetrievePointsAlgorithm(GeosoundAlgorithm):
             QgsProcessingParameterRasterLayer(self.RASTER, self.tr("Imagery (raster layer)"))
         )
         self.add_bank_parameter()
+        self.addParameter(number_parameter(self.K, self.tr("Recordings per point"), int, 3, 1, 20))
         self.addParameter(
-            QgsProcessingParameterNumber(
-                self.K,
-                self.tr("Recordings per point"),
-                type=QgsProcessingParameterNumber.Integer,
-                defaultValue=3,
-                minValue=1,
-                maxValue=20,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.SECONDS,
-                self.tr("Length of each mix (seconds)"),
-                type=QgsProcessingParameterNumber.Double,
-                defaultValue=10.0,
-                minValue=1.0,
-                maxValue=600.0,
+            number_parameter(
+                self.SECONDS, self.tr("Length of each mix (seconds)"), float, 10.0, 1.0, 600.0
             )
         )
         self.add_advanced(
-            QgsProcessingParameterNumber(
-                self.CHIP_SIZE,
-                self.tr("Image chip around each point (pixels)"),
-                type=QgsProcessingParameterNumber.Integer,
-                defaultValue=64,
-                minValue=8,
-                maxValue=4096,
+            number_parameter(
+                self.CHIP_SIZE, self.tr("Image chip around each point (pixels)"), int, 64, 8, 4096
             )
         )
         self.add_checkpoint_parameter()

@@ -20,7 +20,6 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterPoint,
     QgsProcessingParameterRasterLayer,
     QgsWkbTypes,
@@ -28,7 +27,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from ..runner import RunResult
-from .base import GeosoundAlgorithm, Parameters, crs_argument
+from .base import GeosoundAlgorithm, Parameters, crs_argument, number_parameter
 from .retrieve import sound_fields, sound_values
 
 
@@ -65,33 +64,18 @@ class SynthesizePointAlgorithm(GeosoundAlgorithm):
             QgsProcessingParameterRasterLayer(self.RASTER, self.tr("Imagery (raster layer)"))
         )
         self.add_bank_parameter()
+        self.addParameter(number_parameter(self.K, self.tr("Recordings to mix"), int, 3, 1, 20))
         self.addParameter(
-            QgsProcessingParameterNumber(
-                self.K, self.tr("Recordings to mix"),
-                type=QgsProcessingParameterNumber.Integer, defaultValue=3, minValue=1,
-                maxValue=20,
-            )
-        )  # fmt: skip
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.SECONDS, self.tr("Length (seconds)"),
-                type=QgsProcessingParameterNumber.Double, defaultValue=10.0, minValue=1.0,
-                maxValue=600.0,
-            )
-        )  # fmt: skip
+            number_parameter(self.SECONDS, self.tr("Length (seconds)"), float, 10.0, 1.0, 600.0)
+        )
         self.add_advanced(
-            QgsProcessingParameterNumber(
-                self.SEED, self.tr("Seed of the loudness balance"),
-                type=QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0,
-            )
-        )  # fmt: skip
+            number_parameter(self.SEED, self.tr("Seed of the loudness balance"), int, 0, 0)
+        )
         self.add_advanced(
-            QgsProcessingParameterNumber(
-                self.CHIP_SIZE, self.tr("Image chip around the point (pixels)"),
-                type=QgsProcessingParameterNumber.Integer, defaultValue=64, minValue=8,
-                maxValue=4096,
+            number_parameter(
+                self.CHIP_SIZE, self.tr("Image chip around the point (pixels)"), int, 64, 8, 4096
             )
-        )  # fmt: skip
+        )
         self.add_checkpoint_parameter()
         self.addParameter(
             QgsProcessingParameterFileDestination(
