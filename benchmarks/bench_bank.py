@@ -54,7 +54,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -62,6 +61,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _common
 import numpy as np
 
 K = 10
@@ -460,25 +460,8 @@ def _load() -> str:
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on, printed with them."""
     import faiss
-    import psutil
 
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "nproc": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "ram_gb": round(psutil.virtual_memory().total / 1e9, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "faiss": faiss.__version__,
-        "faiss_threads": faiss.omp_get_max_threads(),
-    }
+    return _common.machine_info(faiss=faiss.__version__, faiss_threads=faiss.omp_get_max_threads())
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -37,7 +37,6 @@ import contextlib
 import ctypes
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -47,6 +46,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import _common
 
 if TYPE_CHECKING:
     import numpy as np
@@ -424,27 +425,9 @@ def best_of(runs: list[MethodResult]) -> MethodResult:
 
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on, printed with them."""
-    import numpy as np
-    import psutil
     import rasterio
 
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "nproc": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "ram_gb": round(psutil.virtual_memory().total / 1e9, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "rasterio": rasterio.__version__,
-        "gdal": rasterio.__gdal_version__,
-    }
+    return _common.machine_info(rasterio=rasterio.__version__, gdal=rasterio.__gdal_version__)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
