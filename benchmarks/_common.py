@@ -9,6 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -37,3 +41,33 @@ def machine_info(**versions: str) -> dict[str, Any]:
         "numpy": np.__version__,
         **versions,
     }
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, as text: other work on the machine slows numbers."""
+    with contextlib.suppress(OSError, AttributeError):
+        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return "unknown"
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, infinite when b is zero."""
+    return a / b if b > 0 else float("inf")
+
+
+@contextlib.contextmanager
+def workdir(path: Path | None, keep: bool, prefix: str) -> Iterator[Path]:
+    """The benchmark's work folder: ``path`` (kept), or a temporary one removed afterwards
+    unless ``keep``."""
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    temp_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield temp_dir
+    finally:
+        if keep:
+            print(f"kept {temp_dir}")
+        else:
+            shutil.rmtree(temp_dir, ignore_errors=True)

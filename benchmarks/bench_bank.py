@@ -53,7 +53,6 @@ import argparse
 import contextlib
 import gc
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -451,12 +450,6 @@ def _peak_rss_mb() -> float:
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 
 
-def _load() -> str:
-    with contextlib.suppress(OSError, AttributeError):
-        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return "unknown"
-
-
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on, printed with them."""
     import faiss
@@ -545,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         f"queries: {args.queries}, k={K}; search times best of {args.repeat} "
         f"(exact searches at N >= 500000: best of {max(1, args.repeat - 1)})"
     )
-    print(f"load average at start (1, 5, 15 min): {_load()}", flush=True)
+    print(f"load average at start (1, 5, 15 min): {_common.load_average()}", flush=True)
     started = time.perf_counter()
 
     rows: list[Row] = []
@@ -592,8 +585,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"total {time.perf_counter() - started:.0f} s; peak RSS {_peak_rss_mb():.0f} MB; load "
-        f"average at the end: {_load()} (other work on the machine only ever slows the numbers "
-        "down)"
+        f"average at the end: {_common.load_average()} (other work on the machine only ever "
+        "slows the numbers down)"
     )
 
     if args.json is not None:

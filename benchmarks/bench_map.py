@@ -48,7 +48,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import _common
 
 MB = 1e6
 TILE = 64
@@ -561,17 +562,8 @@ def band_bounds(path: Path, first_row: int, rows: int) -> tuple[float, float, fl
     return (min(x0, x1) + inset, min(y0, y1) + inset, max(x0, x1) - inset, max(y0, y1) - inset)
 
 
-def load_average() -> str:
-    """The 1/5/15-minute load averages, as text."""
-    with contextlib.suppress(OSError):
-        one, five, fifteen = os.getloadavg()
-        return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
-    return "unknown"
-
-
-def ratio(a: float, b: float) -> float:
-    """a / b, infinite when b is zero."""
-    return a / b if b > 0 else float("inf")
+load_average = _common.load_average
+ratio = _common.ratio
 
 
 def rate(run: dict[str, Any]) -> float:
@@ -702,21 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         return child_main(args.child, json.loads(args.child_opts))
-    temp_dir = None
-    if args.workdir is None:
-        temp_dir = Path(tempfile.mkdtemp(prefix="geosound-bench-map-"))
-        workdir = temp_dir
-    else:
-        workdir = args.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-    try:
+    with _common.workdir(args.workdir, args.keep, "geosound-bench-map-") as workdir:
         return _report(args, workdir)
-    finally:
-        if temp_dir is not None:
-            if args.keep:
-                print(f"kept {temp_dir}")
-            else:
-                shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 #: The one environment variant: OpenMP threads sleep at once at a barrier instead of spinning.

@@ -38,10 +38,8 @@ import ctypes
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -477,9 +475,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def ratio(a: float, b: float) -> float:
-    """a / b, infinite when b is zero."""
-    return a / b if b > 0 else float("inf")
+ratio = _common.ratio
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -491,21 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child_main(args)
 
-    temp_dir = None
-    if args.workdir is None:
-        temp_dir = Path(tempfile.mkdtemp(prefix="geosound-bench-tiling-"))
-        workdir = temp_dir
-    else:
-        workdir = args.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-    try:
+    with _common.workdir(args.workdir, args.keep, "geosound-bench-tiling-") as workdir:
         return _report(args, workdir)
-    finally:
-        if temp_dir is not None:
-            if args.keep:
-                print(f"kept {temp_dir}")
-            else:
-                shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _report(args: argparse.Namespace, workdir: Path) -> int:
