@@ -132,7 +132,8 @@ def map_region(
         }  # fmt: skip
 
     if concepts:
-        layers, legend = concept_layers(region, space)
+        names = concept_names(space)
+        layers, legend = concept_layers(region, names)
         result.concepts = layers
         ids = layers["concept"].values.astype(np.uint16)
         concept_path = write_raster(
@@ -154,7 +155,6 @@ def map_region(
         if region.spec.stride == region.spec.tile_size:
             strongest = strongest_concepts(region)
             fine = subtile_concept_layers(region, strongest)
-            names = concept_names(space)
             fine_path = _write_float(
                 out / "concepts_subtile.tif", fine["score"],
                 [names[c] for c in strongest], "sub-tile score of concept",

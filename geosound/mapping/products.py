@@ -102,8 +102,15 @@ def concept_names(space: Any) -> list[str]:
     return [f"{k}: {captions[i]}" for k, i in enumerate(nearest)]
 
 
-def concept_layers(cache: RegionCache, space: Any, top: int = 5) -> tuple[xr.Dataset, dict]:
-    """The strongest concept per tile (categorical) and its weight, with concept names.
+def concept_layers(
+    cache: RegionCache, names: Sequence[str], top: int = 5
+) -> tuple[xr.Dataset, dict]:
+    """The strongest concept per tile (categorical) and its weight.
+
+    Args:
+        cache: The region cache.
+        names: A name per concept (:func:`concept_names`), computed once by the caller.
+        top: How many of the region's concepts get a legend entry.
 
     Returns:
         (layers, legend): ``concept`` (uint16 concept id, CONCEPT_NODATA where no tile) and
@@ -115,7 +122,6 @@ def concept_layers(cache: RegionCache, space: Any, top: int = 5) -> tuple[xr.Dat
     weights = ds["concept_weights"][..., 0].values
     valid = ds["valid"].values.astype(bool)
     ids = np.where(valid, ids, CONCEPT_NODATA).astype(np.uint16)
-    names = concept_names(space)
     counts = pd.Series(ids[valid]).value_counts()
     legend = {
         int(concept): {"name": names[int(concept)], "tiles": int(n), "colour": TAB10[i % 10]}
