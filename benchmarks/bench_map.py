@@ -136,10 +136,10 @@ def _load_space() -> tuple[Any, float]:
     """The shipped SharedSpace through geosound's per-process cache, warmed; and load seconds."""
     import numpy as np
 
-    from geosound.mapping.region import _space_for
+    from geosound.space.shared import load_shared_space
 
     start = time.perf_counter()
-    space = _space_for(None)
+    space = load_shared_space(None)
     space.embed_images(np.zeros((1, BANDS, TILE, TILE), np.float32))  # loads EfficientNet
     seconds = time.perf_counter() - start
     space.embed_images(np.zeros((2, BANDS, TILE, TILE), np.float32))  # first-call allocations

@@ -17,9 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The variable is in MB; a user's own setting wins.
 os.environ.setdefault("GDAL_CACHEMAX", "256")
 
-__version__ = "0.1.0"
-
 from geosound.errors import GeosoundError
+from geosound.version import __version__
 
 __all__ = ["GeosoundError", "__version__", "map_region"]
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from geosound import atomic
 from geosound.errors import InputError
 from geosound.retrieval import IVFPQ_MIN_VECTORS, AudioBank, BankError, BankHits
 from geosound.retrieval import bank as bank_module
@@ -330,7 +331,7 @@ def test_saving_over_a_bank_replaces_it(tmp_path, monkeypatch):
     AudioBank.build(np.eye(3, dtype=np.float32), paths(3), "clap-audio@1").save(folder)
     assert len(AudioBank.load(folder, expected_space_id="clap-audio@1")) == 3
     # Where the atomic exchange is unavailable, two renames do the same.
-    monkeypatch.setattr(bank_module, "_exchange", lambda first, second: False)
+    monkeypatch.setattr(atomic, "exchange_paths", lambda first, second: False)
     AudioBank.build(np.eye(4, dtype=np.float32), paths(4), SPACE).save(folder)
     assert len(AudioBank.load(folder, expected_space_id=SPACE)) == 4
     assert [p.name for p in tmp_path.iterdir()] == ["bank"]
@@ -350,7 +351,7 @@ def test_a_failed_save_leaves_the_previous_bank_intact(random_bank, tmp_path, mo
     def fail(*args, **kwargs):
         raise OSError("disk pulled out")
 
-    monkeypatch.setattr(bank_module, "_exchange", fail)
+    monkeypatch.setattr(atomic, "exchange_paths", fail)
     with pytest.raises(OSError, match="disk pulled out"):
         AudioBank.build(np.eye(3, dtype=np.float32), paths(3), SPACE).save(folder)
 

@@ -15,7 +15,6 @@ from typing import Annotated
 
 import typer
 
-import geosound
 from geosound.cli.index import index_app
 from geosound.cli.maps import map_command
 from geosound.cli.progress import (
@@ -32,6 +31,7 @@ from geosound.cli.synthesize import synthesize_command
 from geosound.cli.train import evaluate_command, train_command
 from geosound.errors import GeosoundError
 from geosound.errors import InputError as GeosoundInputError
+from geosound.version import __version__
 
 app = typer.Typer(
     name="geosound",
@@ -58,7 +58,7 @@ app.command("evaluate-queries")(evaluate_queries_command)
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"geosound {geosound.__version__}")
+        typer.echo(f"geosound {__version__}")
         raise typer.Exit()
 
 

@@ -59,7 +59,7 @@ def build_command(
     """Embed recordings into the shared space and save a faiss bank with their metadata."""
     from geosound.audio import load_audio
     from geosound.retrieval.bank import AudioBank
-    from geosound.retrieval.space import SharedSpace
+    from geosound.space.shared import SharedSpace
 
     table = recordings_table(source)
     for path in table["path"]:
@@ -92,7 +92,7 @@ def search_command(
     """Find the recordings nearest to a text, a recording or an image chip."""
     from geosound.errors import InputError
     from geosound.retrieval.bank import AudioBank
-    from geosound.retrieval.space import SharedSpace
+    from geosound.space.shared import SharedSpace
 
     given = [q for q in (text, audio, image) if q is not None]
     if len(given) != 1:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 from tqdm import tqdm
+
+from geosound.progress import Progress
 
 
 class ProgressMode(StrEnum):
@@ -42,7 +44,7 @@ def emit_json(payload: dict[str, object]) -> None:
 @contextlib.contextmanager
 def progress_reporter(
     mode: ProgressMode, description: str
-) -> Iterator[Callable[[float, str], None]]:
+) -> Iterator[Progress]:
     """Yield a ``callback(fraction, message)`` that reports in the chosen mode."""
     if mode is ProgressMode.json:
         JSON_MODE["active"] = True

@@ -11,7 +11,7 @@ import typer
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 if TYPE_CHECKING:
-    from geosound.mapping.imagenet_bridge import ImageNetTextBridge
+    from geosound.space.imagenet_bridge import ImageNetTextBridge
 
 
 class SplitChoice(StrEnum):
@@ -77,7 +77,7 @@ def evaluate_queries_command(
         shuffled_null,
         tile_similarities,
     )
-    from geosound.retrieval.space import SharedSpace
+    from geosound.space.shared import SharedSpace
 
     if permutations < 1:
         raise InputError(f"--permutations must be at least 1; got {permutations}")
@@ -121,7 +121,7 @@ def evaluate_queries_command(
 def _stand_in(input_size: int | None) -> ImageNetTextBridge:
     """The training-free bridge, built from the same encoders maps fall back to."""
     from geosound.encoders import DEFAULT_ENCODERS, get_encoder
-    from geosound.mapping.imagenet_bridge import ImageNetTextBridge
+    from geosound.space.imagenet_bridge import ImageNetTextBridge
 
     image_kwargs = {"input_size": input_size} if input_size else {}
     return ImageNetTextBridge(

@@ -105,7 +105,7 @@ def synthesize_command(
     layer = _read_points(points) if points is not None else None
 
     from geosound.retrieval.bank import AudioBank
-    from geosound.retrieval.space import SharedSpace
+    from geosound.space.shared import SharedSpace
 
     space = SharedSpace.from_checkpoint(checkpoint)
     audio_bank = AudioBank.load(bank, expected_space_id=space.space_id)

@@ -6,7 +6,7 @@ per query) and the label used as ground truth: for each query, the tiles of its 
 classes should rank above all other tiles. ROC-AUC measures exactly that — the chance that a
 random positive tile outscores a random negative one — whatever the similarity's scale, so
 the trained Sat2Sound space and the training-free stand-in
-(:class:`~geosound.mapping.imagenet_bridge.ImageNetTextBridge`) sit in one table.
+(:class:`~geosound.space.imagenet_bridge.ImageNetTextBridge`) sit in one table.
 
 Which classes are positive for a query (:data:`DEFAULT_QUERY_CLASSES`)
     The rule, fixed before any figure was computed: a class is positive when the dev data
@@ -59,7 +59,7 @@ Chance
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -69,6 +69,7 @@ from scipy.stats import rankdata
 
 from geosound.data.devsets import EUROSAT_CLASSES
 from geosound.errors import DataError, InputError
+from geosound.progress import Progress
 
 __all__ = [
     "DEFAULT_NULL_PERMUTATIONS",
@@ -86,7 +87,6 @@ __all__ = [
     "tile_similarities",
 ]
 
-Progress = Callable[[float, str], None]
 Split = Literal["eval", "all"]
 
 DEFAULT_NULL_PERMUTATIONS = 200
@@ -351,7 +351,7 @@ def query_auc(
     """Map every tile against every query with ``space`` and score the land-cover ranking.
 
     Args:
-        space: A :class:`~geosound.retrieval.space.SharedSpace`, the ImageNet bridge, or
+        space: A :class:`~geosound.space.shared.SharedSpace`, the ImageNet bridge, or
             anything with ``embed_rgb`` and ``embed_texts``.
         tiles_gdf: Tiles with ``path`` and ``label`` (e.g. from :func:`dev_tiles`).
         query_classes: Query → positive EuroSAT classes.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from geosound.config import assets_dir
 from geosound.geo import RasterSource, get_preset, to_rgb
-from geosound.mapping.embed import ProgressCallback
 from geosound.mapping.preview import write_layers_preview
 from geosound.mapping.similarity import text_similarity_map, write_similarity_layers
+from geosound.progress import Progress
 
 DEMO_RASTER = "demo_naip_nd_2020.tif"
 DEMO_PRESET = "naip-rgb"
@@ -45,7 +45,7 @@ def demo_raster() -> Path:
 def run_demo(
     out_dir: str | os.PathLike[str] = "geosound-demo",
     queries: tuple[str, ...] = DEMO_QUERIES,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> DemoResult:
     """Map the sample scene against a few sound queries; write a COG, a sidecar and a PNG."""
     out = Path(out_dir)

@@ -8,8 +8,8 @@ import geopandas as gpd
 import numpy as np
 
 from geosound.geo import BandPreset, RasterSource, read_tiles, to_rgb
+from geosound.progress import Progress
 
-ProgressCallback = Callable[[float, str], None]
 EmbedRGB = Callable[[np.ndarray], np.ndarray]
 
 
@@ -21,7 +21,7 @@ def embed_tiles(
     preset: BandPreset,
     batch_size: int = 64,
     min_valid_fraction: float = 0.5,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """An embedding of every tile of a pixel grid.
 

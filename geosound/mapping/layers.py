@@ -7,11 +7,21 @@ finer map and non-overlapping tiles give exactly the tile footprints.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
 import geopandas as gpd
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
+from pyproj import CRS
+
+from geosound.geo import write_raster
+
+NODATA = -9999.0
+"""What float layers hold where there is no tile, in every file geosound writes."""
 
 
 def layer_transform(grid: gpd.GeoDataFrame) -> Affine:
@@ -52,29 +62,76 @@ def tiles_to_layers(
     return out
 
 
+def cell_centres(transform: Affine, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """x coordinates of a layer's column centres and y coordinates of its row centres."""
+    xs = transform.c + transform.a * (np.arange(width) + 0.5)
+    ys = transform.f + transform.e * (np.arange(height) + 0.5)
+    return xs, ys
+
+
+def grid_dataset(
+    values: np.ndarray,
+    band_names: Sequence[str],
+    variable: str,
+    transform: Affine,
+    crs: CRS | str,
+    attrs: Mapping[str, object] | None = None,
+    nodata: float = np.nan,
+) -> xr.Dataset:
+    """(band, y, x) values as a georeferenced Dataset: the one shape every map layer takes.
+
+    Args:
+        values: (bands, rows, cols) array.
+        band_names: A name per band (the query, the concept).
+        variable: The data variable's name (``similarity``, ``concept``, ...).
+        transform: The layer's affine transform (one pixel per tile, or per sub-tile cell).
+        crs: The layer's CRS.
+        attrs: Dataset attributes (model, tiling), carried into sidecars.
+        nodata: What ``values`` hold where there is no tile (NaN for float layers).
+
+    Returns:
+        A Dataset with x/y coordinates at pixel centres, CRS and transform (rioxarray) and
+        ``nodata`` declared as the variable's nodata.
+    """
+    _, height, width = values.shape
+    xs, ys = cell_centres(transform, width, height)
+    dataset = xr.Dataset(
+        {variable: (("band", "y", "x"), values)},
+        coords={"band": list(band_names), "y": ys, "x": xs},
+        attrs=dict(attrs or {}),
+    )
+    wkt = crs if isinstance(crs, str) else crs.to_wkt()
+    dataset = dataset.rio.write_crs(wkt).rio.write_transform(transform)
+    dataset[variable].rio.write_nodata(nodata, encoded=False, inplace=True)
+    return dataset
+
+
 def layers_dataset(
     grid: gpd.GeoDataFrame,
     values: np.ndarray,
-    band_names: list[str],
+    band_names: Sequence[str],
     variable: str,
-    attrs: dict[str, object] | None = None,
+    attrs: Mapping[str, object] | None = None,
 ) -> xr.Dataset:
-    """Per-tile values as an xarray Dataset with x/y coordinates and a CRS (rioxarray).
-
-    Returns:
-        A Dataset whose ``variable`` has dims (``band``, ``y``, ``x``); ``band`` holds
-        ``band_names``.
-    """
-    data = tiles_to_layers(grid, values)
-    transform = layer_transform(grid)
-    _, height, width = data.shape
-    xs = transform.c + transform.a * (np.arange(width) + 0.5)
-    ys = transform.f + transform.e * (np.arange(height) + 0.5)
-    dataset = xr.Dataset(
-        {variable: (("band", "y", "x"), data)},
-        coords={"band": band_names, "y": ys, "x": xs},
-        attrs=dict(attrs or {}),
+    """Per-tile values of a pixel grid as a :func:`grid_dataset`."""
+    return grid_dataset(
+        tiles_to_layers(grid, values), band_names, variable, layer_transform(grid), grid.crs, attrs
     )
-    dataset = dataset.rio.write_crs(grid.crs.to_wkt()).rio.write_transform(transform)
-    dataset[variable].rio.write_nodata(np.nan, encoded=False, inplace=True)
-    return dataset
+
+
+def write_float_layers(
+    path: str | os.PathLike[str],
+    layer: xr.DataArray,
+    band_descriptions: Sequence[str],
+    tags: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a float (band, y, x) layer as a COG, NaN stored as :data:`NODATA`.
+
+    The one writer of every float map product (similarity, probability, concept weights,
+    sub-tile scores), so that they all agree on nodata and georeferencing.
+    """
+    values = np.where(np.isnan(layer.values), NODATA, layer.values).astype(np.float32)
+    return write_raster(
+        path, values, layer.rio.transform(), layer.rio.crs,
+        band_descriptions=list(band_descriptions), nodata=NODATA, tags=dict(tags or {}),
+    )  # fmt: skip

@@ -10,17 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
 
-import geosound
-from geosound.atomic import atomic_path, write_json
+from geosound.atomic import atomic_path
 from geosound.errors import InputError
 from geosound.geo import RasterSource, get_preset, to_rgb, write_raster
+from geosound.mapping.layers import write_float_layers
 from geosound.mapping.preview import write_layers_preview
 from geosound.mapping.products import (
     CONCEPT_NODATA,
@@ -32,9 +30,10 @@ from geosound.mapping.products import (
     strongest_concepts,
     subtile_concept_layers,
 )
-from geosound.mapping.region import Progress, _space_for, embed_region
-
-NODATA = -9999.0
+from geosound.mapping.region import RegionSpec, embed_region
+from geosound.progress import Progress
+from geosound.sidecar import write_sidecar
+from geosound.space.shared import load_shared_space
 
 
 @dataclass
@@ -98,11 +97,9 @@ def map_region(
         cache_path, raster, None if checkpoint is None else str(checkpoint), tile_size, stride,
         preset, bbox, bbox_crs, chunk_rows, workers, scheduler, progress,
     )  # fmt: skip
-    space = _space_for(region.spec.checkpoint)
+    space = load_shared_space(region.spec.checkpoint)
     result = MapResult(note=space.note)
-    sidecar: dict[str, Any] = {
-        "geosound_version": geosound.__version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    sidecar: dict[str, object] = {
         "raster": region.spec.raster,
         "model": space.space_id,
         "encoders": space.loaded.encoders,
@@ -111,8 +108,8 @@ def map_region(
                    "preset": region.spec.preset, "bbox": region.spec.bounds,
                    "bbox_crs": region.spec.bounds_crs},
         "cache": str(cache_path),
-        "products": {},
     }  # fmt: skip
+    products: dict[str, object] = {}
 
     if texts or recordings:
         layers = query_layers(region, space, texts, recordings)
@@ -124,7 +121,7 @@ def map_region(
         )
         preview = _query_preview(out / "similarity.png", layers, region.spec, space.note)
         result.outputs += [similarity, probability, preview]
-        sidecar["products"]["queries"] = {
+        products["queries"] = {
             "similarity": similarity.name, "probability": probability.name,
             "preview": preview.name, "bands": names,
             "probability_note": "softmax over the queries at the model's logit scale "
@@ -147,7 +144,7 @@ def map_region(
             "concept weight",
         )  # fmt: skip
         result.outputs += [concept_path, weight_path]
-        product: dict[str, Any] = {
+        product: dict[str, object] = {
             "concepts": concept_path.name, "weight": weight_path.name,
             "legend": {str(k): {"name": v["name"], "tiles": v["tiles"], "colour": v["colour"]}
                        for k, v in legend.items()},
@@ -163,7 +160,7 @@ def map_region(
             product["subtile"] = fine_path.name
         else:
             product["subtile"] = "skipped: needs stride == tile size"
-        sidecar["products"]["concepts"] = product
+        products["concepts"] = product
 
     if retrieve:
         from geosound.retrieval.bank import AudioBank
@@ -174,18 +171,16 @@ def map_region(
         with atomic_path(gpkg) as tmp:
             table.to_file(tmp, driver="GPKG", layer="retrieval")
         result.outputs.append(gpkg)
-        sidecar["products"]["retrieval"] = {"file": gpkg.name, "k": retrieve, "bank": str(bank)}
+        products["retrieval"] = {"file": gpkg.name, "k": retrieve, "bank": str(bank)}
 
-    result.outputs.append(write_json(out / "map.json", sidecar))
+    result.outputs.append(
+        write_sidecar(out / "map.json", "soundscape map", **sidecar, products=products)
+    )
     return result
 
 
 def _write_float(path: Path, layer: xr.DataArray, names: Sequence[str], what: str) -> Path:
-    values = np.where(np.isnan(layer.values), NODATA, layer.values).astype(np.float32)
-    return write_raster(
-        path, values, layer.rio.transform(), layer.rio.crs,
-        band_descriptions=[f"{what}: {n}" for n in names], nodata=NODATA,
-    )  # fmt: skip
+    return write_float_layers(path, layer, [f"{what}: {n}" for n in names])
 
 
 def _full_colormap(legend: dict, num_concepts: int) -> dict[int, tuple[int, int, int, int]]:
@@ -195,7 +190,7 @@ def _full_colormap(legend: dict, num_concepts: int) -> dict[int, tuple[int, int,
     return colours
 
 
-def _query_preview(path: Path, layers: xr.Dataset, spec: Any, note: str) -> Path:
+def _query_preview(path: Path, layers: xr.Dataset, spec: RegionSpec, note: str) -> Path:
     preset = get_preset(spec.preset)
     with RasterSource(spec.raster) as source:
         pixels = source.read_decimated(preset.bands, max_size=640)

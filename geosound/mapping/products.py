@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -26,9 +25,13 @@ import pandas as pd
 import shapely
 import torch
 import xarray as xr
+from affine import Affine
 
 from geosound.errors import InputError
+from geosound.mapping.layers import grid_dataset
 from geosound.mapping.region import RegionCache, cache_transform
+from geosound.retrieval.bank import AudioBank
+from geosound.space.shared import SharedSpace
 
 CONCEPT_NODATA = 65535
 TAB10 = [
@@ -37,26 +40,35 @@ TAB10 = [
 ]  # fmt: skip
 
 
-def _grid_coords(cache: RegionCache) -> tuple[np.ndarray, np.ndarray]:
-    ds = cache.dataset()
-    return ds["x"].values, ds["y"].values
-
-
-def _layers(cache: RegionCache, values: np.ndarray, bands: Sequence[str], name: str) -> xr.Dataset:
+def _layers(
+    cache: RegionCache,
+    values: np.ndarray,
+    bands: Sequence[str],
+    name: str,
+    nodata: float = np.nan,
+) -> xr.Dataset:
     """(band, row, col) values as a georeferenced Dataset on the cache's grid."""
     ds = cache.dataset()
-    xs, ys = _grid_coords(cache)
-    out = xr.Dataset(
-        {name: (("band", "y", "x"), values)},
-        coords={"band": list(bands), "y": ys, "x": xs},
-        attrs={"space_id": cache.spec.space_id},
-    )
-    return out.rio.write_crs(ds.attrs["crs_wkt"]).rio.write_transform(cache_transform(ds))
+    return grid_dataset(
+        values, bands, name, cache_transform(ds), ds.attrs["crs_wkt"],
+        attrs={"space_id": cache.spec.space_id}, nodata=nodata,
+    )  # fmt: skip
+
+
+def similarity_layers(
+    cache: RegionCache, queries: np.ndarray, names: Sequence[str]
+) -> xr.Dataset:
+    """Cosine similarity of every tile to each of the (Q, D) unit ``queries``; NaN off tiles."""
+    embedding, valid = cache.embeddings()
+    similarity = np.full((len(names), *valid.shape), np.nan, dtype=np.float32)
+    if valid.any():
+        similarity[:, valid] = (embedding.values[valid] @ queries.T).T
+    return _layers(cache, similarity, names, "similarity")
 
 
 def query_layers(
     cache: RegionCache,
-    space: Any,
+    space: SharedSpace,
     texts: Sequence[str] = (),
     recordings: Sequence[str] = (),
 ) -> xr.Dataset:
@@ -77,21 +89,18 @@ def query_layers(
         for path in recordings:
             load_audio(path, sample_rate=None)  # a silent or broken query fails here, by name
         vectors.append(space.embed_recordings(list(recordings)))
-    queries = np.concatenate(vectors)
-    embedding, valid = cache.embeddings()
-    similarity = np.einsum("rcd,qd->qrc", np.nan_to_num(embedding.values), queries)
-    similarity[:, ~valid] = np.nan
-    scale = float(space.model.clamped_logit_scale().detach())
+    result = similarity_layers(cache, np.concatenate(vectors), names)
+    similarity = result["similarity"].values
+    scale = space.logit_scale
     logits = torch.from_numpy(np.nan_to_num(similarity) * scale)
     probability = torch.softmax(logits, dim=0).numpy()
-    probability[:, ~valid] = np.nan
-    result = _layers(cache, similarity.astype(np.float32), names, "similarity")
+    probability[:, np.isnan(similarity[0])] = np.nan
     result["probability"] = (("band", "y", "x"), probability.astype(np.float32))
     result.attrs["logit_scale"] = scale
     return result
 
 
-def concept_names(space: Any) -> list[str]:
+def concept_names(space: SharedSpace) -> list[str]:
     """A readable name for every codebook concept: its nearest ESC-50 caption in the space."""
     from geosound.data.sonify import CLIP_CAPTIONS
 
@@ -117,7 +126,7 @@ def concept_layers(
         ``weight`` layers; the legend maps the ``top`` most frequent concepts of the region to
         names and colours (other concepts are drawn grey).
     """
-    ds = cache.dataset()
+    ds = cache.concept_dataset()
     ids = ds["concept_ids"][..., 0].values
     weights = ds["concept_weights"][..., 0].values
     valid = ds["valid"].values.astype(bool)
@@ -127,7 +136,7 @@ def concept_layers(
         int(concept): {"name": names[int(concept)], "tiles": int(n), "colour": TAB10[i % 10]}
         for i, (concept, n) in enumerate(counts.head(top).items())
     }
-    layers = _layers(cache, ids[None], ["strongest concept"], "concept")
+    layers = _layers(cache, ids[None], ["strongest concept"], "concept", nodata=CONCEPT_NODATA)
     layers["weight"] = (("band", "y", "x"), np.where(valid, weights, np.nan)[None])
     return layers, legend
 
@@ -156,7 +165,7 @@ def subtile_concept_layers(cache: RegionCache, concepts: Sequence[int]) -> xr.Da
             f"{spec.tile_size})",
             cache.path,
         )
-    ds = cache.dataset()
+    ds = cache.concept_dataset()
     token_ids = ds["token_concept_ids"].values
     token_scores = ds["token_concept_scores"].values
     rows, cols, tokens, _ = token_ids.shape
@@ -171,22 +180,13 @@ def subtile_concept_layers(cache: RegionCache, concepts: Sequence[int]) -> xr.Da
         best[~hit.any(-1)] = np.nan
         grid = best.reshape(rows, cols, side, side).transpose(0, 2, 1, 3)
         layers[b] = grid.reshape(rows * side, cols * side)
-    transform = cache_transform(ds)
-    from affine import Affine
-
-    fine = transform @ Affine.scale(1 / side)
-    xs = fine.c + fine.a * (np.arange(cols * side) + 0.5)
-    ys = fine.f + fine.e * (np.arange(rows * side) + 0.5)
-    out = xr.Dataset(
-        {"score": (("band", "y", "x"), layers)},
-        coords={"band": [str(c) for c in concepts], "y": ys, "x": xs},
-    )
-    return out.rio.write_crs(ds.attrs["crs_wkt"]).rio.write_transform(fine)
+    fine = cache_transform(ds) @ Affine.scale(1 / side)
+    return grid_dataset(layers, [str(c) for c in concepts], "score", fine, ds.attrs["crs_wkt"])
 
 
 def strongest_concepts(cache: RegionCache, count: int = 3) -> list[int]:
     """The concepts with the most total weight over the region."""
-    ds = cache.dataset()
+    ds = cache.concept_dataset()
     ids = ds["concept_ids"].values.reshape(-1)
     weights = ds["concept_weights"].values.reshape(-1)
     valid = np.repeat(ds["valid"].values.reshape(-1).astype(bool), ds.sizes["rank"])
@@ -194,7 +194,7 @@ def strongest_concepts(cache: RegionCache, count: int = 3) -> list[int]:
     return [int(c) for c in totals.index[:count]]
 
 
-def retrieval_table(cache: RegionCache, bank: Any, k: int = 5) -> gpd.GeoDataFrame:
+def retrieval_table(cache: RegionCache, bank: AudioBank, k: int = 5) -> gpd.GeoDataFrame:
     """Top-k recordings of a bank for every tile, one feature per tile footprint."""
     ds = cache.dataset()
     embedding, valid = cache.embeddings()
@@ -208,7 +208,7 @@ def retrieval_table(cache: RegionCache, bank: Any, k: int = 5) -> gpd.GeoDataFra
     for i, (row, col) in enumerate(zip(rows, cols, strict=True)):
         cx, cy = transform @ (col + 0.5, row + 0.5)
         hx, hy = abs(transform.a) * half, abs(transform.e) * half
-        record: dict[str, Any] = {
+        record: dict[str, object] = {
             "row": int(row),
             "col": int(col),
             "geometry": shapely.box(cx - hx, cy - hy, cx + hx, cy + hy),

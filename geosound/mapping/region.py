@@ -15,17 +15,24 @@ plus the model, whatever the raster's size.
 
 The cache records the raster, the tiling, the band preset and the space id of the model; it
 refuses to be reused with another model (the vectors would not be comparable).
+
+A cache folder is marked as geosound's by :data:`STORE_MARKER`, written before anything else.
+geosound writes only into a new folder, an empty one, or one that carries the marker: a folder
+of somebody else's files given as ``--cache`` is refused and left untouched.
+
+Spaces without a concept codebook (the training-free stand-in) give caches with embeddings
+only; concept products then say they need a Sat2Sound model.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import dask.array as da
 import geopandas as gpd
@@ -33,16 +40,21 @@ import numpy as np
 import xarray as xr
 from affine import Affine
 
+from geosound.atomic import write_json
 from geosound.errors import InputError
-from geosound.geo import RasterSource, get_preset, guess_preset, tile_grid
+from geosound.geo import BandPreset, RasterSource, get_preset, guess_preset, tile_grid
 from geosound.mapping.embed import embed_tiles
-from geosound.mapping.layers import layer_transform
+from geosound.mapping.layers import cell_centres, layer_transform
+from geosound.progress import Progress
+from geosound.space import ConceptSpace, EmbeddingSpace
+from geosound.space.shared import load_shared_space
 
 CACHE_FORMAT = "geosound-region-cache-1"
+STORE_MARKER = "geosound-region-cache.json"
 TOP_CONCEPTS = 8
 TOKEN_TOP_CONCEPTS = 4
 DONE_FOLDER = "_geosound_done"
-Progress = Callable[[float, str], None]
+CONCEPT_VARIABLES = ("concept_ids", "concept_weights", "token_concept_ids", "token_concept_scores")
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,21 @@ class RegionCache:
             warnings.simplefilter("ignore")
             return xr.open_zarr(self.path, consolidated=False)
 
+    def concept_dataset(self) -> xr.Dataset:
+        """:meth:`dataset`, for products that need the codebook concepts of every tile.
+
+        Raises:
+            InputError: The cache was made in a space without a concept codebook.
+        """
+        ds = self.dataset()
+        if CONCEPT_VARIABLES[0] not in ds:
+            raise InputError(
+                f"this region cache was made in {self.spec.space_id}, which has no concept "
+                "codebook; concept layers need a Sat2Sound model",
+                self.path,
+            )
+        return ds
+
     def chunks(self) -> list[ChunkPlan]:
         """All chunks of the region, in order."""
         rows = int(self.dataset().sizes["row"])
@@ -177,32 +204,85 @@ def open_or_create_cache(
     """Reuse the cache at ``path`` if it was made from the same spec, else create it.
 
     Args:
-        path: The ``.zarr`` folder.
+        path: The ``.zarr`` folder: new, empty, or a geosound region cache.
         spec: What the cache must hold.
-        dims: ``{"dim": D, "tokens": T}`` of the model and image encoder.
+        dims: ``{"dim": D}`` of the space, plus ``"tokens": T`` where the space has concepts.
 
     Raises:
-        InputError: A cache exists at ``path`` but was made with another model or other
-            settings.
+        InputError: ``path`` is a file or a folder of other files (never written into), or a
+            cache made with another model or other settings.
     """
     path = Path(path)
-    if (path / ".zattrs").exists() or (path / "zarr.json").exists():
-        existing = read_spec(path)
-        if existing.space_id != spec.space_id:
-            raise InputError(
-                f"this region cache was built with model {existing.space_id}, not "
-                f"{spec.space_id}; use another --cache folder or delete this one",
-                path,
-            )
-        if existing != spec:
-            raise InputError(
-                "this region cache was built with other settings (raster, tiles, preset or "
-                "bounds); use another --cache folder or delete this one",
-                path,
-            )
-        return RegionCache(path, existing)
+    if _is_ours(path):
+        try:
+            existing = read_spec(path)
+        except InputError:
+            existing = None  # ours, but killed before its creation finished: start again
+        if existing is not None:
+            _check_reusable(path, existing, spec)
+            return RegionCache(path, existing)
+        _clear_owned_folder(path)
     _create_store(path, spec, dims)
     return RegionCache(path, spec)
+
+
+def _is_ours(path: Path) -> bool:
+    """Whether ``path`` is a region cache geosound made; refuse anything that is not ours.
+
+    Returns:
+        True for a marked cache (or one from before markers, which gets its marker now),
+        False for a path that does not exist yet or an empty folder.
+
+    Raises:
+        InputError: ``path`` is a file, or a non-empty folder that geosound did not make.
+    """
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise InputError("exists and is not a folder; not using it as a region cache", path)
+    if (path / STORE_MARKER).is_file():
+        return True
+    if (path / ".zattrs").is_file() or (path / "zarr.json").is_file():
+        read_spec(path)  # a cache from before markers: adopt it only if it really is one
+        _write_marker(path)
+        return True
+    if any(path.iterdir()):
+        raise InputError(
+            "is a folder of other files, not a geosound region cache; geosound never writes "
+            "into it (give a new or empty --cache folder)",
+            path,
+        )
+    return False
+
+
+def _write_marker(path: Path) -> None:
+    write_json(path / STORE_MARKER, {"format": CACHE_FORMAT})
+
+
+def _clear_owned_folder(path: Path) -> None:
+    """Empty a marked cache folder (all of it is ours), keeping the marker."""
+    for child in path.iterdir():
+        if child.name == STORE_MARKER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _check_reusable(path: Path, existing: RegionSpec, spec: RegionSpec) -> None:
+    if existing.space_id != spec.space_id:
+        raise InputError(
+            f"this region cache was built with model {existing.space_id}, not "
+            f"{spec.space_id}; use another --cache folder or delete this one",
+            path,
+        )
+    if existing != spec:
+        raise InputError(
+            "this region cache was built with other settings (raster, tiles, preset or "
+            "bounds); use another --cache folder or delete this one",
+            path,
+        )
 
 
 def read_spec(path: str | os.PathLike[str]) -> RegionSpec:
@@ -222,6 +302,7 @@ def read_spec(path: str | os.PathLike[str]) -> RegionSpec:
 
 
 def _create_store(path: Path, spec: RegionSpec, dims: dict[str, int]) -> None:
+    """Write the marker, then the empty arrays and attributes of a new cache."""
     with RasterSource(spec.raster) as source:
         grid = spec.grid(source)
         crs_wkt = source.crs.to_wkt()
@@ -230,29 +311,26 @@ def _create_store(path: Path, spec: RegionSpec, dims: dict[str, int]) -> None:
     transform = layer_transform(grid)
     step = spec.chunk_rows
 
-    def empty(shape: tuple[int, ...], dtype: str) -> da.Array:
-        return da.zeros(shape, chunks=(step, *shape[1:]), dtype=dtype)
+    def empty(dims_: tuple[str, ...], shape: tuple[int, ...], dtype: str) -> tuple:
+        return dims_, da.zeros(shape, chunks=(step, *shape[1:]), dtype=dtype)
 
-    xs = transform.c + transform.a * (np.arange(cols) + 0.5)
-    ys = transform.f + transform.e * (np.arange(rows) + 0.5)
+    variables = {
+        "embedding": empty(("row", "col", "dim"), (rows, cols, dims["dim"]), "float32"),
+        "valid": empty(("row", "col"), (rows, cols), "bool"),
+    }
+    if "tokens" in dims:
+        ranked = (rows, cols, TOP_CONCEPTS)
+        tokens = (rows, cols, dims["tokens"], TOKEN_TOP_CONCEPTS)
+        token_dims = ("row", "col", "token", "token_rank")
+        variables |= {
+            "concept_ids": empty(("row", "col", "rank"), ranked, "int32"),
+            "concept_weights": empty(("row", "col", "rank"), ranked, "float32"),
+            "token_concept_ids": empty(token_dims, tokens, "int32"),
+            "token_concept_scores": empty(token_dims, tokens, "float32"),
+        }
+    xs, ys = cell_centres(transform, cols, rows)
     template = xr.Dataset(
-        {
-            "embedding": (("row", "col", "dim"), empty((rows, cols, dims["dim"]), "float32")),
-            "valid": (("row", "col"), empty((rows, cols), "bool")),
-            "concept_ids": (("row", "col", "rank"), empty((rows, cols, TOP_CONCEPTS), "int32")),
-            "concept_weights": (
-                ("row", "col", "rank"),
-                empty((rows, cols, TOP_CONCEPTS), "float32"),
-            ),
-            "token_concept_ids": (
-                ("row", "col", "token", "token_rank"),
-                empty((rows, cols, dims["tokens"], TOKEN_TOP_CONCEPTS), "int32"),
-            ),
-            "token_concept_scores": (
-                ("row", "col", "token", "token_rank"),
-                empty((rows, cols, dims["tokens"], TOKEN_TOP_CONCEPTS), "float32"),
-            ),
-        },
+        variables,
         coords={"x": ("col", xs), "y": ("row", ys)},
         attrs={
             "format": CACHE_FORMAT,
@@ -264,9 +342,11 @@ def _create_store(path: Path, spec: RegionSpec, dims: dict[str, int]) -> None:
             "col_offset": int(grid["col"].min()),
         },
     )
+    path.mkdir(parents=True, exist_ok=True)
+    _write_marker(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        template.to_zarr(path, compute=False, mode="w", consolidated=False, zarr_format=2)
+        template.to_zarr(path, compute=False, mode="a", consolidated=False, zarr_format=2)
 
 
 def cache_transform(ds: xr.Dataset) -> Affine:
@@ -277,16 +357,41 @@ def cache_transform(ds: xr.Dataset) -> Affine:
 # ------------------------------------------------------------------------------ computing
 
 
-_SPACES: dict[str | None, Any] = {}
+_SPACES: dict[str, EmbeddingSpace] = {}
 
 
-def _space_for(checkpoint: str | None) -> Any:
-    """One SharedSpace per process and checkpoint (Dask workers keep theirs between chunks)."""
-    from geosound.retrieval.space import SharedSpace
+def use_space(space: EmbeddingSpace) -> None:
+    """Make ``space`` the one this process computes chunks of caches in its space with.
 
-    if checkpoint not in _SPACES:
-        _SPACES[checkpoint] = SharedSpace.from_checkpoint(checkpoint)
-    return _SPACES[checkpoint]
+    Needed for spaces that cannot be rebuilt from a checkpoint path (the stand-in, a space a
+    notebook built); Dask workers rebuild Sat2Sound spaces from the recorded checkpoint.
+    """
+    _SPACES[space.space_id] = space
+
+
+def space_for(spec: RegionSpec) -> EmbeddingSpace:
+    """The space a cache was made in: registered in this process, or loaded from its checkpoint.
+
+    Raises:
+        InputError: The space is neither registered here nor a Sat2Sound checkpoint, or the
+            checkpoint now holds another model.
+    """
+    if spec.space_id in _SPACES:
+        return _SPACES[spec.space_id]
+    if not spec.space_id.startswith("sat2sound:"):
+        raise InputError(
+            f"this region cache was made in space {spec.space_id}, which only the process that "
+            "made it can compute (map it in-process, without Dask workers)",
+            spec.raster,
+        )
+    space = load_shared_space(spec.checkpoint)
+    if space.space_id != spec.space_id:
+        raise InputError(
+            f"the checkpoint now holds model {space.space_id}, not {spec.space_id}",
+            spec.checkpoint or "the shipped model",
+        )
+    use_space(space)
+    return space
 
 
 _GRIDS: dict[str, gpd.GeoDataFrame] = {}
@@ -310,26 +415,15 @@ def compute_chunk(cache_path: str, chunk: ChunkPlan, batch_size: int = 64) -> in
     if cache.is_done(chunk):
         return chunk.index
     spec = cache.spec
-    space = _space_for(spec.checkpoint)
+    space = space_for(spec)
     ds = cache.dataset()
     row_offset, col_offset = int(ds.attrs["row_offset"]), int(ds.attrs["col_offset"])
-    cols, tokens = int(ds.sizes["col"]), int(ds.sizes["token"])
     with RasterSource(spec.raster) as source:
         grid = _grid_for(cache_path, spec, source)
         rows = grid["row"] - row_offset
         part = grid[(rows >= chunk.row_start) & (rows < chunk.row_stop)]
         outputs = _embed_with_concepts(source, part, space, get_preset(spec.preset), batch_size)
-    height = chunk.row_stop - chunk.row_start
-    block = {
-        "embedding": np.full((height, cols, space.dim), np.nan, np.float32),
-        "valid": np.zeros((height, cols), bool),
-        "concept_ids": np.full((height, cols, TOP_CONCEPTS), -1, np.int32),
-        "concept_weights": np.zeros((height, cols, TOP_CONCEPTS), np.float32),
-        "token_concept_ids": np.full((height, cols, tokens, TOKEN_TOP_CONCEPTS), -1, np.int32),
-        "token_concept_scores": np.full(
-            (height, cols, tokens, TOKEN_TOP_CONCEPTS), np.nan, np.float32
-        ),
-    }
+    block = _empty_block(ds, chunk.row_stop - chunk.row_start)
     r = part["row"].to_numpy() - row_offset - chunk.row_start
     c = part["col"].to_numpy() - col_offset
     for name, values in outputs.items():
@@ -346,24 +440,36 @@ def compute_chunk(cache_path: str, chunk: ChunkPlan, batch_size: int = 64) -> in
     return chunk.index
 
 
+_FILL = {"concept_ids": -1, "token_concept_ids": -1, "concept_weights": 0.0, "valid": False}
+
+
+def _empty_block(ds: xr.Dataset, height: int) -> dict[str, np.ndarray]:
+    """Arrays for ``height`` grid rows of every cache variable, filled with "no tile"."""
+    block = {}
+    for name, variable in ds.data_vars.items():
+        shape = (height, *variable.shape[1:])
+        block[str(name)] = np.full(shape, _FILL.get(str(name), np.nan), variable.dtype)
+    return block
+
+
 def _embed_with_concepts(
-    source: RasterSource, grid: gpd.GeoDataFrame, space: Any, preset: Any, batch_size: int
+    source: RasterSource,
+    grid: gpd.GeoDataFrame,
+    space: EmbeddingSpace,
+    preset: BandPreset,
+    batch_size: int,
 ) -> dict[str, np.ndarray]:
-    """Per tile: embedding, validity, top concepts; per token: top concept scores."""
+    """Per tile: embedding, validity and, where the space has concepts, top concepts per tile
+    and per token."""
     collected: dict[str, list[np.ndarray]] = {}
 
     def embed(rgb: np.ndarray) -> np.ndarray:
+        if not isinstance(space, ConceptSpace):
+            return space.embed_rgb(rgb)
         output = space.embed_images(rgb)
-        weights = output.weights
-        scores = output.token_scores
-        top_w, top_i = weights.topk(TOP_CONCEPTS, dim=-1)
-        tok_s, tok_i = scores.topk(TOKEN_TOP_CONCEPTS, dim=-1)
-        for name, value in (
-            ("concept_ids", top_i),
-            ("concept_weights", top_w),
-            ("token_concept_ids", tok_i),
-            ("token_concept_scores", tok_s),
-        ):
+        top_w, top_i = output.weights.topk(TOP_CONCEPTS, dim=-1)
+        tok_s, tok_i = output.token_scores.topk(TOKEN_TOP_CONCEPTS, dim=-1)
+        for name, value in zip(CONCEPT_VARIABLES, (top_i, top_w, tok_i, tok_s), strict=True):
             collected.setdefault(name, []).append(value.numpy())
         return output.embedding.numpy()
 
@@ -468,7 +574,7 @@ def embedding_at(
 def embed_region(
     cache_path: str | os.PathLike[str],
     raster: str | os.PathLike[str],
-    checkpoint: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
     tile_size: int = 64,
     stride: int | None = None,
     preset: str | None = None,
@@ -478,27 +584,40 @@ def embed_region(
     workers: int = 0,
     scheduler: str | None = None,
     progress: Progress | None = None,
+    space: EmbeddingSpace | None = None,
+    batch_size: int = 64,
 ) -> RegionCache:
-    """Make (or resume) the region cache of a raster: the one expensive step of mapping."""
-    space = _space_for(None if checkpoint is None else str(Path(checkpoint).resolve()))
+    """Make (or resume) the region cache of a raster: the one expensive step of mapping.
+
+    Args:
+        cache_path: The cache folder (new, empty, or an earlier cache of the same region).
+        raster: A georeferenced raster.
+        checkpoint: Sat2Sound checkpoint (default: the shipped model); ignored with ``space``.
+        tile_size: Tile edge in pixels.
+        stride: Step between tiles (default: ``tile_size``).
+        preset: Band preset (default: guessed from the raster).
+        bounds: Area of interest (minx, miny, maxx, maxy) in ``bounds_crs``.
+        bounds_crs: CRS of ``bounds`` (default: the raster's).
+        chunk_rows: Grid rows per unit of work.
+        workers: Dask worker processes (0: in-process).
+        scheduler: Existing Dask scheduler address.
+        progress: Called with (fraction of chunks done, message).
+        space: A space to embed in, instead of loading ``checkpoint`` (in-process only, unless
+            it is a Sat2Sound space its workers can load).
+        batch_size: Tiles per forward pass.
+    """
+    checkpoint_path = None if checkpoint is None else str(Path(checkpoint).resolve())
+    if space is None:
+        space = load_shared_space(checkpoint_path)
+    use_space(space)
     spec = plan_spec(
-        raster,
-        space.space_id,
-        None if checkpoint is None else str(checkpoint),
-        tile_size,
-        stride,
-        preset,
-        None if bounds is None else tuple(bounds),  # type: ignore[arg-type]
-        bounds_crs,
-        chunk_rows,
-    )
-    tokens = _tokens_per_tile(space, spec)
-    cache = open_or_create_cache(cache_path, spec, {"dim": space.dim, "tokens": tokens})
-    run_chunks(cache, workers, scheduler, progress=progress)
+        raster, space.space_id, checkpoint_path, tile_size, stride, preset,
+        None if bounds is None else (bounds[0], bounds[1], bounds[2], bounds[3]),
+        bounds_crs, chunk_rows,
+    )  # fmt: skip
+    dims = {"dim": space.dim}
+    if isinstance(space, ConceptSpace):
+        dims["tokens"] = space.tokens_per_image(spec.tile_size)
+    cache = open_or_create_cache(cache_path, spec, dims)
+    run_chunks(cache, workers, scheduler, batch_size, progress)
     return cache
-
-
-def _tokens_per_tile(space: Any, spec: RegionSpec) -> int:
-    """How many image tokens a tile of this size gives (one dry forward pass)."""
-    dummy = np.zeros((1, 3, spec.tile_size, spec.tile_size), np.float32)
-    return int(space.encoders["image"].encode(dummy).tokens.shape[1])

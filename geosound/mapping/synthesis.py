@@ -27,27 +27,27 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from geosound import __version__
 from geosound.atomic import atomic_path
 from geosound.audio import Clip, load_audio, measure_lufs, mix, random_lufs_targets, write_audio
 from geosound.errors import AudioError, GeosoundError, InputError, OutsideRasterError
 from geosound.geo import BandPreset, RasterSource, get_preset, guess_preset, to_rgb
 from geosound.geo.chips import chip_windows, points_to_raster_xy
+from geosound.progress import Progress
+from geosound.sidecar import sidecar as sidecar_record
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
     from geosound.retrieval.bank import AudioBank
-    from geosound.retrieval.space import SharedSpace
+    from geosound.space.shared import SharedSpace
 
 __all__ = [
     "METHOD_NOTE",
@@ -130,24 +130,22 @@ class Synthesis:
     def sidecar(self, wav_name: str | None = None) -> dict[str, Any]:
         """The sidecar JSON payload: provenance, method, point, parameters, credited sources."""
         unlicensed = [r["path"] for r in self.sources_records() if r["licence"] is None]
-        payload: dict[str, Any] = {
-            "product": "geosound synthesize",
-            "geosound_version": __version__,
-            "method": METHOD_NOTE,
-            "space_id": self.space_id,
-            "model": self.model_note,
-            "point": self.point,
-            "parameters": self.parameters,
-            "audio": {
+        payload = sidecar_record(
+            "geosound synthesize",
+            method=METHOD_NOTE,
+            space_id=self.space_id,
+            model=self.model_note,
+            point=self.point,
+            parameters=self.parameters,
+            audio={
                 "file": wav_name,
                 "seconds": round(self.clip.duration, 6),
                 "sample_rate": self.clip.sample_rate,
                 "channels": self.clip.channels,
                 "peak": round(float(np.max(np.abs(self.clip.samples), initial=0.0)), 6),
             },
-            "sources": self.sources_records(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+            sources=self.sources_records(),
+        )
         if unlicensed:
             payload["licence_note"] = (
                 f"{len(unlicensed)} source(s) have no licence in the bank's metadata; check "
@@ -390,7 +388,7 @@ def synthesize_points(
     chip_size: int = 64,
     preset: str | BandPreset | None = None,
     embeddings: np.ndarray | None = None,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> gpd.GeoDataFrame:
     """One soundscape per point of a vector layer, returned as attributes of the layer.
 

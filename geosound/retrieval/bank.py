@@ -22,17 +22,11 @@ On disk a bank is a folder of three files, written together or not at all:
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
 import math
 import os
-import secrets
-import shutil
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -40,8 +34,9 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from geosound import __version__
+from geosound.atomic import atomic_folder, fsync_file
 from geosound.errors import InputError
+from geosound.sidecar import now_iso, sidecar
 
 __all__ = [
     "AUTO_FLAT_LIMIT",
@@ -185,7 +180,7 @@ class AudioBank:
         self.kind: IndexKind = kind
         self.params: dict[str, Any] = dict(params or {})
         self.recall: dict[str, Any] | None = None if recall is None else dict(recall)
-        self.created = created or datetime.now(UTC).isoformat(timespec="seconds")
+        self.created = created or now_iso()
 
     # ----------------------------------------------------------------------- build
 
@@ -379,22 +374,22 @@ class AudioBank:
         position."""
         return self._metadata
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> dict[str, object]:
         """What ``bank.json`` holds: enough to check a bank without opening its index."""
-        return {
-            "format": FORMAT_VERSION,
-            "space_id": self.space_id,
-            "kind": self.kind,
-            "metric": "inner_product",
-            "normalised": True,
-            "dim": self.dim,
-            "count": len(self),
-            "params": self.params,
-            "recall": self.recall,
-            "geosound_version": __version__,
-            "faiss_version": faiss.__version__,
-            "created": self.created,
-        }
+        return sidecar(
+            "audio bank",
+            format=FORMAT_VERSION,
+            space_id=self.space_id,
+            kind=self.kind,
+            metric="inner_product",
+            normalised=True,
+            dim=self.dim,
+            count=len(self),
+            params=self.params,
+            recall=self.recall,
+            faiss_version=faiss.__version__,
+            created=self.created,
+        )
 
     # ----------------------------------------------------------------------- disk
 
@@ -426,9 +421,7 @@ class AudioBank:
                     "not replacing it",
                     folder,
                 )
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = _new_sibling(folder, "tmp")
-        try:
+        with atomic_folder(folder) as staging:
             faiss.write_index(self.index, str(staging / INDEX_FILE))
             try:
                 self._metadata.to_parquet(staging / METADATA_FILE, index=False)
@@ -436,10 +429,7 @@ class AudioBank:
                 raise BankError(f"the metadata cannot be stored as Parquet: {exc}", folder) from exc
             (staging / INFO_FILE).write_text(json.dumps(self.info(), indent=2, default=str) + "\n")
             for name in (INDEX_FILE, METADATA_FILE, INFO_FILE):
-                _fsync(staging / name)
-            _replace_folder(staging, folder)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+                fsync_file(staging / name)
         return folder
 
     @classmethod
@@ -698,74 +688,3 @@ def _read_metadata(path: Path) -> pd.DataFrame:
         raise BankError(f"reading Parquet needs a working pyarrow: {exc}", path) from exc
     except (OSError, ValueError) as exc:
         raise BankError(f"metadata file is corrupt or unreadable ({exc})", path) from exc
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file to disk, so that a rename after a crash never exposes an empty file."""
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _replace_folder(staging: Path, folder: Path) -> None:
-    """Move ``staging`` to ``folder``; any old ``folder`` ends up in ``staging`` (to delete).
-
-    A new folder is one rename. Over an existing bank, Linux's ``renameat2(RENAME_EXCHANGE)``
-    swaps the two in one atomic step; where that is unavailable the old bank is renamed aside
-    first and renamed back if the second rename fails.
-    """
-    if not folder.exists():
-        os.rename(staging, folder)
-        return
-    if _exchange(staging, folder):
-        return
-    aside = _new_sibling(folder, "old")
-    aside.rmdir()
-    os.rename(folder, aside)
-    try:
-        os.rename(staging, folder)
-    except BaseException:
-        os.rename(aside, folder)
-        raise
-    os.rename(aside, staging)  # so the caller's cleanup deletes the old bank
-
-
-def _new_sibling(folder: Path, tag: str) -> Path:
-    """Create a hidden, uniquely named folder beside ``folder``, on the same filesystem.
-
-    ``os.mkdir`` rather than ``tempfile.mkdtemp``: mkdtemp's folders are private (0700) and
-    this one becomes the bank, which should get the user's usual permissions (umask).
-    """
-    for _ in range(100):
-        candidate = folder.parent / f".{folder.name}.{secrets.token_hex(6)}.{tag}"
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise FileExistsError(f"{folder.parent}: no free temporary name for {folder.name}")
-
-
-def _exchange(first: Path, second: Path) -> bool:
-    """Atomically swap two paths on Linux; False where the OS or filesystem cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_uint,
-    ]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    result = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)
-    if result == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), str(second))

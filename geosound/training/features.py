@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -26,8 +26,7 @@ from geosound.data.pairs import is_recipe, parse_recipe, read_image_ref
 from geosound.data.sonify import render_recipe
 from geosound.encoders import DEFAULT_ENCODERS, Encoder, get_encoder, pad_tokens
 from geosound.errors import DataError
-
-Progress = Callable[[float, str], None]
+from geosound.progress import Progress
 
 TOKEN_FIELDS = ("image", "audio", "audio_caption", "image_caption")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,11 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from geosound.models import Sat2Sound, Sat2SoundConfig, build_sat2sound
+from geosound.progress import Progress
 from geosound.training.config import TrainConfig
 from geosound.training.data_module import PairDataModule
 from geosound.training.features import PairFeatures
 from geosound.training.lightning_module import Sat2SoundModule
-
-Progress = Callable[[float, str], None]
 
 
 class EpochProgress(Callback):

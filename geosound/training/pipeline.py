@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 
-import geosound
-from geosound.atomic import atomic_path, write_json
+from geosound.atomic import atomic_path
 from geosound.config import dev_data_dir
 from geosound.data.pairs import read_manifest, write_manifest
 from geosound.data.sonify import sonify_dev_sets
@@ -39,12 +37,14 @@ from geosound.evaluation.sat2sound_eval import (
 )
 from geosound.models import Sat2Sound
 from geosound.models.checkpoint import save_checkpoint
+from geosound.progress import Progress, stage
+from geosound.sidecar import write_sidecar
 from geosound.training.config import TrainConfig
 from geosound.training.data_module import place_of
 from geosound.training.features import PairFeatures, prepare_features
 from geosound.training.fit import fit_sat2sound
+from geosound.version import __version__
 
-Progress = Callable[[float, str], None]
 TABLE_TITLE = "Sat2Sound retrieval on the dev eval split (dev figures)"
 
 
@@ -116,8 +116,8 @@ def load_features(
     manifest: Path | None = None,
 ) -> PairFeatures:
     """Pairs and their encoder features for a config (cached on disk after the first run)."""
-    manifest = build_pairs(data_dir, config, out_dir, _stage(progress, 0.0, 0.3), manifest)
-    return prepare_features(manifest, cache_root=cache_root, progress=_stage(progress, 0.3, 1.0))
+    manifest = build_pairs(data_dir, config, out_dir, stage(progress, 0.0, 0.3), manifest)
+    return prepare_features(manifest, cache_root=cache_root, progress=stage(progress, 0.3, 1.0))
 
 
 def evaluation_rows(
@@ -142,13 +142,6 @@ def rows_to_metrics(rows: list[tuple[str, RetrievalReport]]) -> dict[str, Any]:
     return metrics
 
 
-def _stage(progress: Progress | None, start: float, end: float) -> Progress | None:
-    """Map a stage's own 0–1 progress onto [start, end] of the whole run."""
-    if progress is None:
-        return None
-    return lambda fraction, message: progress(start + (end - start) * fraction, message)
-
-
 def run_training(
     out_dir: str | os.PathLike[str],
     config: TrainConfig,
@@ -164,10 +157,10 @@ def run_training(
     data_dir = Path(data_dir) if data_dir else dev_data_dir()
     config.to_yaml(out / "train_config.yaml")
     features = load_features(
-        data_dir, config, out, cache_root, _stage(progress, 0.0, 0.4), manifest
+        data_dir, config, out, cache_root, stage(progress, 0.0, 0.4), manifest
     )
     model = fit_sat2sound(
-        features, out / "runs" / "codebook", config, None, progress_bar, _stage(progress, 0.4, 0.7)
+        features, out / "runs" / "codebook", config, None, progress_bar, stage(progress, 0.4, 0.7)
     )
     variant = fit_sat2sound(
         features,
@@ -175,13 +168,13 @@ def run_training(
         config,
         {"use_codebook": False},
         progress_bar,
-        _stage(progress, 0.7, 1.0),
+        stage(progress, 0.7, 1.0),
     )
     rows = evaluation_rows(features, {"no codebook": variant, "Sat2Sound": model})
     table = format_table(rows, TABLE_TITLE)
     metrics = rows_to_metrics(rows)
     info = {
-        "geosound_version": geosound.__version__,
+        "geosound_version": __version__,
         "train_config": config.to_dict(),
         "metrics": metrics,
         "data": {
@@ -196,7 +189,7 @@ def run_training(
     checkpoint = out / "sat2sound.pt"
     model_id = save_checkpoint(checkpoint, model, features.encoder_ids, info)
     save_checkpoint(out / "sat2sound_no_codebook.pt", variant, features.encoder_ids, info)
-    write_json(out / "metrics.json", {"model_id": model_id, **info})
+    write_sidecar(out / "metrics.json", "Sat2Sound training run", model_id=model_id, **info)
     with atomic_path(out / "metrics.md") as tmp:
         tmp.write_text(table + "\n")
     return TrainOutcome(checkpoint, model_id, table, metrics)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,11 @@ class SharedSpace:
         """Width of the shared space."""
         return self.model.config.embed_dim
 
+    @property
+    def logit_scale(self) -> float:
+        """The model's learned inverse temperature: cosine × scale gives its logits."""
+        return float(self.model.clamped_logit_scale().detach())
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(N, D) unit vectors of text queries ("birds chirping in trees")."""
         encoding = self.encoders["text"].encode(list(texts))
@@ -76,11 +82,6 @@ class SharedSpace:
             return self.model.encode_audio(tokens, mask).embedding.numpy()
 
     @property
-    def id(self) -> str:
-        """The space id (also recorded in products' sidecars)."""
-        return self.space_id
-
-    @property
     def note(self) -> str:
         """What products made in this space should say about the model behind them."""
         data = self.loaded.info.get("data", {}).get("source", "unknown data")
@@ -95,3 +96,18 @@ class SharedSpace:
         encoding = self.encoders["image"].encode(images)
         with torch.inference_mode():
             return self.model.encode_image(encoding.tokens, encoding.mask)
+
+    def tokens_per_image(self, tile_size: int) -> int:
+        """How many image tokens a tile of this size gives (one dry forward pass)."""
+        dummy = np.zeros((1, 3, tile_size, tile_size), np.float32)
+        return int(self.encoders["image"].encode(dummy).tokens.shape[1])
+
+
+@lru_cache(maxsize=4)
+def load_shared_space(checkpoint: str | None = None) -> SharedSpace:
+    """One :class:`SharedSpace` per process and checkpoint path (None: the shipped model).
+
+    Loading rebuilds the encoders, which takes seconds; a Dask worker that computes many chunks
+    of a region, or a CLI call that maps and then queries, loads it once.
+    """
+    return SharedSpace.from_checkpoint(checkpoint)

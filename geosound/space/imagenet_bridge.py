@@ -75,7 +75,7 @@ class ImageNetTextBridge:
         self._label_embeddings: torch.Tensor | None = None
 
     @property
-    def id(self) -> str:
+    def space_id(self) -> str:
         """Identifies the bridge and both encoders, for sidecars."""
         return (
             f"imagenet-bridge(T={self.temperature})[{self.image_encoder.id}|{self.text_encoder.id}]"
