@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import geopandas as gpd
@@ -40,8 +39,7 @@ from geosound.mapping.synthesis import (
 )
 from geosound.models.checkpoint import load_checkpoint
 from geosound.retrieval.bank import AudioBank
-from geosound.retrieval.space import SharedSpace
-from tests.test_index_cli import random_checkpoint
+from geosound.space.shared import SharedSpace
 
 SR = 16000
 RASTER_CRS = "EPSG:32633"
@@ -52,7 +50,7 @@ LICENCES = ["CC0-1.0", "CC-BY-4.0", "CC-BY-NC-4.0", "CC0-1.0"]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def world(tmp_path_factory: pytest.TempPathFactory, random_checkpoint) -> dict:
     """Checkpoint, space, clips, a saved bank and a raster, shared by the module's tests."""
     root = tmp_path_factory.mktemp("synthesis")
     checkpoint = random_checkpoint(root / "model.pt", seed=0)
@@ -107,7 +105,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 # ``geosound synthesize`` as a user runs it, in a subprocess. The command is registered here
 # if geosound/cli/app.py does not register it yet (the app is owned elsewhere); once it does,
-# this is the same as ``tests.conftest.run_cli("synthesize", ...)``.
+# this is the same as the ``run_cli("synthesize", ...)`` fixture.
 _CLI = (
     "import sys\n"
     "from geosound.cli.app import app, main\n"
@@ -277,22 +275,26 @@ def test_a_failed_write_leaves_no_partial_folder(
     assert not out.exists() and len(calls) == 2
 
 
-def test_region_cache_hook(world: dict, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setitem(sys.modules, "geosound.mapping.region", None)  # a build without it
-    with pytest.raises(InputError, match="region caches are not available in this build"):
-        embedding_from_region_cache("cache.zarr", 1.0, 2.0, "EPSG:4326")
+@pytest.mark.slow
+def test_place_embedding_from_a_region_cache(world: dict, tmp_path: Path):
+    """The vector at a point comes from the cache a map made, and only in the bank's space."""
+    from geosound.mapping.region import embed_region
 
-    fake = types.ModuleType("geosound.mapping.region")
-    fake.embedding_at = lambda path, x, y, crs: world["vectors"][2]  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "geosound.mapping.region", fake)
-    vector = embedding_from_region_cache("cache.zarr", 1.0, 2.0, "EPSG:4326", world["space"])
+    cache = embed_region(
+        tmp_path / "cache.zarr", world["raster"], space=world["space"], tile_size=32
+    )
+    lon, lat = centre_lonlat()
+    vector = embedding_from_region_cache(cache.path, lon, lat, "EPSG:4326", world["space"])
+    expected = place_embedding_from_raster(world["space"], world["raster"], lon, lat, chip_size=32)
+    # The centre (48, 48) lies in the cache's middle 32-px tile, pixels 32-64: the chip
+    # centred there covers exactly those pixels.
     assert vector.shape == (world["space"].dim,)
-    synthesis = synthesize_at(world["space"], world["bank"], vector, k=1, seconds=1.0)
-    assert synthesis.sources["path"].tolist() == [world["paths"][2]]
+    np.testing.assert_allclose(vector, expected, atol=1e-5)
 
-    fake.read_spec = lambda path: types.SimpleNamespace(space_id="sat2sound:other")  # type: ignore[attr-defined]
+    other = SharedSpace(load_checkpoint(world["checkpoint"]), cache_root=tmp_path / "features")
+    other.loaded.model_id = "other"
     with pytest.raises(InputError, match="sat2sound:other"):
-        embedding_from_region_cache("cache.zarr", 1.0, 2.0, "EPSG:4326", world["space"])
+        embedding_from_region_cache(cache.path, lon, lat, "EPSG:4326", other)
 
 
 # --------------------------------------------------------------------------- with the encoder

@@ -132,13 +132,13 @@ def chip(
 
     with RasterSource(raster) as source:
         (window,) = chip_windows(source, [(x, y)], size, crs)
-        pixels = source.read_window(window)
+        image = source.part(window)
         nodata = source.nodata if source.nodata is not None else 0
         write_raster(
             out,
-            pixels,
-            transform=source.dataset.window_transform(window),
-            crs=source.crs,
+            image.pixels,
+            transform=image.transform,
+            crs=image.crs,
             band_descriptions=[
                 d or f"band {i}" for i, d in enumerate(source.info().descriptions, 1)
             ],

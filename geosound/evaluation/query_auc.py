@@ -45,7 +45,7 @@ Which classes are positive for a query (:data:`DEFAULT_QUERY_CLASSES`)
 Held-out tiles
     The shipped model was trained on the dev EuroSAT *train* tiles. :func:`dev_tiles`
     rebuilds the split from a checkpoint's own training config
-    (:func:`~geosound.data.sonify.split_by_tile_and_clip`, as ``geosound train`` made it), so
+    (:func:`~geosound.data.splits.split_by_tile_and_clip`, as ``geosound train`` made it), so
     ``split="eval"`` gives the tiles the model never saw. ``split="all"`` includes training
     tiles and must be labelled so wherever it is shown.
 
@@ -194,7 +194,7 @@ def dev_tiles(
         load_esc50,
         load_eurosat_tiles,
     )
-    from geosound.data.sonify import split_by_tile_and_clip
+    from geosound.data.splits import split_by_tile_and_clip
 
     if split not in ("eval", "all"):
         raise InputError(f"split must be 'eval' or 'all'; got {split!r}")
@@ -223,10 +223,10 @@ def dev_tiles(
 def read_tile_images(paths: Sequence[str], progress: Progress | None = None) -> list[np.ndarray]:
     """RGB pixels (3, H, W) in [0, 1] of each tile, through the band preset every tile uses.
 
-    :func:`~geosound.data.pairs.read_image_ref` picks bands and scaling (13-band uint16 →
+    :func:`~geosound.geo.images.read_image_ref` picks bands and scaling (13-band uint16 →
     Sentinel-2 true colour), so the tiles reach the encoder exactly as in training.
     """
-    from geosound.data.pairs import read_image_ref
+    from geosound.geo.images import read_image_ref
 
     images = []
     for i, path in enumerate(paths):

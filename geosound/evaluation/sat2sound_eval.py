@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from geosound.data.features import PairFeatures
 from geosound.evaluation.retrieval import RetrievalReport, chance_levels, retrieval_report
 from geosound.models import Sat2Sound
-from geosound.training.features import PairFeatures
 
 
 def embed_pairs(model: Sat2Sound, features: PairFeatures) -> dict[str, np.ndarray]:

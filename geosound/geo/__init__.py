@@ -1,8 +1,16 @@
 """Read and tile: opening rasters, tile grids, chips at points, band presets, raster writers."""
 
-from geosound.geo.bands import PRESETS, BandPreset, get_preset, guess_preset, to_rgb
-from geosound.geo.chips import chip_windows, points_to_raster_xy, read_chips
-from geosound.geo.raster import RasterInfo, RasterSource, raster_info
+from geosound.geo.bands import (
+    PRESETS,
+    BandPreset,
+    get_preset,
+    guess_preset,
+    resolve_preset,
+    to_rgb,
+)
+from geosound.geo.chips import chip_windows, read_chips
+from geosound.geo.points import PointsLike, points_inside, points_to_raster_xy
+from geosound.geo.raster import ImageData, RasterInfo, RasterSource, opened, raster_info
 from geosound.geo.tiles import (
     TileBatch,
     read_tiles,
@@ -15,6 +23,8 @@ from geosound.geo.write import is_valid_cog, write_raster
 __all__ = [
     "PRESETS",
     "BandPreset",
+    "ImageData",
+    "PointsLike",
     "RasterInfo",
     "RasterSource",
     "TileBatch",
@@ -22,11 +32,14 @@ __all__ = [
     "get_preset",
     "guess_preset",
     "is_valid_cog",
+    "opened",
+    "points_inside",
     "points_to_raster_xy",
     "raster_info",
     "read_chips",
     "read_tiles",
     "read_tms_tiles",
+    "resolve_preset",
     "tile_grid",
     "tms_tile_grid",
     "to_rgb",

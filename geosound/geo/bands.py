@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geosound.errors import RasterError
+from geosound.geo.raster import RasterInfo, RasterSource
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,22 @@ def guess_preset(count: int, dtype: str) -> BandPreset:
     if count >= 3:
         return PRESETS["stretch-rgb"]
     return PRESETS["stretch-grey"]
+
+
+def resolve_preset(
+    source: RasterSource | RasterInfo, preset: str | BandPreset | None = None
+) -> BandPreset:
+    """The preset a caller named (by name, or as is), else the one the raster's bands suggest.
+
+    Raises:
+        RasterError: ``preset`` names no preset (the error lists them).
+    """
+    if isinstance(preset, BandPreset):
+        return preset
+    if preset:
+        return get_preset(preset)
+    info = source.info() if isinstance(source, RasterSource) else source
+    return guess_preset(info.count, info.dtypes[0])
 
 
 def to_rgb(

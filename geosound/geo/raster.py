@@ -8,13 +8,16 @@ the window, never the raster; whole-raster statistics come from a decimated read
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError, RasterioIOError
@@ -63,6 +66,34 @@ class RasterInfo:
             "is_tiled": self.is_tiled,
             "overviews": self.overviews,
         }
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Pixels of a window with their georeference, as rio-tiler's ``ImageData`` carries them.
+
+    Callers that write, place or clip what they read take the transform and CRS from here
+    instead of re-deriving them from the source and the window.
+    """
+
+    pixels: np.ma.MaskedArray
+    """(bands, height, width); nodata pixels and pixels past the raster's edge are masked."""
+    transform: Affine
+    crs: CRS | None
+    window: Window
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(bands, height, width) True where a pixel is not valid."""
+        return np.ma.getmaskarray(self.pixels)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of the window in :attr:`crs`."""
+        height, width = self.pixels.shape[-2:]
+        left, top = self.transform @ (0, 0)
+        right, bottom = self.transform @ (width, height)
+        return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
 
 
 class RasterSource:
@@ -223,6 +254,15 @@ class RasterSource:
         out[:, row : row + block.shape[1], col : col + block.shape[2]] = block
         return out
 
+    def part(self, window: Window, indexes: tuple[int, ...] | None = None) -> ImageData:
+        """Read a pixel window (see :meth:`read_window`) with its transform and CRS."""
+        return ImageData(
+            pixels=self.read_window(window, indexes),
+            transform=self.dataset.window_transform(window),
+            crs=self.dataset.crs,
+            window=window,
+        )
+
     def _read(self, indexes: tuple[int, ...], window: Window) -> np.ma.MaskedArray:
         try:
             return self.dataset.read(list(indexes), window=window, masked=True)
@@ -276,6 +316,20 @@ class RasterSource:
         bad = [i for i in indexes if not 1 <= i <= self.count]
         if bad:
             raise RasterError(f"band(s) {bad} do not exist; the raster has {self.count}", self.path)
+
+
+@contextlib.contextmanager
+def opened(raster: str | os.PathLike[str] | RasterSource) -> Iterator[RasterSource]:
+    """Borrow an open :class:`RasterSource`, or open a path for the duration of the block.
+
+    Functions that accept either let a caller reading many things from one raster keep it
+    open, and close only what they opened themselves.
+    """
+    if isinstance(raster, RasterSource):
+        yield raster
+        return
+    with RasterSource(raster) as source:
+        yield source
 
 
 def raster_info(path: str | os.PathLike[str], require_crs: bool = True) -> RasterInfo:

@@ -102,7 +102,7 @@ def query_layers(
 
 def concept_names(space: SharedSpace) -> list[str]:
     """A readable name for every codebook concept: its nearest ESC-50 caption in the space."""
-    from geosound.data.sonify import CLIP_CAPTIONS
+    from geosound.data.concepts import CLIP_CAPTIONS
 
     captions = sorted(set(CLIP_CAPTIONS.values()))
     caption_vectors = torch.from_numpy(space.embed_texts(captions))

@@ -42,7 +42,7 @@ from affine import Affine
 
 from geosound.atomic import write_json
 from geosound.errors import InputError
-from geosound.geo import BandPreset, RasterSource, get_preset, guess_preset, tile_grid
+from geosound.geo import BandPreset, RasterSource, get_preset, resolve_preset, tile_grid
 from geosound.mapping.embed import embed_tiles
 from geosound.mapping.layers import cell_centres, layer_transform
 from geosound.progress import Progress
@@ -182,9 +182,7 @@ def plan_spec(
 ) -> RegionSpec:
     """A complete spec for a raster: the preset is resolved here so that it is recorded."""
     with RasterSource(raster) as source:
-        info = source.info()
-    preset_name = preset or guess_preset(info.count, info.dtypes[0]).name
-    get_preset(preset_name)
+        preset_name = resolve_preset(source, preset).name
     return RegionSpec(
         raster=str(Path(raster).resolve()),
         tile_size=tile_size,

@@ -20,7 +20,6 @@ Entry points:
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -37,9 +36,18 @@ import pandas as pd
 
 from geosound.atomic import atomic_path
 from geosound.audio import Clip, load_audio, measure_lufs, mix, random_lufs_targets, write_audio
-from geosound.errors import AudioError, GeosoundError, InputError, OutsideRasterError
-from geosound.geo import BandPreset, RasterSource, get_preset, guess_preset, to_rgb
-from geosound.geo.chips import chip_windows, points_to_raster_xy
+from geosound.errors import AudioError, InputError
+from geosound.geo import (
+    BandPreset,
+    PointsLike,
+    RasterSource,
+    chip_windows,
+    opened,
+    points_inside,
+    resolve_preset,
+    to_rgb,
+)
+from geosound.mapping.region import embedding_at, read_spec
 from geosound.progress import Progress
 from geosound.sidecar import sidecar as sidecar_record
 
@@ -47,6 +55,7 @@ if TYPE_CHECKING:
     import geopandas as gpd
 
     from geosound.retrieval.bank import AudioBank
+    from geosound.space import EmbeddingSpace
     from geosound.space.shared import SharedSpace
 
 __all__ = [
@@ -252,13 +261,10 @@ def embedding_from_region_cache(
     x: float,
     y: float,
     crs: str,
-    space: SharedSpace | None = None,
+    space: EmbeddingSpace | None = None,
 ) -> np.ndarray:
     """The place embedding at a point, read from a region cache made by ``geosound map``.
 
-    **Hook.** Region caches (``geosound/mapping/region.py``) are being built alongside this
-    module; this function imports ``embedding_at(cache_path, x, y, crs)`` from there lazily,
-    so synthesis works in builds without it and says so plainly when asked for a cache.
     A cache spares the image encoder: the tile under the point was embedded when the region
     was mapped.
 
@@ -267,44 +273,25 @@ def embedding_from_region_cache(
         x: The point's x in ``crs``.
         y: The point's y in ``crs``.
         crs: CRS of the point.
-        space: When given, the vector's width is checked against it (a cache of another
-            model would otherwise surface as a confusing bank error).
+        space: When given, the cache must have been made in this space: a vector of another
+            model has the right width as often as not, and would retrieve meaningless
+            neighbours silently.
 
     Returns:
         A ``(D,)`` float32 vector.
 
     Raises:
-        InputError: Region caches are not available in this build, or the cache's vectors do
-            not fit ``space``.
+        InputError: The cache was made in another space, or the point is off its tiles.
     """
-    region = _region_module(cache_path)
-    embedding_at = getattr(region, "embedding_at", None)
-    if not callable(embedding_at):
-        raise InputError("region caches are not available in this build", cache_path)
-    read_spec = getattr(region, "read_spec", None)
-    if space is not None and callable(read_spec):
-        # A cache records the space it was embedded in; a vector of another model has the
-        # right width as often as not, and would retrieve meaningless neighbours silently.
-        cached_space = getattr(read_spec(cache_path), "space_id", None)
-        if cached_space is not None and cached_space != space.space_id:
+    if space is not None:
+        cached_space = read_spec(cache_path).space_id
+        if cached_space != space.space_id:
             raise InputError(
                 f"this region cache holds embeddings of {cached_space!r}, but the bank and "
                 f"model are {space.space_id!r}; map the region with the same checkpoint",
                 cache_path,
             )
-    try:
-        vector = np.asarray(embedding_at(cache_path, x, y, crs), dtype=np.float32).reshape(-1)
-    except GeosoundError:
-        raise
-    except (OSError, KeyError, ValueError) as error:
-        raise InputError(f"cannot read the region cache ({error})", cache_path) from error
-    if space is not None and vector.shape[0] != space.dim:
-        raise InputError(
-            f"the region cache holds {vector.shape[0]}-d vectors but {space.space_id} makes "
-            f"{space.dim}-d ones; map the region with this model first",
-            cache_path,
-        )
-    return vector
+    return np.asarray(embedding_at(cache_path, x, y, crs), dtype=np.float32).reshape(-1)
 
 
 # --------------------------------------------------------------------------- files
@@ -442,7 +429,7 @@ def synthesize_points(
     if embeddings is None:
         if raster is None:
             raise InputError("synthesize_points needs a raster or precomputed embeddings")
-        _check_inside(raster, points, ids, chip_size)
+        _check_inside(raster, points, ids)
         report(0.05, f"embedding {len(points)} places")
         vectors = _embed_points(space, raster, points, chip_size, preset)
     else:
@@ -633,11 +620,7 @@ def _embed_points(
     preset: str | BandPreset | None,
 ) -> np.ndarray:
     """(N, D) place embeddings, ``EMBED_BATCH`` chips at a time from one open raster."""
-    source = raster if isinstance(raster, RasterSource) else RasterSource(raster)
-    owned = not isinstance(raster, RasterSource)
-    if owned:
-        source.open()
-    try:
+    with opened(raster) as source:
         parts = [
             space.embed_images(
                 _chips_rgb(
@@ -646,15 +629,12 @@ def _embed_points(
             ).embedding.numpy()
             for start in range(0, len(points), EMBED_BATCH)
         ]
-    finally:
-        if owned:
-            source.close()
     return np.concatenate(parts).astype(np.float32)
 
 
 def _chips_rgb(
     raster: str | os.PathLike[str] | RasterSource,
-    points: Any,
+    points: PointsLike,
     crs: str | None,
     chip_size: int,
     preset: str | BandPreset | None,
@@ -662,59 +642,20 @@ def _chips_rgb(
     """(N, 3, H, W) RGB chips at points, scaled the way tiles and training chips are."""
     if int(chip_size) != chip_size or chip_size < 8:
         raise InputError(f"chip_size must be a whole number of pixels >= 8; got {chip_size!r}")
-    source = raster if isinstance(raster, RasterSource) else RasterSource(raster)
-    owned = not isinstance(raster, RasterSource)
-    if owned:
-        source.open()
-    try:
+    with opened(raster) as source:
         windows = chip_windows(source, points, int(chip_size), crs)
-        info = source.info()
-        if preset is None:
-            chosen = guess_preset(info.count, info.dtypes[0])
-        else:
-            chosen = get_preset(preset) if isinstance(preset, str) else preset
+        chosen = resolve_preset(source, preset)
         pixels = np.ma.stack([source.read_window(window, chosen.bands) for window in windows])
         percentiles = source.band_percentiles(chosen.bands) if chosen.needs_stretch else None
-    finally:
-        if owned:
-            source.close()
     return to_rgb(pixels, chosen, percentiles)
 
 
 def _check_inside(
-    raster: str | os.PathLike[str] | RasterSource,
-    points: gpd.GeoDataFrame,
-    ids: Sequence[str],
-    chip_size: int,
+    raster: str | os.PathLike[str] | RasterSource, points: gpd.GeoDataFrame, ids: Sequence[str]
 ) -> None:
-    """Name every point outside the raster by its id (chip_windows names only a position)."""
-    source = raster if isinstance(raster, RasterSource) else RasterSource(raster)
-    owned = not isinstance(raster, RasterSource)
-    if owned:
-        source.open()
-    try:
-        xs, ys = points_to_raster_xy(source, points)
-        inverse = ~source.transform
-        cols = inverse.a * xs + inverse.b * ys + inverse.c
-        rows = inverse.d * xs + inverse.e * ys + inverse.f
-        inside = (
-            np.isfinite(cols + rows)
-            & (cols >= 0)
-            & (cols < source.width)
-            & (rows >= 0)
-            & (rows < source.height)
-        )
-        if not inside.all():
-            bad = [str(ids[i]) for i in np.flatnonzero(~inside)]
-            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-            raise OutsideRasterError(
-                f"{len(bad)} point(s) lie outside the raster (id {shown}); bounds "
-                f"{tuple(round(v, 3) for v in source.bounds)} in {source.crs}",
-                source.path,
-            )
-    finally:
-        if owned:
-            source.close()
+    """Name every point outside the raster by its id, before any chip is embedded."""
+    with opened(raster) as source:
+        points_inside(source, points, names=[f"point {i}" for i in ids])
 
 
 def _point_ids(points: Any, id_column: str | None) -> tuple[list[str], list[str]]:
@@ -803,17 +744,6 @@ def _parameters(
         "seed": int(seed),
         "min_score": None if min_score is None else float(min_score),
     }
-
-
-def _region_module(cache_path: str | os.PathLike[str]) -> Any:
-    """``geosound.mapping.region``, or a clear error when this build does not have it."""
-    module_name = "geosound.mapping.region"
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise  # the module exists but a dependency of it is missing: a real bug
-    raise InputError("region caches are not available in this build", cache_path)
 
 
 def _check_audio_suffix(path: Path) -> None:

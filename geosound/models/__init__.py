@@ -19,10 +19,7 @@ from geosound.models.sat2sound import (
     build_sat2sound,
     concept_weights,
     metadata_features,
-    sat2sound_base,
     sat2sound_config,
-    sat2sound_small,
-    sat2sound_tiny,
     sparsemax,
     top_concepts,
 )
@@ -45,10 +42,7 @@ __all__ = [
     "clip_loss",
     "concept_weights",
     "metadata_features",
-    "sat2sound_base",
     "sat2sound_config",
-    "sat2sound_small",
-    "sat2sound_tiny",
     "sparsemax",
     "top_concepts",
 ]

@@ -194,21 +194,6 @@ def build_sat2sound(
     return Sat2Sound(config)
 
 
-def sat2sound_tiny(**overrides: Any) -> Sat2Sound:
-    """D 128, K 256: tests, smoke runs, a few thousand pairs."""
-    return build_sat2sound("tiny", **overrides)
-
-
-def sat2sound_small(**overrides: Any) -> Sat2Sound:
-    """D 256, K 1024: the default for our dev-sized data."""
-    return build_sat2sound("small", **overrides)
-
-
-def sat2sound_base(**overrides: Any) -> Sat2Sound:
-    """D 512, K 4096: GeoSound/SoundingEarth-sized data."""
-    return build_sat2sound("base", **overrides)
-
-
 # ---------------------------------------------------------------------------------------------
 # Sparsemax
 # ---------------------------------------------------------------------------------------------

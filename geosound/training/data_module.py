@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from geosound.training.features import PairFeatures
+from geosound.data.features import PairFeatures
 
 
 class PairDataset(Dataset):

@@ -12,11 +12,11 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from geosound.data.features import PairFeatures
 from geosound.models import Sat2Sound, Sat2SoundConfig, build_sat2sound
 from geosound.progress import Progress
 from geosound.training.config import TrainConfig
 from geosound.training.data_module import PairDataModule
-from geosound.training.features import PairFeatures
 from geosound.training.lightning_module import Sat2SoundModule
 
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from geosound.atomic import atomic_path
 from geosound.config import dev_data_dir
-from geosound.data.pairs import read_manifest, write_manifest
+from geosound.data.features import PairFeatures, prepare_features
+from geosound.data.manifest import read_manifest, write_manifest
 from geosound.data.sonify import sonify_dev_sets
 from geosound.errors import InputError
 from geosound.evaluation.retrieval import RetrievalReport
@@ -41,7 +42,6 @@ from geosound.progress import Progress, stage
 from geosound.sidecar import write_sidecar
 from geosound.training.config import TrainConfig
 from geosound.training.data_module import place_of
-from geosound.training.features import PairFeatures, prepare_features
 from geosound.training.fit import fit_sat2sound
 from geosound.version import __version__
 

@@ -22,10 +22,10 @@ import torch
 from geosound.atomic import atomic_path
 from geosound.audio import load_audio
 from geosound.data.feature_cache import FeatureCache, content_key
-from geosound.data.pairs import is_recipe, parse_recipe, read_image_ref
-from geosound.data.sonify import render_recipe
+from geosound.data.recipe import MixRecipe, is_recipe
 from geosound.encoders import DEFAULT_ENCODERS, Encoder, get_encoder, pad_tokens
 from geosound.errors import DataError
+from geosound.geo.images import read_image_ref
 from geosound.progress import Progress
 
 TOKEN_FIELDS = ("image", "audio", "audio_caption", "image_caption")
@@ -109,7 +109,7 @@ def prepare_features(
     """Encode every pair of a manifest (images, audio, both captions) through the cache.
 
     Args:
-        manifest: A pair manifest (see :mod:`geosound.data.pairs`).
+        manifest: A pair manifest (see :mod:`geosound.data.manifest`).
         cache_root: Feature cache folder (default: the user cache).
         encoders: ``{"image": ..., "audio": ..., "text": ...}`` (default: the offline defaults).
         progress: Called with (fraction, message) per modality.
@@ -157,7 +157,7 @@ def prepare_features(
 def load_audio_spec(spec: str) -> object:
     """The recording a manifest ``audio`` entry names: a file, or a sonified mix rendered."""
     if is_recipe(spec):
-        return render_recipe(parse_recipe(spec))
+        return MixRecipe.from_json(spec).render()
     return load_audio(spec, sample_rate=None)
 
 
@@ -167,7 +167,9 @@ def audio_key(spec: str) -> str:
     A recipe fully determines its rendering, so keying by recipe lets a warm cache skip the
     rendering too.
     """
-    return content_key(parse_recipe(spec)) if is_recipe(spec) else content_key(Path(spec))
+    if is_recipe(spec):
+        return content_key(MixRecipe.from_json(spec).to_dict())
+    return content_key(Path(spec))
 
 
 def _pad(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
