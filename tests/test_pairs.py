@@ -12,18 +12,17 @@ import shapely
 import soundfile as sf
 from pyproj import Transformer
 
-from geosound.data.pairs import (
+from geosound.data.manifest import (
     REQUIRED_COLUMNS,
-    format_image_ref,
-    is_recipe,
-    manifest_from_pairs_table,
-    parse_image_ref,
     read_manifest,
     validate_manifest,
     write_manifest,
 )
+from geosound.data.pairs_table import manifest_from_pairs_table
+from geosound.data.recipe import is_recipe
 from geosound.errors import DataError, OutsideRasterError
 from geosound.geo import RasterSource, chip_windows
+from geosound.geo.images import format_image_ref, parse_image_ref
 
 UTM32 = Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True)
 

@@ -14,23 +14,25 @@ import pytest
 import shapely
 import soundfile as sf
 
-from geosound.audio import load_audio, measure_lufs
+from geosound.audio import Clip, load_audio, measure_lufs
 from geosound.data import LANDCOVER_SOUNDS
-from geosound.data.pairs import parse_recipe, validate_manifest
-from geosound.data.sonify import (
+from geosound.data.concepts import (
     CLIP_CAPTIONS,
     CONCEPT_PHRASES,
     LIKELY_WEIGHT,
     SOUND_CONCEPTS,
-    RetrievalSpace,
     clip_captions,
+)
+from geosound.data.manifest import validate_manifest
+from geosound.data.recipe import MixRecipe
+from geosound.data.sonify import (
+    RetrievalSpace,
     render_manifest,
-    render_recipe,
     retrieval_candidates,
     signed_sqrt,
     sonify_tiles,
-    split_by_tile_and_clip,
 )
+from geosound.data.splits import split_by_tile_and_clip
 from geosound.errors import AudioError, DataError, InputError
 
 # --------------------------------------------------------------------------- fixtures
@@ -102,7 +104,7 @@ def tiles() -> gpd.GeoDataFrame:
 
 
 def _sources(manifest: pd.DataFrame) -> list[list[dict]]:
-    return [parse_recipe(audio)["sources"] for audio in manifest["audio"]]
+    return [list(MixRecipe.from_json(audio).sources) for audio in manifest["audio"]]
 
 
 def _sonify(tiles, clips, **kwargs):
@@ -206,8 +208,8 @@ def test_manifest_rows_recipes_and_captions(tiles, clips):
     assert manifest["image"].iloc[0] == "/tiles/SeaLake_0.tif"
     counts = Counter()
     for (_, row), sources in zip(manifest.iterrows(), _sources(manifest), strict=True):
-        recipe = parse_recipe(row["audio"])
-        assert recipe["sample_rate"] == 16000 and recipe["seconds"] == 1.0
+        recipe = MixRecipe.from_json(row["audio"])
+        assert recipe.sample_rate == 16000 and recipe.seconds == 1.0
         assert 1 <= len(sources) <= 3
         counts[len(sources)] += 1
         assert len({s["path"] for s in sources}) == len(sources)  # no clip twice in a mix
@@ -286,39 +288,44 @@ def _recipe(paths: Sequence[Path], targets: Sequence[float], seconds: float = 1.
     }
 
 
+def _render(recipe: dict) -> Clip:
+    return MixRecipe.from_dict(recipe).render()
+
+
 def test_render_is_deterministic_and_loudness_follows_targets(tmp_path: Path):
     low = _noise(tmp_path / "low.wav", 2.0, 1, 9)
     high = _noise(tmp_path / "high.wav", 2.0, 2, 1)
     recipe = _recipe([low, high], [-20.0, -32.0])
-    first, second = render_recipe(recipe), render_recipe(json.dumps(recipe))
+    first = MixRecipe.from_dict(recipe).render()
+    second = MixRecipe.from_json(json.dumps(recipe)).render()
     assert first.sample_rate == 16000 and first.samples.shape == (16000,)
     np.testing.assert_array_equal(first.samples, second.samples)
 
-    alone = [render_recipe(_recipe([p], [t])) for p, t in ((low, -20.0), (high, -32.0))]
+    alone = [_render(_recipe([p], [t])) for p, t in ((low, -20.0), (high, -32.0))]
     levels = [measure_lufs(clip.samples, 16000) for clip in alone]
     assert levels == [pytest.approx(-20.0, abs=0.3), pytest.approx(-32.0, abs=0.3)]
     # the mix is the sum of its normalised sources (no peak guard needed at these levels)
     np.testing.assert_allclose(first.samples, alone[0].samples + alone[1].samples, atol=1e-4)
-    swapped = render_recipe(_recipe([low, high], [-32.0, -20.0]))
+    swapped = _render(_recipe([low, high], [-32.0, -20.0]))
     weight_low = [np.dot(mixed.samples, alone[0].samples) for mixed in (first, swapped)]
     assert weight_low[0] > 3 * weight_low[1]  # 12 dB louder: ~4x the amplitude in the mix
 
-    loud = render_recipe(_recipe([low, high], [-3.0, -3.0]))
+    loud = _render(_recipe([low, high], [-3.0, -3.0]))
     assert np.max(np.abs(loud.samples)) <= 0.99 + 1e-6  # the clipping guard
 
 
 def test_render_errors_name_the_source(tmp_path: Path):
     ok = _noise(tmp_path / "ok.wav", 1.0, 0, 1)
     with pytest.raises(AudioError, match=r"gone\.wav"):
-        render_recipe(_recipe([ok, tmp_path / "gone.wav"], [-20.0, -20.0]))
+        _render(_recipe([ok, tmp_path / "gone.wav"], [-20.0, -20.0]))
     silent = tmp_path / "tail_silent.wav"
     sf.write(silent, np.concatenate([0.3 * np.ones(100), np.zeros(32000)]), 16000)
     with pytest.raises(AudioError, match=r"tail_silent\.wav"):  # silent from the offset on
-        render_recipe(_recipe([ok, silent], [-20.0, -20.0]))
+        _render(_recipe([ok, silent], [-20.0, -20.0]))
     with pytest.raises(InputError, match="malformed"):
-        render_recipe({"kind": "mix", "sources": []})
+        _render({"kind": "mix", "sources": []})
     with pytest.raises(InputError, match="path"):
-        render_recipe("/data/clip.wav")
+        MixRecipe.from_json("/data/clip.wav").render()
 
 
 def test_render_manifest_writes_wavs(tiles, clips, tmp_path: Path):
@@ -330,7 +337,9 @@ def test_render_manifest_writes_wavs(tiles, clips, tmp_path: Path):
     )  # no temporary files left
     clip = load_audio(written[0], sample_rate=None)
     np.testing.assert_allclose(
-        clip.samples, render_recipe(manifest["audio"].iloc[0]).samples, atol=1 / 32767
+        clip.samples,
+        MixRecipe.from_json(manifest["audio"].iloc[0]).render().samples,
+        atol=1 / 32767,
     )
 
 
@@ -372,7 +381,7 @@ def test_real_eurosat_tiles_get_plausible_real_clips(dev_data: Path, shared_cach
     paths = {s["path"] for sources in _sources(manifest) for s in sources}
     assert len(paths) >= 30
 
-    clip = render_recipe(manifest["audio"].iloc[0])
+    clip = MixRecipe.from_json(manifest["audio"].iloc[0]).render()
     assert clip.samples.shape == (80000,) and np.isfinite(clip.samples).all()
     assert 0 < np.max(np.abs(clip.samples)) <= 0.99 + 1e-6
 
@@ -386,7 +395,7 @@ def test_sonify_command(
     from typer.testing import CliRunner
 
     from geosound.cli.sonify import sonify_command
-    from geosound.data.pairs import read_manifest
+    from geosound.data.manifest import read_manifest
 
     monkeypatch.setenv("GEOSOUND_CACHE", str(shared_cache))  # warm from the test above
     app = typer.Typer()

@@ -115,6 +115,6 @@ def search_command(
 
 def read_chip_rgb(path: Path):  # -> numpy.ndarray (1, 3, H, W)
     """An image chip as one RGB batch, scaled with the preset its bands suggest."""
-    from geosound.data.pairs import read_image_ref
+    from geosound.geo.images import read_image_ref
 
     return read_image_ref(str(path))[None]

@@ -31,13 +31,13 @@ def summarize_sonified(
     Args:
         manifest: The sonified manifest.
         clip_split: The clip table's split (``pandas.Series`` from
-            :func:`~geosound.data.sonify.split_by_tile_and_clip`), for pool sizes.
+            :func:`~geosound.data.splits.split_by_tile_and_clip`), for pool sizes.
 
     Returns:
         ``{"splits": {split: {"pairs", "tiles", "pool_clips", "clips_used",
         "tile_classes", "clip_classes"}}}``, JSON-ready.
     """
-    from geosound.data.pairs import parse_recipe
+    from geosound.data.recipe import MixRecipe
 
     splits: dict[str, dict[str, Any]] = {}
     for name in sorted(set(manifest["split"]) | set(clip_split)):
@@ -45,7 +45,7 @@ def summarize_sonified(
         used: set[str] = set()
         clip_classes: Counter[str] = Counter()
         for audio in rows["audio"]:
-            for source in parse_recipe(str(audio))["sources"]:
+            for source in MixRecipe.from_json(str(audio)).sources:
                 used.add(str(source["path"]))
                 clip_classes[str(source["class"])] += 1
         splits[name] = {
@@ -95,7 +95,7 @@ def sonify_command(
     # Each tile gets 1-3 sounding concepts from its land-cover class; each concept retrieves a
     # real clip (signed-sqrt scores, top-k threshold, random pick); the clips are mixed at
     # random LUFS targets and the mix is stored as a recipe in the manifest.
-    from geosound.data.pairs import write_manifest
+    from geosound.data.manifest import write_manifest
     from geosound.data.sonify import render_manifest, sonify_dev_sets
     from geosound.errors import InputError
 
@@ -172,7 +172,8 @@ def pairs_command(
 ) -> None:
     """Turn real geotagged recordings (with imagery, pre-cut chips or street-level photos) into
     a pair manifest for `geosound train --manifest`."""
-    from geosound.data.pairs import manifest_from_pairs_table, write_manifest
+    from geosound.data.manifest import write_manifest
+    from geosound.data.pairs_table import manifest_from_pairs_table
 
     manifest = manifest_from_pairs_table(table, imagery, chip_size, licence=licence)
     write_manifest(manifest, out)

@@ -158,17 +158,7 @@ def parse_card(path: Path) -> DatasetCard:
 
 def _card_from_mapping(meta: dict[Any, Any], body: str, path: Path) -> DatasetCard:
     """Check the front-matter mapping field by field and build the card."""
-    keys = {str(k) for k in meta}
-    missing = [k for k in _FRONT_MATTER_KEYS if k not in keys]
-    if missing:
-        raise DataError(f"front matter lacks key(s): {', '.join(missing)}", path)
-    unknown = sorted(keys - set(_FRONT_MATTER_KEYS))
-    if unknown:
-        raise DataError(
-            f"front matter has unknown key(s): {', '.join(unknown)} "
-            f"(expected: {', '.join(_FRONT_MATTER_KEYS)})",
-            path,
-        )
+    _check_keys(meta, path)
     for key in _REQUIRED_STRINGS:
         value = meta[key]
         if not isinstance(value, str) or not value.strip():
@@ -210,6 +200,21 @@ def _card_from_mapping(meta: dict[Any, Any], body: str, path: Path) -> DatasetCa
         body=body,
         path=path,
     )
+
+
+def _check_keys(meta: dict[Any, Any], path: Path) -> None:
+    """Exactly the front-matter keys a card has: none missing, none unknown (typos)."""
+    keys = {str(k) for k in meta}
+    missing = [k for k in _FRONT_MATTER_KEYS if k not in keys]
+    if missing:
+        raise DataError(f"front matter lacks key(s): {', '.join(missing)}", path)
+    unknown = sorted(keys - set(_FRONT_MATTER_KEYS))
+    if unknown:
+        raise DataError(
+            f"front matter has unknown key(s): {', '.join(unknown)} "
+            f"(expected: {', '.join(_FRONT_MATTER_KEYS)})",
+            path,
+        )
 
 
 def card_is_available(card: DatasetCard, data_dir: Path | None = None) -> bool:
