@@ -133,7 +133,8 @@ def exchange_paths(first: Path, second: Path) -> bool:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p] * 2 + [ctypes.c_uint]
+    path_arg = (ctypes.c_int, ctypes.c_char_p)  # a directory fd and a path, twice
+    renameat2.argtypes = (*path_arg, *path_arg, ctypes.c_uint)
     renameat2.restype = ctypes.c_int
     at_fdcwd, rename_exchange = -100, 2
     result = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pyloudnorm
 
-from geosound.audio.signal import _as_audio, is_silent, to_mono
+from geosound.audio.signal import as_audio, is_silent, to_mono
 from geosound.errors import AudioError, InputError
 
 #: BS.1770 measures loudness over 400 ms gating blocks; pyloudnorm refuses anything shorter.
@@ -58,7 +58,7 @@ def measure_lufs(samples: np.ndarray, sample_rate: int) -> float:
         The loudness in LUFS; ``float('-inf')`` for silent or empty input, and for audio
         quieter than the -70 LUFS absolute gate throughout.
     """
-    array = _as_audio(samples)
+    array = as_audio(samples)
     if sample_rate <= 0:
         raise InputError(f"sample_rate must be > 0; got {sample_rate!r}")
     if is_silent(array):
@@ -114,6 +114,6 @@ def normalize_lufs(samples: np.ndarray, sample_rate: int, target_lufs: float) ->
     Raises:
         AudioError: The input is silent or too quiet to measure; it cannot be normalised.
     """
-    array = _as_audio(samples)
+    array = as_audio(samples)
     gain = lufs_gain(array, sample_rate, target_lufs)
     return (array.astype(np.float64) * gain).astype(np.float32)

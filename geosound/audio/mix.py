@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from geosound.audio.loudness import normalize_lufs
-from geosound.audio.signal import _as_audio, pad_or_trim
+from geosound.audio.signal import as_audio, pad_or_trim
 from geosound.errors import AudioError, InputError
 
 
@@ -49,7 +49,7 @@ def mix(
         raise InputError("mix needs at least one source")
     if not peak_limit > 0:
         raise InputError(f"peak_limit must be > 0; got {peak_limit!r}")
-    arrays = [_as_audio(source, name=f"source {i}") for i, source in enumerate(sources)]
+    arrays = [as_audio(source, name=f"source {i}") for i, source in enumerate(sources)]
     layout = arrays[0].shape[:-1]
     for i, array in enumerate(arrays):
         if array.shape[:-1] != layout:

@@ -19,7 +19,7 @@ from geosound.errors import InputError
 SILENCE_THRESHOLD = 1e-6
 
 
-def _as_audio(samples: np.ndarray, name: str = "samples") -> np.ndarray:
+def as_audio(samples: np.ndarray, name: str = "samples") -> np.ndarray:
     """Return ``samples`` as a float32 array of shape ``(n,)`` or ``(channels, n)``.
 
     One place that checks the layout, so every public function rejects a 3-D array (or a
@@ -53,7 +53,7 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     Returns:
         A float32 array of shape ``(n,)``.
     """
-    array = _as_audio(samples)
+    array = as_audio(samples)
     if array.ndim == 1:
         return array
     return array.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -75,7 +75,7 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
         A float32 array with the same channel layout and about ``n * to_rate / from_rate``
         samples.
     """
-    array = _as_audio(samples)
+    array = as_audio(samples)
     for label, rate in (("from_rate", from_rate), ("to_rate", to_rate)):
         if int(rate) != rate or rate <= 0:
             raise InputError(f"{label} must be a positive whole number of Hz; got {rate!r}")
@@ -104,7 +104,7 @@ def pad_or_trim(samples: np.ndarray, length: int) -> np.ndarray:
     Returns:
         A float32 array whose last axis has ``length`` samples.
     """
-    array = _as_audio(samples)
+    array = as_audio(samples)
     if int(length) != length or length < 0:
         raise InputError(f"length must be a whole number >= 0; got {length!r}")
     length = int(length)
@@ -144,7 +144,7 @@ def fixed_windows(
         A float32 array ``(n_windows, window_len)`` with
         ``window_len = round(window_seconds * sample_rate)``; a fresh array, safe to modify.
     """
-    array = _as_audio(samples)
+    array = as_audio(samples)
     if array.ndim != 1:
         raise InputError(
             f"fixed_windows needs mono (n,) samples; got shape {array.shape} — use to_mono first"

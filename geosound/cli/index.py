@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
+
+if TYPE_CHECKING:  # the CLI imports its heavy libraries inside the commands, to start fast
+    import numpy as np
+    import pandas as pd
 
 index_app = typer.Typer(help="Audio banks: index recordings, search them.", no_args_is_help=True)
 
@@ -17,7 +21,7 @@ CheckpointOption = Annotated[
 ]
 
 
-def recordings_table(source: Path):  # -> pandas.DataFrame
+def recordings_table(source: Path) -> pd.DataFrame:
     """The recordings to index: every audio file under a folder, or the rows of a table.
 
     A table (CSV or Parquet) needs a ``path`` column (relative paths resolve against the
@@ -103,7 +107,7 @@ def search_command(
         query = space.embed_texts([text])
     elif audio is not None:
         query = space.embed_recordings([audio])
-    else:
+    elif image is not None:
         query = space.embed_images(read_chip_rgb(image)).embedding.numpy()
     hits = bank.search(query, k=k).to_frame()
     if as_json:
@@ -113,8 +117,8 @@ def search_command(
     typer.echo(hits[columns].to_string(index=False))
 
 
-def read_chip_rgb(path: Path):  # -> numpy.ndarray (1, 3, H, W)
-    """An image chip as one RGB batch, scaled with the preset its bands suggest."""
+def read_chip_rgb(path: Path) -> np.ndarray:
+    """An image chip as one (1, 3, H, W) RGB batch, scaled with the preset its bands suggest."""
     from geosound.geo.images import read_image_ref
 
     return read_image_ref(str(path))[None]

@@ -10,11 +10,14 @@ says so (geosound/mapping/synthesis.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
+
+if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
+    import geopandas as gpd
 
 POINTS_LAYER_NAME = "points_with_sounds.gpkg"
 VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".fgb"}
@@ -192,7 +195,7 @@ def _point_mode(
     return None
 
 
-def _read_points(path: Path):  # -> geopandas.GeoDataFrame
+def _read_points(path: Path) -> gpd.GeoDataFrame:
     """The point layer, with errors that name the file."""
     import geopandas as gpd
 
@@ -240,9 +243,10 @@ def _synthesize_one(
     where: dict[str, Any] = {"x": x, "y": y}
     if raster is not None:
         if crs is None:
-            from geosound.geo import raster_info
+            from geosound.geo import RasterSource
 
-            crs = raster_info(raster).crs
+            with RasterSource(raster) as source:
+                crs = source.crs.to_string()
         where.update(crs=crs, raster=str(raster))
         report(0.1, "embedding the place")
         embedding = place_embedding_from_raster(space, raster, x, y, crs, chip_size, preset)

@@ -15,14 +15,13 @@ ships inside an installed wheel — never on a user's path.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import librosa
 import numpy as np
 import torch
 
-from geosound.encoders.base import Encoder, Encoding, pad_tokens, register_encoder
+from geosound.encoders.base import Encoder, EncoderInput, Encoding, pad_tokens, register_encoder
 from geosound.errors import EncoderError
 
 SAMPLE_RATE = 44100
@@ -111,7 +110,7 @@ class AisfxAudioEncoder(Encoder):
         )
         return network.eval().to(self.device)
 
-    def _encode_batch(self, items: Sequence[Any]) -> Encoding:
+    def _encode_batch(self, items: EncoderInput) -> Encoding:
         blocks = [log_mel_blocks(*as_waveform(item)) for item in items]
         counts = [len(b) for b in blocks]
         embedded = (

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 
 from geosound.errors import EncoderError
@@ -59,6 +60,10 @@ def pad_tokens(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.T
     return tokens, mask
 
 
+EncoderInput = Sequence[Any] | np.ndarray
+"""A batch of one modality: image arrays (N, 3, H, W), texts, or clips/paths of recordings."""
+
+
 class Encoder(abc.ABC):
     """A frozen pretrained encoder of one modality.
 
@@ -100,10 +105,10 @@ class Encoder(abc.ABC):
         """Build the network with its pretrained weights, in eval mode, on ``self.device``."""
 
     @abc.abstractmethod
-    def _encode_batch(self, items: Sequence[Any]) -> Encoding:
+    def _encode_batch(self, items: EncoderInput) -> Encoding:
         """Encode at most ``batch_size`` items."""
 
-    def encode(self, items: Sequence[Any]) -> Encoding:
+    def encode(self, items: EncoderInput) -> Encoding:
         """Encode any number of items, ``batch_size`` at a time, without gradients.
 
         Args:

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geosound.encoders.base import Encoder, Encoding, pad_tokens, register_encoder
+from geosound.encoders.base import Encoder, EncoderInput, Encoding, pad_tokens, register_encoder
 from geosound.errors import EncoderError
 
 SAMPLE_RATE = 48_000
@@ -136,7 +136,8 @@ def _load_htsat(folder: Path) -> types.ModuleType:
             f"{utils_path} no longer defines {', '.join(_UTILS_FUNCTIONS)}; "
             "geosound supports laion-clap==1.1.7"
         )
-    exec(compile(ast.Module(body=wanted, type_ignores=[]), str(utils_path), "exec"), utils.__dict__)
+    utils_code = ast.Module(body=list[ast.stmt](wanted), type_ignores=[])
+    exec(compile(utils_code, str(utils_path), "exec"), utils.__dict__)
 
     sys.modules[package.__name__] = package
     sys.modules[utils.__name__] = utils
@@ -496,7 +497,7 @@ class ClapAudioEncoder(Encoder):
             del state
         return net.to(self.device).eval()
 
-    def _encode_batch(self, items: Sequence[Any]) -> Encoding:
+    def _encode_batch(self, items: EncoderInput) -> Encoding:
         inputs = [_clap_input(*_waveform(item)) for item in items]
         waveform = torch.from_numpy(np.stack([audio for audio, _ in inputs])).to(self.device)
         pooled, frames = self.model(waveform)
@@ -599,7 +600,7 @@ class ClapTextEncoder(Encoder):
         del state
         return net.to(self.device).eval()
 
-    def _encode_batch(self, items: Sequence[Any]) -> Encoding:
+    def _encode_batch(self, items: EncoderInput) -> Encoding:
         if not all(isinstance(item, str) for item in items):
             raise EncoderError("clap-text encodes strings")
         net = self.model

@@ -10,14 +10,13 @@ input, 7×7 at 224 px). Our dev measurements show 64 px input classifies EuroSAT
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from geosound.encoders.base import Encoder, Encoding, register_encoder
+from geosound.encoders.base import Encoder, EncoderInput, Encoding, register_encoder
 from geosound.errors import EncoderError
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -71,7 +70,7 @@ class EfficientNetLite0Encoder(Encoder):
         model.load_state_dict(state)
         return model.eval().to(self.device)
 
-    def _prepare(self, items: Sequence[Any]) -> torch.Tensor:
+    def _prepare(self, items: EncoderInput) -> torch.Tensor:
         batch = torch.as_tensor(np.stack([np.asarray(item, dtype=np.float32) for item in items]))
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise EncoderError(
@@ -83,7 +82,7 @@ class EfficientNetLite0Encoder(Encoder):
             )
         return ((batch - IMAGENET_MEAN) / IMAGENET_STD).to(self.device)
 
-    def _encode_batch(self, items: Sequence[Any]) -> Encoding:
+    def _encode_batch(self, items: EncoderInput) -> Encoding:
         feature_map = self.model.extract_features(self._prepare(items))
         tokens = feature_map.flatten(2).transpose(1, 2).float().cpu()
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool)

@@ -7,12 +7,11 @@ normalisation); the tokens are the transformer's word-piece outputs before pooli
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from geosound.encoders.base import Encoder, Encoding, register_encoder
+from geosound.encoders.base import Encoder, EncoderInput, Encoding, register_encoder
 from geosound.errors import EncoderError
 
 
@@ -40,7 +39,7 @@ class MiniLMTextEncoder(Encoder):
             local_files_only=True,
         ).eval()
 
-    def _encode_batch(self, items: Sequence[Any]) -> Encoding:
+    def _encode_batch(self, items: EncoderInput) -> Encoding:
         texts = [str(item) for item in items]
         if any(not text.strip() for text in texts):
             raise EncoderError(f"{self.name}: cannot encode an empty text query")

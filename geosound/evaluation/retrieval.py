@@ -18,6 +18,9 @@ from scipy.special import gammaln
 
 DEFAULT_KS = (1, 5, 10)
 
+Labels = Sequence[object] | np.ndarray
+"""Class labels of queries or gallery items, one per row."""
+
 
 @dataclass(frozen=True)
 class RetrievalReport:
@@ -50,8 +53,8 @@ def ranks_of_partners(similarity: np.ndarray) -> np.ndarray:
 def retrieval_report(
     queries: np.ndarray,
     gallery: np.ndarray,
-    query_labels: Sequence[object],
-    gallery_labels: Sequence[object],
+    query_labels: Labels,
+    gallery_labels: Labels,
     direction: str,
     ks: Sequence[int] = DEFAULT_KS,
 ) -> RetrievalReport:
@@ -85,7 +88,7 @@ def retrieval_report(
 
 
 def chance_levels(
-    query_labels: Sequence[object], gallery_labels: Sequence[object], ks: Sequence[int] = DEFAULT_KS
+    query_labels: Labels, gallery_labels: Labels, ks: Sequence[int] = DEFAULT_KS
 ) -> RetrievalReport:
     """Expected metrics of a random ranking of this gallery, in closed form.
 

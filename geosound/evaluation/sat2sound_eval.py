@@ -12,6 +12,8 @@ Rows of the table (all dev figures, image→audio and audio→image):
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -83,20 +85,9 @@ def chance_rows(labels: np.ndarray) -> list[tuple[str, RetrievalReport]]:
     """Chance level, the same in both directions for a partner-aligned gallery."""
     report = chance_levels(labels, labels)
     return [
-        ("chance", RetrievalReport("image→audio", **_fields(report))),
-        ("chance", RetrievalReport("audio→image", **_fields(report))),
+        ("chance", dataclasses.replace(report, direction="image→audio")),
+        ("chance", dataclasses.replace(report, direction="audio→image")),
     ]
-
-
-def _fields(report: RetrievalReport) -> dict[str, object]:
-    return {
-        "recall": report.recall,
-        "recall_at_10pct": report.recall_at_10pct,
-        "median_rank": report.median_rank,
-        "class_recall": report.class_recall,
-        "n_queries": report.n_queries,
-        "n_gallery": report.n_gallery,
-    }
 
 
 def format_table(rows: list[tuple[str, RetrievalReport]], title: str) -> str:

@@ -8,6 +8,7 @@ raster; it names every point that does not, so a user can find it in their layer
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import geopandas as gpd
 import numpy as np
@@ -17,7 +18,9 @@ from pyproj import Transformer
 from geosound.errors import OutsideRasterError
 from geosound.geo.raster import RasterSource
 
-PointsLike = gpd.GeoSeries | gpd.GeoDataFrame | Sequence[tuple[float, float]] | np.ndarray
+PointsLike: TypeAlias = (
+    gpd.GeoSeries | gpd.GeoDataFrame | Sequence[tuple[float, float]] | np.ndarray
+)
 """Points as a GeoSeries/GeoDataFrame (with its own CRS) or plain (x, y) pairs."""
 
 SHOWN_POINTS = 5

@@ -195,7 +195,8 @@ class RasterSource:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the raster's CRS."""
-        return tuple(self.dataset.bounds)  # type: ignore[return-value]
+        left, bottom, right, top = self.dataset.bounds
+        return (left, bottom, right, top)
 
     @property
     def nodata(self) -> float | None:
@@ -209,13 +210,13 @@ class RasterSource:
             path=self.path,
             driver=ds.driver,
             crs=ds.crs.to_string() if ds.crs else None,
-            bounds=tuple(ds.bounds),  # type: ignore[arg-type]
+            bounds=(ds.bounds.left, ds.bounds.bottom, ds.bounds.right, ds.bounds.top),
             width=ds.width,
             height=ds.height,
             count=ds.count,
             dtypes=tuple(ds.dtypes),
             nodata=ds.nodata,
-            resolution=tuple(ds.res),  # type: ignore[arg-type]
+            resolution=(ds.res[0], ds.res[1]),
             descriptions=tuple(ds.descriptions),
             is_tiled=bool(ds.profile.get("tiled", False)),
             overviews=len(ds.overviews(1)),

@@ -292,10 +292,10 @@ def _offsets(
         origins = np.arange(0, extent - tile + 1, stride)
     elif partial == "pad":
         # Enough tiles to cover the raster, but none that only repeats what the last one covered.
-        origins = [0]
-        while origins[-1] + tile < extent:
-            origins.append(origins[-1] + stride)
-        origins = np.asarray(origins)
+        covering = [0]
+        while covering[-1] + tile < extent:
+            covering.append(covering[-1] + stride)
+        origins = np.asarray(covering)
     else:
         raise ValueError(f"partial must be 'pad' or 'drop', not {partial!r}")
     index = np.flatnonzero((origins < stop) & (origins + tile > start))

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import rasterio
@@ -23,6 +24,7 @@ from rio_cogeo.profiles import cog_profiles
 from geosound.atomic import atomic_path
 
 Colormap = Mapping[int, tuple[int, int, int, int] | tuple[int, int, int]]
+OverviewResampling = Literal["nearest", "average", "bilinear", "cubic", "mode"]
 
 
 def write_raster(
@@ -35,7 +37,7 @@ def write_raster(
     colormap: Colormap | None = None,
     cog: bool = True,
     tags: Mapping[str, str] | None = None,
-    overview_resampling: str = "average",
+    overview_resampling: OverviewResampling = "average",
 ) -> Path:
     """Write a single- or multi-band raster product.
 
@@ -61,7 +63,7 @@ def write_raster(
         array = array[np.newaxis]
     if array.ndim != 3:
         raise ValueError(f"expected (bands, height, width), got shape {array.shape}")
-    if np.ma.isMaskedArray(array):
+    if isinstance(array, np.ma.MaskedArray):
         if nodata is None:
             raise ValueError("masked data needs a nodata value")
         array = array.filled(nodata)

@@ -162,7 +162,7 @@ def map_region(
             product["subtile"] = "skipped: needs stride == tile size"
         products["concepts"] = product
 
-    if retrieve:
+    if retrieve and bank is not None:  # checked above: --retrieve comes with --bank
         from geosound.retrieval.bank import AudioBank
 
         audio_bank = AudioBank.load(bank, expected_space_id=space.space_id)

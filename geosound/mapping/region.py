@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import dask.array as da
 import geopandas as gpd
@@ -358,6 +359,11 @@ def cache_transform(ds: xr.Dataset) -> Affine:
 _SPACES: dict[str, EmbeddingSpace] = {}
 
 
+def has_concepts(space: EmbeddingSpace) -> TypeGuard[ConceptSpace]:
+    """Whether tiles embedded in ``space`` also get their codebook concepts cached."""
+    return isinstance(space, ConceptSpace) and space.has_concepts
+
+
 def use_space(space: EmbeddingSpace) -> None:
     """Make ``space`` the one this process computes chunks of caches in its space with.
 
@@ -462,9 +468,10 @@ def _embed_with_concepts(
     collected: dict[str, list[np.ndarray]] = {}
 
     def embed(rgb: np.ndarray) -> np.ndarray:
-        if not isinstance(space, ConceptSpace):
+        if not has_concepts(space):
             return space.embed_rgb(rgb)
         output = space.embed_images(rgb)
+        assert output.weights is not None and output.token_scores is not None
         top_w, top_i = output.weights.topk(TOP_CONCEPTS, dim=-1)
         tok_s, tok_i = output.token_scores.topk(TOKEN_TOP_CONCEPTS, dim=-1)
         for name, value in zip(CONCEPT_VARIABLES, (top_i, top_w, tok_i, tok_s), strict=True):
@@ -614,7 +621,7 @@ def embed_region(
         bounds_crs, chunk_rows,
     )  # fmt: skip
     dims = {"dim": space.dim}
-    if isinstance(space, ConceptSpace):
+    if has_concepts(space):
         dims["tokens"] = space.tokens_per_image(spec.tile_size)
     cache = open_or_create_cache(cache_path, spec, dims)
     run_chunks(cache, workers, scheduler, batch_size, progress)

@@ -46,7 +46,12 @@ class EmbeddingSpace(Protocol):
 
 @runtime_checkable
 class ConceptSpace(EmbeddingSpace, Protocol):
-    """A space whose image side also says which codebook concepts a tile and its cells hold."""
+    """A space whose image side can also say which codebook concepts a tile and its cells hold."""
+
+    @property
+    def has_concepts(self) -> bool:
+        """Whether :meth:`embed_images` gives concept weights (False for a no-codebook model)."""
+        ...
 
     def embed_images(self, images: np.ndarray) -> ModalityOutput:
         """(N, 3, H, W) RGB in [0, 1] → embeddings, concept weights and per-token scores."""

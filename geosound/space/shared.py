@@ -57,6 +57,11 @@ class SharedSpace:
         return self.model.config.embed_dim
 
     @property
+    def has_concepts(self) -> bool:
+        """Whether the model has a concept codebook (the no-codebook ablation has none)."""
+        return bool(self.model.config.use_codebook)
+
+    @property
     def logit_scale(self) -> float:
         """The model's learned inverse temperature: cosine × scale gives its logits."""
         return float(self.model.clamped_logit_scale().detach())

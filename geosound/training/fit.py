@@ -28,8 +28,8 @@ class EpochProgress(Callback):
         self.label = label
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        done = trainer.current_epoch + 1
-        self.report(done / trainer.max_epochs, f"{self.label}: epoch {done}/{trainer.max_epochs}")
+        done, epochs = trainer.current_epoch + 1, trainer.max_epochs or 1
+        self.report(done / epochs, f"{self.label}: epoch {done}/{epochs}")
 
 
 def _text_dim(features: PairFeatures) -> int:

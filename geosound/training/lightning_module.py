@@ -61,7 +61,7 @@ class Sat2SoundModule(L.LightningModule):
             self.model.parameters(),
             lr=self.config.learning_rate,
             weight_decay=self.config.weight_decay,
-            betas=tuple(self.config.betas),
+            betas=(self.config.betas[0], self.config.betas[1]),
         )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             optimizer, T_0=max(1, self.config.restart_epochs)

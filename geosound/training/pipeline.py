@@ -74,7 +74,7 @@ def build_pairs(
         pairs = ensure_eval_split(read_manifest(manifest), config)
         write_manifest(pairs, manifest_path)
         return pairs
-    manifest, _ = sonify_dev_sets(
+    pairs, _ = sonify_dev_sets(
         data_dir,
         variants=config.variants,
         seed=config.seed,
@@ -82,10 +82,10 @@ def build_pairs(
         progress=progress,
     )
     # One mix per eval tile: the gallery should hold each held-out place once.
-    is_extra_eval = (manifest["split"] == "eval") & ~manifest["id"].str.endswith("-v0")
-    manifest = manifest[~is_extra_eval].reset_index(drop=True)
-    write_manifest(manifest, manifest_path)
-    return manifest
+    is_extra_eval = (pairs["split"] == "eval") & ~pairs["id"].str.endswith("-v0")
+    pairs = pairs[~is_extra_eval].reset_index(drop=True)
+    write_manifest(pairs, manifest_path)
+    return pairs
 
 
 def ensure_eval_split(pairs: gpd.GeoDataFrame, config: TrainConfig) -> gpd.GeoDataFrame:
