@@ -1,6 +1,8 @@
 # geosound — set-up and everyday commands. Each target installs into .venv first when needed.
 #   make demo     install if needed, then run the offline demo (writes ./geosound-demo/)
 #   make test     install if needed, then run the test suite
+#   make test-fast  the same without the slow tests (pretrained encoders, benchmarks, end-to-end
+#                 CLI runs) and those needing the shared dev data: a couple of minutes
 #   make install  only the install (library + CLI + offline encoders)
 #   make plugin   build dist/geosound_qgis-<version>.zip, the QGIS plugin (needs only python3)
 PYTHON ?= python3.11
@@ -9,7 +11,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.geosound-installed
 
-.PHONY: install demo test lint bench clean-venv
+.PHONY: install demo test test-fast lint bench clean-venv
 
 install: $(STAMP)
 
@@ -29,6 +31,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not devdata"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check geosound tests benchmarks qgis_plugin

@@ -1,8 +1,11 @@
 """Smoke test of benchmarks/bench_bank.py, so the benchmark cannot rot between runs.
 
-It runs the real script in a subprocess on a 5,000-vector bank and checks the report's shape
-and exit code only: tests never assert on time. With the dev data it embeds 24 real clips
-(a few seconds); without, it exercises the labelled synthetic fallback.
+It runs the real script in a subprocess on a 5,000-vector bank and checks the report's shape,
+its exit code and what must hold whatever the machine: the exact searches agree, and HNSW
+finds nearly all of each query's true top 10 (the queries are drawn around the bank's own
+sub-centres, so every one has planted near neighbours). Tests never assert on time. With the
+dev data it embeds 24 real clips (a few seconds); without, it exercises the labelled synthetic
+fallback. Slow: about 10-15 s.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_bank.py"
 
 
+@pytest.mark.slow
 def test_bench_bank_quick_run(tmp_path: Path) -> None:
     result_path = tmp_path / "result.json"
     done = subprocess.run(
@@ -51,5 +57,7 @@ def test_bench_bank_quick_run(tmp_path: Path) -> None:
     by_method = {row["method"]: row for row in payload["rows"]}
     assert by_method["flat"]["recall"] == 1.0
     assert by_method["numpy"]["recall"] > 0.99  # two exact searches agree (ties aside)
-    assert 0.0 <= by_method["hnsw"]["recall"] <= 1.0
+    # HNSW (M=16, ef=128) on 5,000 vectors: 1.000 in every run so far; 0.95 leaves room for
+    # faiss's multi-threaded graph build, never for a broken index (chance is 10/5000).
+    assert by_method["hnsw"]["recall"] >= 0.95
     assert by_method["flat"]["limit"] > 0

@@ -1,8 +1,9 @@
 """Smoke test of benchmarks/bench_map.py, so the benchmark cannot rot between runs.
 
 It runs the real script with ``--quick`` (small rasters, every measurement in one process, a
-real Dask LocalCluster with 1 and 2 workers) and checks the report's shape and exit code only:
-tests never assert on time.
+real Dask LocalCluster with 1 and 2 workers) and checks the report's shape, its exit code and
+the counts that must hold on any machine (tiles, tokens, FLOPs adding up). Tests never assert
+on time. Slow: about a minute.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_map.py"
 
 
+@pytest.mark.slow
 def test_bench_map_quick_run(tmp_path: Path) -> None:
     result_path = tmp_path / "result.json"
     done = subprocess.run(
@@ -44,7 +48,11 @@ def test_bench_map_quick_run(tmp_path: Path) -> None:
     assert "ratios 2 workers / 1 worker" in done.stdout
 
     payload = json.loads(result_path.read_text())
-    assert payload["flops_per_tile"] > 0
+    shipped = payload["compute"][""]
+    assert shipped["tokens_per_tile"] == 4  # a 64-px tile is a 2 × 2 feature map
+    assert shipped["encoder_flops_per_tile"] > shipped["head_flops_per_tile"] > 0
+    flops = shipped["encoder_flops_per_tile"] + shipped["head_flops_per_tile"]
+    assert payload["flops_per_tile"] == flops
     assert payload["limit_gflops"] > 0
     assert payload["ours"][""][0]["tiles"] == 64  # 512 px / 64 = 8 x 8 tiles
     assert [run["workers"] for run in payload["dask"]] == [1, 2]

@@ -1,7 +1,8 @@
 """Smoke test of benchmarks/bench_tiling.py, so the benchmark cannot rot between runs.
 
 It runs the real script (subprocesses and all) on a 1024-pixel raster and checks the report's
-shape and exit code only: tests never assert on time.
+shape, its exit code, and that the three readers (ours, the naive per-tile reads, the block
+decoder) saw exactly the same tiles and pixels. Tests never assert on time.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_tiling.py"
+METHODS = ("ours", "naive", "limit")
 
 
 def test_bench_tiling_quick_run(tmp_path: Path) -> None:
@@ -43,4 +45,9 @@ def test_bench_tiling_quick_run(tmp_path: Path) -> None:
 
     payload = json.loads(result_path.read_text())
     assert payload["rss_pass"] is True
-    assert payload["results"]["ours"]["tiles"] == 16  # 1024 / 256 = 4 × 4 tiles
+    results = payload["results"]
+    assert {m: results[m]["tiles"] for m in results} == dict.fromkeys(METHODS, 16)  # 4 × 4
+    assert {m: results[m]["bytes_read"] for m in results} == dict.fromkeys(METHODS, 1024**2 * 3)
+    # Same pixels, read three ways: one checksum (the script exits 1 if ours != limit).
+    assert len({results[m]["checksum"] for m in METHODS}) == 1
+    assert payload["checksums_match"] is True

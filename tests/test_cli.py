@@ -11,7 +11,6 @@ import rasterio
 import soundfile as sf
 
 from geosound.geo import is_valid_cog
-from tests.conftest import run_cli
 
 
 def assert_clean_failure(result, filename: str) -> None:
@@ -23,48 +22,50 @@ def assert_clean_failure(result, filename: str) -> None:
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_help_lists_commands():
+def test_help_lists_commands(run_cli):
     result = run_cli("--help")
     assert result.returncode == 0
     for command in ("info", "demo", "data", "chip", "audio"):
         assert command in result.stdout
 
 
-def test_info_prints_crs_bounds_bands(make_raster):
-    result = run_cli("info", str(make_raster(nodata=0)))
+def test_info_prints_crs_bounds_bands(data_raster, run_cli):
+    result = run_cli("info", str(data_raster("utm_uint16_nodata0.tif", "scene.tif")))
     assert result.returncode == 0, result.stderr
     assert "EPSG:32632" in result.stdout and "100 x 80 px" in result.stdout
     assert "nodata      0.0" in result.stdout
 
 
-def test_info_json(make_raster):
-    result = run_cli("info", "--json", str(make_raster()))
+def test_info_json(data_raster, run_cli):
+    result = run_cli("info", "--json", str(data_raster("utm_uint16.tif", "scene.tif")))
     assert json.loads(result.stdout)[0]["count"] == 3
 
 
-def test_text_file_as_raster(tmp_path: Path):
+def test_text_file_as_raster(tmp_path: Path, run_cli):
     bad = tmp_path / "readme.tif"
     bad.write_text("hello")
     assert_clean_failure(run_cli("info", str(bad)), "readme.tif")
 
 
-def test_raster_without_crs(make_raster):
-    assert_clean_failure(run_cli("info", str(make_raster("nocrs.tif", crs=None))), "nocrs.tif")
+def test_raster_without_crs(data_raster, run_cli):
+    nocrs = data_raster("nocrs_uint16.tif", "nocrs.tif")
+    assert_clean_failure(run_cli("info", str(nocrs)), "nocrs.tif")
 
 
-def test_point_outside_raster_writes_nothing(make_raster, tmp_path: Path):
+def test_point_outside_raster_writes_nothing(data_raster, tmp_path: Path, run_cli):
     out = tmp_path / "chip.tif"
-    result = run_cli("chip", str(make_raster()), "--x", "0", "--y", "0", "-o", str(out))
+    scene = data_raster("utm_uint16.tif", "scene.tif")
+    result = run_cli("chip", str(scene), "--x", "0", "--y", "0", "-o", str(out))
     assert_clean_failure(result, "scene.tif")
     assert "outside the raster" in result.stderr
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
-def test_chip_inside_raster(make_raster, tmp_path: Path):
+def test_chip_inside_raster(data_raster, tmp_path: Path, run_cli):
     out = tmp_path / "chip.tif"
     result = run_cli(
         "chip",
-        str(make_raster()),
+        str(data_raster("utm_uint16.tif", "scene.tif")),
         "--x",
         "500300",
         "--y",
@@ -81,7 +82,7 @@ def test_chip_inside_raster(make_raster, tmp_path: Path):
         assert (src.width, src.height, src.crs.to_epsg()) == (16, 16, 32632)
 
 
-def test_empty_wav_writes_nothing(tmp_path: Path):
+def test_empty_wav_writes_nothing(tmp_path: Path, run_cli):
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
     out = tmp_path / "emb.npz"
@@ -89,7 +90,7 @@ def test_empty_wav_writes_nothing(tmp_path: Path):
     assert not out.exists()
 
 
-def test_truncated_flac_writes_nothing(tmp_path: Path):
+def test_truncated_flac_writes_nothing(tmp_path: Path, run_cli):
     clip = tmp_path / "cut.flac"
     sf.write(clip, np.random.default_rng(0).uniform(-0.5, 0.5, 16000 * 3), 16000)
     clip.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
@@ -100,7 +101,7 @@ def test_truncated_flac_writes_nothing(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_audio_embed_writes_vectors(tmp_path: Path):
+def test_audio_embed_writes_vectors(tmp_path: Path, run_cli):
     clip = tmp_path / "tone.wav"
     t = np.arange(16000 * 2) / 16000
     sf.write(clip, 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
@@ -111,7 +112,7 @@ def test_audio_embed_writes_vectors(tmp_path: Path):
     assert saved["embeddings"].shape == (2, 512) and str(saved["encoder"]) == "aisfx@1"
 
 
-def test_data_list_shows_cards():
+def test_data_list_shows_cards(run_cli):
     result = run_cli("data", "list", "--json")
     assert result.returncode == 0, result.stderr
     ids = {row["id"] for row in json.loads(result.stdout)}
@@ -119,7 +120,7 @@ def test_data_list_shows_cards():
 
 
 @pytest.mark.slow
-def test_demo_writes_valid_cog_and_preview(tmp_path: Path):
+def test_demo_writes_valid_cog_and_preview(tmp_path: Path, run_cli):
     result = run_cli("demo", "--out", "demo-out", "--progress", "json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     messages = [json.loads(line) for line in result.stdout.splitlines()]

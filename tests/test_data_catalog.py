@@ -83,6 +83,7 @@ def test_catalog_readme_links_every_card(catalog: dict[str, DatasetCard]) -> Non
         assert f"({card_id}.md)" in readme, card_id
 
 
+@pytest.mark.devdata
 def test_local_cards_are_available_with_dev_data(catalog: dict[str, DatasetCard]) -> None:
     if not dev_data_dir().is_dir():
         pytest.skip(f"dev data not found at {dev_data_dir()} (set GEOSOUND_DEV_DATA)")

@@ -14,38 +14,39 @@ from geosound.geo import RasterSource, chip_windows, read_chips
 X, Y = 500000.0 + 30 * 10, 5200000.0 - 20 * 10
 
 
-def test_chip_is_centred_on_a_utm_point(make_raster):
-    with RasterSource(make_raster()) as src:
+def test_chip_is_centred_on_a_utm_point(data_raster):
+    with RasterSource(data_raster("utm_uint16.tif", "scene.tif")) as src:
         chips = read_chips(src, [(X, Y)], size=8, crs="EPSG:32632", indexes=(1,))
     assert chips.shape == (1, 1, 8, 8)
     # The point is the corner of pixel (20, 30): a centred 8-px chip starts 4 pixels before.
     assert chips[0, 0, 0, 0] == (20 - 4) * 100 + (30 - 4)
 
 
-def test_lonlat_point_is_reprojected(make_raster):
+def test_lonlat_point_is_reprojected(data_raster):
     lon, lat = Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True).transform(
         X + 5, Y - 5
     )
-    with RasterSource(make_raster()) as src:
+    with RasterSource(data_raster("utm_uint16.tif", "scene.tif")) as src:
         (window,) = chip_windows(src, [(lon, lat)], size=4)  # default CRS: EPSG:4326
     assert (window.col_off, window.row_off) == (28, 18)
 
 
-def test_geodataframe_points_use_their_own_crs(make_raster):
+def test_geodataframe_points_use_their_own_crs(data_raster):
     points = gpd.GeoDataFrame(geometry=[shapely.Point(X + 5, Y - 5)], crs="EPSG:32632")
-    with RasterSource(make_raster()) as src:
+    with RasterSource(data_raster("utm_uint16.tif", "scene.tif")) as src:
         (window,) = chip_windows(src, points.to_crs("EPSG:3857"), size=4)
     assert (window.col_off, window.row_off) == (28, 18)
 
 
-def test_chip_at_the_edge_is_padded_and_masked(make_raster):
-    with RasterSource(make_raster()) as src:
+def test_chip_at_the_edge_is_padded_and_masked(data_raster):
+    with RasterSource(data_raster("utm_uint16.tif", "scene.tif")) as src:
         chips = read_chips(src, [(500001.0, 5199999.0)], size=8, crs="EPSG:32632")
     assert chips.mask[0, :, :4, :].all() and chips.mask[0, :, :, :4].all()
     assert not chips.mask[0, :, 4:, 4:].any()
 
 
-def test_point_outside_raster_names_file_and_point(make_raster):
-    with RasterSource(make_raster()) as src, pytest.raises(OutsideRasterError) as error:
+def test_point_outside_raster_names_file_and_point(data_raster):
+    scene = data_raster("utm_uint16.tif", "scene.tif")
+    with RasterSource(scene) as src, pytest.raises(OutsideRasterError) as error:
         read_chips(src, [(X, Y), (0.0, 0.0)], size=8, crs="EPSG:32632")
     assert "scene.tif" in str(error.value) and "point 1 at (0, 0)" in str(error.value)

@@ -12,8 +12,8 @@ from geosound.errors import RasterError
 from geosound.geo import RasterSource, raster_info
 
 
-def test_info_reports_crs_bounds_size_bands(make_raster):
-    path = make_raster(width=100, height=80, count=3, nodata=0)
+def test_info_reports_crs_bounds_size_bands(data_raster):
+    path = data_raster("utm_uint16_nodata0.tif")  # 100 x 80 px, 3 bands
     info = raster_info(path)
     assert info.crs == "EPSG:32632"
     assert info.bounds == (500000.0, 5199200.0, 501000.0, 5200000.0)
@@ -23,8 +23,8 @@ def test_info_reports_crs_bounds_size_bands(make_raster):
     assert info.as_dict()["resolution"] == [10.0, 10.0]
 
 
-def test_read_window_inside_returns_exact_pixels(make_raster):
-    with RasterSource(make_raster()) as src:
+def test_read_window_inside_returns_exact_pixels(data_raster):
+    with RasterSource(data_raster("utm_uint16.tif")) as src:
         block = src.read_window(Window(10, 20, 5, 4), indexes=(2,))
     assert block.shape == (1, 4, 5)
     assert not block.mask.any()
@@ -50,8 +50,8 @@ def test_nodata_pixels_are_masked(make_raster):
     assert block.mask.sum() == 1
 
 
-def test_window_wholly_outside_is_all_masked(make_raster):
-    with RasterSource(make_raster()) as src:
+def test_window_wholly_outside_is_all_masked(data_raster):
+    with RasterSource(data_raster("utm_uint16.tif")) as src:
         block = src.read_window(Window(500, 500, 8, 8))
     assert block.mask.all()
 
@@ -68,8 +68,8 @@ def test_text_file_is_not_a_raster(tmp_path: Path):
         raster_info(path)
 
 
-def test_raster_without_crs_is_refused_unless_allowed(make_raster):
-    path = make_raster(crs=None)
+def test_raster_without_crs_is_refused_unless_allowed(data_raster):
+    path = data_raster("nocrs_uint16.tif")
     with pytest.raises(RasterError, match="has no CRS"):
         raster_info(path)
     assert raster_info(path, require_crs=False).crs is None

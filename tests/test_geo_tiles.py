@@ -10,8 +10,8 @@ from geosound.errors import OutsideRasterError
 from geosound.geo import RasterSource, read_tiles, read_tms_tiles, tile_grid, tms_tile_grid
 
 
-def test_grid_covers_raster_with_padded_edge_tiles(make_raster):
-    with RasterSource(make_raster(width=100, height=80)) as src:
+def test_grid_covers_raster_with_padded_edge_tiles(data_raster):
+    with RasterSource(data_raster("utm_uint16.tif")) as src:
         grid = tile_grid(src, 32)
     assert len(grid) == 4 * 3  # ceil(100/32) x ceil(80/32)
     assert grid.crs.to_epsg() == 32632
@@ -19,8 +19,8 @@ def test_grid_covers_raster_with_padded_edge_tiles(make_raster):
     assert grid.geometry.iloc[0].bounds == (500000.0, 5199680.0, 500320.0, 5200000.0)
 
 
-def test_drop_keeps_whole_tiles_only(make_raster):
-    with RasterSource(make_raster(width=100, height=80)) as src:
+def test_drop_keeps_whole_tiles_only(data_raster):
+    with RasterSource(data_raster("utm_uint16.tif")) as src:
         grid = tile_grid(src, 32, partial="drop")
     assert len(grid) == 3 * 2
     assert (grid.geometry.area == 320.0 * 320.0).all()
@@ -33,8 +33,8 @@ def test_overlapping_stride_adds_no_redundant_tiles(make_raster):
     assert sorted(grid["row_off"].unique()) == [0]
 
 
-def test_bounds_in_another_crs_select_tiles(make_raster):
-    with RasterSource(make_raster(width=100, height=80)) as src:
+def test_bounds_in_another_crs_select_tiles(data_raster):
+    with RasterSource(data_raster("utm_uint16.tif")) as src:
         full = tile_grid(src, 20)
         # The raster's top-left 200 m x 200 m, given in lon/lat.
         from pyproj import Transformer

@@ -9,21 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from geosound.models import build_sat2sound
-from geosound.models.checkpoint import save_checkpoint
-from tests.conftest import run_cli
-
-ENCODERS = {"image": "efficientnet-lite0@1", "audio": "aisfx@1", "text": "minilm-l6@1"}
-
-
-def random_checkpoint(path: Path, seed: int) -> Path:
-    """An untrained tiny Sat2Sound on the real encoders: enough to test the plumbing."""
-    import torch
-
-    torch.manual_seed(seed)
-    save_checkpoint(path, build_sat2sound("tiny"), ENCODERS, {"note": "random heads, tests only"})
-    return path
-
 
 @pytest.fixture
 def recordings(tmp_path: Path) -> Path:
@@ -38,7 +23,9 @@ def recordings(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_build_then_search_by_audio_and_text(tmp_path: Path, recordings: Path):
+def test_build_then_search_by_audio_and_text(
+    tmp_path: Path, recordings: Path, run_cli, random_checkpoint
+):
     checkpoint = random_checkpoint(tmp_path / "a.pt", seed=0)
     bank = tmp_path / "bank"
     env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
@@ -92,7 +79,9 @@ def test_build_then_search_by_audio_and_text(tmp_path: Path, recordings: Path):
 
 
 @pytest.mark.slow
-def test_search_with_another_model_is_refused(tmp_path: Path, recordings: Path):
+def test_search_with_another_model_is_refused(
+    tmp_path: Path, recordings: Path, run_cli, random_checkpoint
+):
     first = random_checkpoint(tmp_path / "a.pt", seed=0)
     second = random_checkpoint(tmp_path / "b.pt", seed=1)
     bank = tmp_path / "bank"
@@ -118,7 +107,7 @@ def test_search_with_another_model_is_refused(tmp_path: Path, recordings: Path):
     assert "Traceback" not in result.stderr
 
 
-def test_empty_folder_is_refused_and_nothing_is_written(tmp_path: Path):
+def test_empty_folder_is_refused_and_nothing_is_written(tmp_path: Path, run_cli):
     empty = tmp_path / "nothing"
     empty.mkdir()
     result = run_cli("index", "build", str(empty), "-o", str(tmp_path / "bank"))
@@ -127,14 +116,16 @@ def test_empty_folder_is_refused_and_nothing_is_written(tmp_path: Path):
     assert not (tmp_path / "bank").exists()
 
 
-def test_corrupt_recording_is_refused_before_anything_is_written(tmp_path: Path, recordings):
+def test_corrupt_recording_is_refused_before_anything_is_written(
+    tmp_path: Path, recordings, run_cli
+):
     (recordings / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
     result = run_cli("index", "build", str(recordings), "-o", str(tmp_path / "bank"))
     assert result.returncode == 2 and "broken.wav" in result.stderr
     assert not (tmp_path / "bank").exists()
 
 
-def test_corrupt_checkpoint_is_refused(tmp_path: Path, recordings: Path):
+def test_corrupt_checkpoint_is_refused(tmp_path: Path, recordings: Path, run_cli):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     result = run_cli(

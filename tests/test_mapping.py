@@ -11,12 +11,12 @@ import rasterio
 
 from geosound.geo import RasterSource, is_valid_cog, tile_grid
 from geosound.mapping import layer_transform, layers_dataset, tiles_to_layers
-from geosound.mapping.imagenet_bridge import imagenet_class_names
 from geosound.mapping.similarity import text_similarity_map, write_similarity_layers
+from geosound.space.imagenet_bridge import imagenet_class_names
 
 
-def test_layer_pixels_sit_on_tile_centres(make_raster):
-    with RasterSource(make_raster(width=100, height=80)) as src:
+def test_layer_pixels_sit_on_tile_centres(data_raster):
+    with RasterSource(data_raster("utm_uint16.tif")) as src:
         grid = tile_grid(src, 20, stride=10)
     transform = layer_transform(grid)
     assert (transform.a, transform.e) == (100.0, -100.0)  # one pixel per 10-px stride
@@ -71,7 +71,7 @@ def test_text_similarity_map_end_to_end(make_raster, tmp_path: Path):
 @pytest.mark.slow
 def test_stand_in_bridge_says_so(make_raster):
     from geosound.encoders import get_encoder
-    from geosound.mapping.imagenet_bridge import ImageNetTextBridge
+    from geosound.space.imagenet_bridge import ImageNetTextBridge
 
     bridge = ImageNetTextBridge(get_encoder("efficientnet-lite0"), get_encoder("minilm-l6"))
     path = make_raster(width=64, height=64, count=3, dtype="uint8")

@@ -11,31 +11,23 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import rasterio
 import soundfile as sf
 
 from geosound.geo import is_valid_cog
-from tests.conftest import run_cli
-from tests.test_index_cli import random_checkpoint
 
 
 @pytest.fixture
-def scene(make_raster) -> Path:
-    """A 256 × 192 px, 8-bit RGB raster in UTM with real structure (stripes and a gradient)."""
-    path = make_raster("scene.tif", width=256, height=192, count=3, dtype="uint8")
-    rows, cols = np.mgrid[0:192, 0:256]
-    with rasterio.open(path, "r+") as dst:
-        dst.write(
-            np.stack([(cols * 3) % 256, (rows * 2) % 256, ((rows + cols) // 4) % 256]).astype(
-                np.uint8
-            )
-        )
-    return path
+def scene(data_raster) -> Path:
+    """A 256 × 192 px, 8-bit RGB raster in UTM (EPSG:32632, 10 m) with real structure (stripes
+    and a gradient): tests/data/utm_rgb8.tif."""
+    return data_raster("utm_rgb8.tif", "scene.tif")
 
 
 @pytest.mark.slow
-def test_map_writes_layers_and_requeries_from_the_cache(scene: Path, tmp_path: Path):
+def test_map_writes_layers_and_requeries_from_the_cache(scene: Path, tmp_path: Path, run_cli):
     out = tmp_path / "out"
     first = run_cli(
         "map",
@@ -82,7 +74,9 @@ def test_map_writes_layers_and_requeries_from_the_cache(scene: Path, tmp_path: P
 
 
 @pytest.mark.slow
-def test_cache_of_another_model_is_refused(scene: Path, tmp_path: Path):
+def test_cache_of_another_model_is_refused(
+    scene: Path, tmp_path: Path, run_cli, random_checkpoint
+):
     out = tmp_path / "out"
     assert run_cli("map", str(scene), "-o", str(out), "-t", "rain", "--tile", "64").returncode == 0
     other = random_checkpoint(tmp_path / "other.pt", seed=3)
@@ -94,7 +88,7 @@ def test_cache_of_another_model_is_refused(scene: Path, tmp_path: Path):
     assert "region_cache.zarr" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_bbox_outside_the_raster(scene: Path, tmp_path: Path):
+def test_bbox_outside_the_raster(scene: Path, tmp_path: Path, run_cli):
     result = run_cli(
         "map", str(scene), "-o", str(tmp_path / "out"), "-t", "rain",
         "--bbox", "0", "0", "1", "1", "--bbox-crs", "EPSG:4326",
@@ -105,7 +99,7 @@ def test_bbox_outside_the_raster(scene: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_silent_audio_query(scene: Path, tmp_path: Path):
+def test_silent_audio_query(scene: Path, tmp_path: Path, run_cli):
     silent = tmp_path / "silence.wav"
     sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
     result = run_cli("map", str(scene), "-o", str(tmp_path / "out"), "-a", str(silent))
@@ -113,36 +107,61 @@ def test_silent_audio_query(scene: Path, tmp_path: Path):
     assert not (tmp_path / "out" / "similarity.tif").exists()
 
 
+def live_members(group: int) -> list[int]:
+    """Processes of a process group that still run (zombies awaiting their reaper excluded)."""
+    alive = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return alive
+
+
 @pytest.mark.slow
-def test_interrupted_dask_run_resumes_to_the_same_cog(make_raster, tmp_path: Path):
-    """Kill a 2-worker Dask run once some chunks are done; the rerun finishes the rest and
-    writes exactly the COG an uninterrupted in-process run writes."""
+def test_interrupted_dask_run_resumes_to_the_same_cog(make_raster, tmp_path: Path, run_cli):
+    """Kill a 2-worker Dask run once some chunks are done; the rerun keeps exactly the chunks
+    finished before the kill, computes the rest, and writes exactly the COG an uninterrupted
+    in-process run writes."""
     raster = make_raster("big.tif", width=512, height=384, count=3, dtype="uint8")
-    args = ["-t", "birds chirping in trees", "--tile", "32", "--chunk-rows", "1",
-            "--progress", "none"]  # fmt: skip
-    reference = run_cli("map", str(raster), "-o", str(tmp_path / "ref"), *args)
+    args = ["-t", "birds chirping in trees", "--tile", "32", "--chunk-rows", "1"]
+    every_chunk = {f"{i}.ok" for i in range(384 // 32)}  # one chunk per row of 32-px tiles
+    reference = run_cli("map", str(raster), "-o", str(tmp_path / "ref"), *args,
+                        "--progress", "none")  # fmt: skip
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "dask"
     command = [sys.executable, "-m", "geosound", "map", str(raster), "-o", str(out), *args,
-               "--workers", "2"]  # fmt: skip
+               "--progress", "none", "--workers", "2"]  # fmt: skip
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)  # fmt: skip
     done = out / "region_cache.zarr" / "_geosound_done"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 300  # bounds a hang only
     while time.monotonic() < deadline and job.poll() is None:
         if done.exists() and len(list(done.glob("*.ok"))) >= 2:
             break
         time.sleep(0.2)
     assert job.poll() is None, "the job ended before it could be interrupted"
     os.killpg(job.pid, signal.SIGKILL)  # the CLI, its scheduler and both workers
-    job.wait()
-    finished = len(list(done.glob("*.ok")))
-    assert 2 <= finished < 12  # interrupted mid-job
+    assert job.wait() == -signal.SIGKILL
+    deadline = time.monotonic() + 60  # bounds a hang only
+    while live_members(job.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert live_members(job.pid) == [], "a worker survived the kill"
+    # What the killed run left: the chunks it finished (at least the two waited for), no layer.
+    before = {m.name: m.stat().st_mtime_ns for m in done.glob("*.ok")}
+    assert len(before) >= 2 and set(before) <= every_chunk
     assert not (out / "similarity.tif").exists()
 
-    resumed = run_cli("map", str(raster), "-o", str(out), *args, "--workers", "2")
+    resumed = run_cli("map", str(raster), "-o", str(out), *args, "--progress", "json",
+                      "--workers", "2")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
+    messages = [json.loads(line).get("message", "") for line in resumed.stdout.splitlines()]
+    assert f"{len(before)}/{len(every_chunk)} chunks already embedded" in messages
+    after = {m.name: m.stat().st_mtime_ns for m in done.glob("*.ok")}
+    assert set(after) == every_chunk
+    assert {name: after[name] for name in before} == before  # finished chunks were kept
     with (
         rasterio.open(out / "similarity.tif") as a,
         rasterio.open(tmp_path / "ref" / "similarity.tif") as b,
@@ -177,7 +196,9 @@ def test_every_dev_scene_maps_to_valid_layers(dev_data: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_retrieval_layer_is_a_geopackage_of_tile_footprints(scene: Path, tmp_path: Path):
+def test_retrieval_layer_is_a_geopackage_of_tile_footprints(
+    scene: Path, tmp_path: Path, run_cli
+):
     import geopandas as gpd
 
     clips = tmp_path / "clips"

@@ -49,32 +49,6 @@ def _write_wav(path: Path, frequency: float = 440.0) -> Path:
     return path
 
 
-@pytest.fixture
-def raster_pairs(tmp_path: Path, make_raster) -> tuple[Path, Path]:
-    """A real-format fixture: a UTM GeoTIFF, WAV recordings, and a CSV with relative paths."""
-    raster = make_raster("scene.tif", width=100, height=80, count=3)  # x 500000..501000
-    folder = tmp_path / "dataset"
-    utm = [(500155.0, 5199905.0), (500500.0, 5199600.0), (500995.0, 5199205.0)]
-    rows = []
-    for i, (x, y) in enumerate(utm):
-        _write_wav(folder / "audio" / f"rec{i}.wav", 300.0 + 100 * i)
-        lon, lat = UTM32.transform(x, y)
-        rows.append(
-            {
-                "id": f"rec{i}",
-                "audio": f"audio/rec{i}.wav",
-                "lon": lon,
-                "lat": lat,
-                "caption": f"recording {i}: birds and wind",
-                "label": "Forest",
-                "datetime": f"2021-0{i + 4}-12T0{i + 6}:30:00",
-            }
-        )
-    table = folder / "pairs.csv"
-    pd.DataFrame(rows).to_csv(table, index=False)
-    return table, raster
-
-
 def test_pairs_with_raster_give_windows_around_each_point(raster_pairs):
     table, raster = raster_pairs
     manifest = manifest_from_pairs_table(table, imagery=raster, chip_size=16)

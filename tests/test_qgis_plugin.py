@@ -17,6 +17,7 @@ import importlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import psutil
 import pytest
 
 from geosound.config import dev_data_dir
@@ -85,7 +87,7 @@ def test_plugin_zip_has_the_folder_at_its_root(tmp_path: Path):
 def fake_cli(tmp_path: Path, body: str) -> list[str]:
     """A stand-in for ``python -m geosound`` that prints what ``body`` prints."""
     script = tmp_path / "fake_geosound.py"
-    script.write_text("import json, sys, time\n" + body)
+    script.write_text("import json, os, sys, time\n" + body)
     return [sys.executable, str(script)]
 
 
@@ -127,20 +129,42 @@ def test_runner_raises_geosound_error_messages(tmp_path: Path):
         runner.run_geosound(silent)
 
 
-def test_runner_cancel_kills_a_silent_process(tmp_path: Path):
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting for its reaper is not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_runner_cancel_kills_a_silent_process_and_its_children(tmp_path: Path):
     runner = plugin_module("runner")
+    finished = tmp_path / "finished"  # what either process writes if it is not stopped
     command = fake_cli(
         tmp_path,
+        "import subprocess\n"
+        f"out = {str(tmp_path)!r}\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import sys, time; time.sleep(60); "
+        "open(sys.argv[1], \"w\")', out + '/finished'])\n"  # a Dask worker, say
+        "open(out + '/pids', 'w').write(f'{os.getpid()} {child.pid}')\n"
         "print(json.dumps({'progress': 0.1, 'message': 'embedding'}), flush=True)\n"
-        "time.sleep(60)\n",
+        "time.sleep(60)\n"
+        "open(out + '/finished', 'w')\n",
     )
     seen: list[float] = []
-    start = time.monotonic()
-    with pytest.raises(runner.GeosoundCanceled):
+    with pytest.raises(runner.GeosoundCanceled) as caught:
         runner.run_geosound(
             command, on_progress=lambda f, m: seen.append(f), is_canceled=lambda: bool(seen)
         )
-    assert time.monotonic() - start < 10
+    assert seen == [0.1]
+    assert caught.value.returncode == -signal.SIGTERM  # stopped by the signal, not finished
+    parent, child = (int(pid) for pid in (tmp_path / "pids").read_text().split())
+    assert not running(parent)
+    deadline = time.monotonic() + 30  # bounds a hang only: the group got SIGTERM already
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(child), "the child of the geosound process survived the cancel"
+    assert not finished.exists()
 
 
 def test_environment_found_from_variable_and_refused_when_wrong(monkeypatch, tmp_path: Path):
@@ -239,6 +263,12 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return result
 
 
+def qgis_run(test):
+    """Mark a test on the report: QGIS's Python runs six real geosound commands on a dev
+    scene, about a minute, so it is ``slow`` and ``devdata``."""
+    return pytest.mark.slow(pytest.mark.devdata(test))
+
+
 def check(report: dict[str, Any], name: str) -> dict[str, Any]:
     """One check's measurements; fails with its traceback (or the crash) if it failed."""
     if name not in report:
@@ -248,11 +278,13 @@ def check(report: dict[str, Any], name: str) -> dict[str, Any]:
     return entry
 
 
+@qgis_run
 def test_qgis_checks_ran_cleanly(report):
     assert report["_exit"] == 0, report["_stderr"]
     assert check(report, "environment")["source"] == "the environment variable GEOSOUND_PYTHON"
 
 
+@qgis_run
 def test_provider_registers_every_algorithm_with_processing_types(report):
     entry = check(report, "registration")
     algorithms = entry["algorithms"]
@@ -275,6 +307,7 @@ def test_provider_registers_every_algorithm_with_processing_types(report):
     assert entry["model_child_valid"], entry["model_issues"]  # usable in the modeler
 
 
+@qgis_run
 def test_toolbox_and_batch_dialogs_build_every_parameter_widget(report):
     entry = check(report, "dialogs")
     algorithms = {k: v for k, v in entry.items() if k.startswith("geosound:")}
@@ -283,6 +316,7 @@ def test_toolbox_and_batch_dialogs_build_every_parameter_widget(report):
         assert counts["widgets"] == counts["parameters"] == counts["batch_columns"], name
 
 
+@qgis_run
 def test_build_index(report):
     entry = check(report, "buildindex")
     assert entry["outputs"]["COUNT"] == 8
@@ -291,6 +325,7 @@ def test_build_index(report):
     assert "-m geosound index build" in entry["commands"][0]
 
 
+@qgis_run
 def test_soundscape_map_is_a_styled_raster_on_the_scene(report):
     entry = check(report, "soundscapemap")
     assert entry["valid"]
@@ -309,6 +344,7 @@ def test_soundscape_map_is_a_styled_raster_on_the_scene(report):
     assert "Sat2Sound" in entry["note"] or "stand-in" in entry["note"]
 
 
+@qgis_run
 def test_concept_map_is_paletted_with_concept_names(report):
     entry = check(report, "conceptmap")
     assert entry["valid"] and entry["crs"] == "EPSG:26914"
@@ -322,6 +358,7 @@ def test_concept_map_is_paletted_with_concept_names(report):
     assert entry["region_cache"] == report["soundscapemap"]["outputs"]["REGION_CACHE"]
 
 
+@qgis_run
 def test_retrieval_for_tiles_is_an_outlined_polygon_layer(report):
     entry = check(report, "retrievetiles")
     assert entry["valid"] and entry["count"] > 0 and entry["geometry"] == 2  # polygons
@@ -338,6 +375,7 @@ def test_retrieval_for_tiles_is_an_outlined_polygon_layer(report):
     assert entry["fill_alpha"] == 0 and entry["brush"] == 0  # outline only
 
 
+@qgis_run
 def test_retrieval_for_points_keeps_attributes_and_adds_sounds(report):
     entry = check(report, "retrievepoints")
     assert entry["valid"] and entry["geometry"] == 0 and entry["crs"] == "EPSG:4326"
@@ -347,6 +385,7 @@ def test_retrieval_for_points_keeps_attributes_and_adds_sounds(report):
     assert all(Path(row["sound_1"]).is_file() for row in entry["rows"])
 
 
+@qgis_run
 def test_synthesis_at_a_point_writes_a_wav_and_a_point(report):
     entry = check(report, "synthesizepoint")
     assert entry["wav_exists"] and entry["wav_bytes"] > 44 and entry["sidecar_exists"]
@@ -356,6 +395,7 @@ def test_synthesis_at_a_point_writes_a_wav_and_a_point(report):
     assert entry["layer_crs"] == "EPSG:26914"
 
 
+@qgis_run
 def test_failures_are_processing_exceptions_with_the_reason(report):
     entry = check(report, "errors")
     assert entry["bad_python"].startswith("geosound environment not found")
@@ -364,9 +404,13 @@ def test_failures_are_processing_exceptions_with_the_reason(report):
     assert "at least one sound query" in entry["no_queries"]
     assert "outside the raster" in entry["outside"] and entry["outside_wrote_nothing"]
     assert entry["canceled"].startswith("Canceled")
-    assert entry["cancel_seconds"] < 30 and not entry["canceled_output_exists"]
+    # The process was stopped by the plugin's signal, with its whole group, and wrote nothing.
+    assert entry["cancel_kills"] == 1
+    assert entry["canceled_returncode"] in (-15, -9)  # SIGTERM, or SIGKILL after the grace
+    assert entry["canceled_group_left"] == [] and not entry["canceled_output_exists"]
 
 
+@qgis_run
 def test_plugin_loads_adds_its_gui_and_unloads(report):
     entry = check(report, "plugin")
     assert entry["provider_after_init"] and len(entry["algorithms"]) == 6
@@ -379,6 +423,7 @@ def test_plugin_loads_adds_its_gui_and_unloads(report):
     assert entry["menu_after_unload"] == 0 and entry["docks_after_unload"] == 0
 
 
+@qgis_run
 def test_listen_tool_lists_the_sounds_of_a_clicked_spot(report):
     listen = check(report, "plugin")["listen"]
     assert listen["raster_outside"] and listen["task_started"]

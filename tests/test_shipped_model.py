@@ -12,7 +12,6 @@ from geosound.config import assets_dir
 from geosound.encoders import DEFAULT_ENCODERS, get_encoder
 from geosound.models.checkpoint import load_checkpoint
 from geosound.models.default import DEFAULT_CHECKPOINT, NO_CODEBOOK_CHECKPOINT
-from tests.conftest import run_cli
 
 
 @pytest.mark.parametrize("name", [DEFAULT_CHECKPOINT, NO_CODEBOOK_CHECKPOINT])
@@ -30,7 +29,7 @@ def test_shipped_checkpoints_load_with_weights_only(name: str):
 
 @pytest.mark.slow
 @pytest.mark.devdata
-def test_evaluate_reproduces_the_recorded_figures(dev_data: Path, tmp_path: Path):
+def test_evaluate_reproduces_the_recorded_figures(dev_data: Path, tmp_path: Path, run_cli):
     """`geosound evaluate` rebuilds the eval pairs from the checkpoint's own config and must
     find the figures recorded at training time (same pairs, same features, same model)."""
     result = run_cli(

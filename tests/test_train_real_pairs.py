@@ -7,12 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_cli
-from tests.test_pairs import raster_pairs  # noqa: F401  (the real-format fixture)
-
 
 @pytest.mark.slow
-def test_real_pairs_train_end_to_end(raster_pairs, tmp_path: Path):  # noqa: F811
+def test_real_pairs_train_end_to_end(raster_pairs, tmp_path: Path, run_cli):
     table, raster = raster_pairs
     manifest = tmp_path / "pairs.parquet"
     made = run_cli("pairs", str(table), "--imagery", str(raster), "-o", str(manifest))
@@ -33,7 +30,7 @@ def test_real_pairs_train_end_to_end(raster_pairs, tmp_path: Path):  # noqa: F81
     assert "| Sat2Sound | image→audio |" in trained.stdout  # the table, on the held-out place
 
 
-def test_pairs_with_a_point_off_the_imagery(raster_pairs, make_raster, tmp_path: Path):  # noqa: F811
+def test_pairs_with_a_point_off_the_imagery(raster_pairs, make_raster, tmp_path: Path, run_cli):
     table, _ = raster_pairs
     elsewhere = make_raster("elsewhere.tif", origin=(600000.0, 5300000.0))
     result = run_cli(

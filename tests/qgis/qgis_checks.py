@@ -120,6 +120,20 @@ class IfaceStub:
         self.docks.remove(dock)
 
 
+def live_group_members(group: int) -> list[int]:
+    """Processes of process group ``group`` still running (zombies excluded), from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == group and state not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
 def raises(call: Callable[[], Any]) -> str | None:
     """The QgsProcessingException message ``call`` raises, None if it succeeds."""
     try:
@@ -405,15 +419,36 @@ class Checks:
         ))  # fmt: skip
         report["outside_wrote_nothing"] = not (self.work / "never.wav").exists()
 
+        # Cancel at the first progress update: the geosound process must have been stopped
+        # by the plugin's signal (not have run to its end), with its whole process group.
+        import geosound_qgis.runner as runner
+
+        killed: list[Any] = []
+        original_kill = runner._kill_tree
+
+        def recording_kill(process: Any, grace: float) -> None:
+            killed.append(process)
+            original_kill(process, grace)
+
+        runner._kill_tree = recording_kill
         feedback = Feedback(cancel_on_progress=True)
         start = time.monotonic()
-        report["canceled"] = raises(lambda: self.processing.run(
-            "geosound:soundscapemap",
-            {"INPUT": str(self.scene), "TILE": 32, "QUERIES": "rain",
-             "OUTPUT": str(self.work / "canceled.tif")},
-            feedback=feedback,
-        ))  # fmt: skip
-        report["cancel_seconds"] = round(time.monotonic() - start, 1)
+        try:
+            report["canceled"] = raises(lambda: self.processing.run(
+                "geosound:soundscapemap",
+                {"INPUT": str(self.scene), "TILE": 32, "QUERIES": "rain",
+                 "OUTPUT": str(self.work / "canceled.tif")},
+                feedback=feedback,
+            ))  # fmt: skip
+        finally:
+            runner._kill_tree = original_kill
+        report["cancel_seconds"] = round(time.monotonic() - start, 1)  # informative only
+        report["cancel_kills"] = len(killed)
+        report["canceled_returncode"] = killed[0].returncode if killed else None
+        deadline = time.monotonic() + 60  # bounds a hang only: the group was signalled
+        while killed and live_group_members(killed[0].pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        report["canceled_group_left"] = live_group_members(killed[0].pid) if killed else None
         report["canceled_output_exists"] = (self.work / "canceled.tif").exists()
         return report
 
