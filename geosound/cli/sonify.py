@@ -170,8 +170,11 @@ def pairs_command(
         str | None, typer.Option("--licence", help="Licence of rows that give none.")
     ] = None,
 ) -> None:
-    """Turn real geotagged recordings (with imagery, pre-cut chips or street-level photos) into
-    a pair manifest for `geosound train --manifest`."""
+    """Turn real geotagged recordings into a pair manifest for `geosound train --manifest`.
+
+    Each recording is paired with imagery of its place: a chip cut from a raster, a pre-cut
+    chip, or a street-level photo.
+    """
     from geosound.data.manifest import write_manifest
     from geosound.data.pairs_table import manifest_from_pairs_table
 

@@ -9,11 +9,13 @@ arrays and masks, saved as one ``.npz``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -59,12 +61,12 @@ class PairFeatures:
 
     def subset(self, keep: np.ndarray) -> PairFeatures:
         """The pairs where ``keep`` is True (or at the given indices)."""
-        values = {
+        values: dict[str, Any] = {  # field by field, through getattr
             f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[keep]
             for f in fields(self)
             if f.name != "encoder_ids"
         }
-        return PairFeatures(**values, encoder_ids=dict(self.encoder_ids))
+        return dataclasses.replace(self, **values, encoder_ids=dict(self.encoder_ids))
 
     def split(self, name: str) -> PairFeatures:
         """The pairs of one split (``"train"`` or ``"eval"``)."""
@@ -89,7 +91,7 @@ class PairFeatures:
         """Read a bundle written by :meth:`save`."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                values = {
+                values: dict[str, Any] = {  # np.load's arrays are untyped
                     f.name: data[f.name] if f.name in data.files else None
                     for f in fields(cls)
                     if f.name != "encoder_ids"
@@ -140,16 +142,23 @@ def prepare_features(
     report(4, "features ready")
 
     padded = {name: _pad([f.tokens for f in feats]) for name, feats in encoded.items()}
-    for name in TOKEN_FIELDS:
-        padded.setdefault(name, (None, None))
+    no_captions: tuple[None, None] = (None, None)
+    audio_caption = padded.get("audio_caption", no_captions)
+    image_caption = padded.get("image_caption", no_captions)
     return PairFeatures(
         ids=manifest["id"].astype(str).to_numpy(),
         labels=manifest["label"].astype(str).to_numpy(),
         splits=manifest["split"].astype(str).to_numpy(),
         lon=manifest["lon"].to_numpy(dtype=np.float32),
         lat=manifest["lat"].to_numpy(dtype=np.float32),
-        **{f"{name}_tokens": tokens for name, (tokens, _) in padded.items()},
-        **{f"{name}_mask": mask for name, (_, mask) in padded.items()},
+        image_tokens=padded["image"][0],
+        image_mask=padded["image"][1],
+        audio_tokens=padded["audio"][0],
+        audio_mask=padded["audio"][1],
+        audio_caption_tokens=audio_caption[0],
+        audio_caption_mask=audio_caption[1],
+        image_caption_tokens=image_caption[0],
+        image_caption_mask=image_caption[1],
         encoder_ids={m: e.id for m, e in encoders.items()},
     )
 

@@ -47,7 +47,7 @@ def as_waveform(item: Any) -> tuple[np.ndarray, int]:
 
 
 def log_mel_blocks(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """aiSFX input blocks for one mono clip: (n_blocks, 100 frames, 96 mel bands)."""
+    """AiSFX input blocks for one mono clip: (n_blocks, 100 frames, 96 mel bands)."""
     from geosound.audio import resample
 
     if samples.ndim != 1:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from typing_extensions import override
 
 from geosound.encoders.base import Encoder, EncoderInput, Encoding, register_encoder
 from geosound.errors import EncoderError
@@ -43,6 +44,7 @@ class EfficientNetLite0Encoder(Encoder):
         self.input_size = input_size
 
     @property
+    @override
     def id(self) -> str:
         size = f"-{self.input_size}px" if self.input_size else ""
         return f"{self.name}{size}@{self.version}"

@@ -273,8 +273,9 @@ class RasterSource:
     def read_decimated(
         self, indexes: tuple[int, ...] | None = None, max_size: int = 1024
     ) -> np.ma.MaskedArray:
-        """The whole raster at reduced resolution (longest side ≤ ``max_size``), for previews
-        and statistics; GDAL serves it from overviews when the file has them.
+        """The whole raster at reduced resolution (longest side ≤ ``max_size``).
+
+        For previews and statistics; GDAL serves it from overviews when the file has them.
 
         Returns:
             (bands, h, w) masked array.

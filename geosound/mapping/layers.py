@@ -63,7 +63,7 @@ def tiles_to_layers(
 
 
 def cell_centres(transform: Affine, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """x coordinates of a layer's column centres and y coordinates of its row centres."""
+    """X coordinates of a layer's column centres and y coordinates of its row centres."""
     xs = transform.c + transform.a * (np.arange(width) + 0.5)
     ys = transform.f + transform.e * (np.arange(height) + 0.5)
     return xs, ys

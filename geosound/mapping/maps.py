@@ -30,10 +30,11 @@ from geosound.mapping.products import (
     strongest_concepts,
     subtile_concept_layers,
 )
-from geosound.mapping.region import RegionSpec, embed_region
+from geosound.mapping.region import RegionCache, RegionSpec, embed_region
 from geosound.progress import Progress
+from geosound.retrieval.bank import AudioBank
 from geosound.sidecar import write_sidecar
-from geosound.space.shared import load_shared_space
+from geosound.space.shared import SharedSpace, load_shared_space
 
 
 @dataclass
@@ -80,12 +81,16 @@ def map_region(
         tile_size: Tile edge in pixels.
         stride: Step between tiles (default: ``tile_size``).
         preset: Band preset (default: guessed).
-        bbox: Area of interest (minx, miny, maxx, maxy) in ``bbox_crs`` (default: raster CRS).
+        bbox: Area of interest (minx, miny, maxx, maxy) in ``bbox_crs``.
+        bbox_crs: CRS of ``bbox`` (default: the raster's).
         cache: Region cache folder (default: ``out_dir/region_cache.zarr``).
         chunk_rows: Grid rows per unit of work.
         workers: Dask worker processes (0: in-process).
         scheduler: Existing Dask scheduler address.
         progress: ``callback(fraction, message)``.
+
+    Returns:
+        The query and concept layers (xarray) and every file written, ``map.json`` last.
     """
     if not (texts or recordings or concepts or retrieve):
         raise InputError("nothing to map: give --text/--audio queries, --concepts or --retrieve")
@@ -112,71 +117,90 @@ def map_region(
     products: dict[str, object] = {}
 
     if texts or recordings:
-        layers = query_layers(region, space, texts, recordings)
-        result.queries = layers
-        names = [str(b) for b in layers["band"].values]
-        similarity = _write_float(out / "similarity.tif", layers["similarity"], names, "similarity")
-        probability = _write_float(
-            out / "probability.tif", layers["probability"], names, "probability"
+        result.queries, written, products["queries"] = _query_products(
+            region, space, out, texts, recordings
         )
-        preview = _query_preview(out / "similarity.png", layers, region.spec, space.note)
-        result.outputs += [similarity, probability, preview]
-        products["queries"] = {
-            "similarity": similarity.name, "probability": probability.name,
-            "preview": preview.name, "bands": names,
-            "probability_note": "softmax over the queries at the model's logit scale "
-                                f"({layers.attrs['logit_scale']:.1f})",
-        }  # fmt: skip
-
+        result.outputs += written
     if concepts:
-        names = concept_names(space)
-        layers, legend = concept_layers(region, names)
-        result.concepts = layers
-        ids = layers["concept"].values.astype(np.uint16)
-        concept_path = write_raster(
-            out / "concepts.tif", ids, layers.rio.transform(), layers.rio.crs,
-            band_descriptions=["strongest concept"], nodata=CONCEPT_NODATA,
-            colormap=_full_colormap(legend, space.model.config.num_concepts),
-            overview_resampling="nearest",
-        )  # fmt: skip
-        weight_path = _write_float(
-            out / "concept_weight.tif", layers["weight"], ["weight of the strongest concept"],
-            "concept weight",
-        )  # fmt: skip
-        result.outputs += [concept_path, weight_path]
-        product: dict[str, object] = {
-            "concepts": concept_path.name, "weight": weight_path.name,
-            "legend": {str(k): {"name": v["name"], "tiles": v["tiles"], "colour": v["colour"]}
-                       for k, v in legend.items()},
-        }  # fmt: skip
-        if region.spec.stride == region.spec.tile_size:
-            strongest = strongest_concepts(region)
-            fine = subtile_concept_layers(region, strongest)
-            fine_path = _write_float(
-                out / "concepts_subtile.tif", fine["score"],
-                [names[c] for c in strongest], "sub-tile score of concept",
-            )  # fmt: skip
-            result.outputs.append(fine_path)
-            product["subtile"] = fine_path.name
-        else:
-            product["subtile"] = "skipped: needs stride == tile size"
-        products["concepts"] = product
-
+        result.concepts, written, products["concepts"] = _concept_products(region, space, out)
+        result.outputs += written
     if retrieve and bank is not None:  # checked above: --retrieve comes with --bank
-        from geosound.retrieval.bank import AudioBank
-
-        audio_bank = AudioBank.load(bank, expected_space_id=space.space_id)
-        table = retrieval_table(region, audio_bank, retrieve)
-        gpkg = out / "retrieval.gpkg"
-        with atomic_path(gpkg) as tmp:
-            table.to_file(tmp, driver="GPKG", layer="retrieval")
+        gpkg, products["retrieval"] = _retrieval_product(region, space, out, bank, retrieve)
         result.outputs.append(gpkg)
-        products["retrieval"] = {"file": gpkg.name, "k": retrieve, "bank": str(bank)}
-
     result.outputs.append(
         write_sidecar(out / "map.json", "soundscape map", **sidecar, products=products)
     )
     return result
+
+
+def _query_products(
+    region: RegionCache,
+    space: SharedSpace,
+    out: Path,
+    texts: Sequence[str],
+    recordings: Sequence[str],
+) -> tuple[xr.Dataset, list[Path], dict[str, object]]:
+    """Similarity and probability COGs and the preview; their sidecar entry."""
+    layers = query_layers(region, space, texts, recordings)
+    names = [str(b) for b in layers["band"].values]
+    similarity = _write_float(out / "similarity.tif", layers["similarity"], names, "similarity")
+    probability = _write_float(out / "probability.tif", layers["probability"], names, "probability")
+    preview = _query_preview(out / "similarity.png", layers, region.spec, space.note)
+    product: dict[str, object] = {
+        "similarity": similarity.name, "probability": probability.name,
+        "preview": preview.name, "bands": names,
+        "probability_note": "softmax over the queries at the model's logit scale "
+                            f"({layers.attrs['logit_scale']:.1f})",
+    }  # fmt: skip
+    return layers, [similarity, probability, preview], product
+
+
+def _concept_products(
+    region: RegionCache, space: SharedSpace, out: Path
+) -> tuple[xr.Dataset, list[Path], dict[str, object]]:
+    """The concept COG (with colour table), its weight and sub-tile scores; the sidecar entry."""
+    names = concept_names(space)
+    layers, legend = concept_layers(region, names)
+    ids = layers["concept"].values.astype(np.uint16)
+    concept_path = write_raster(
+        out / "concepts.tif", ids, layers.rio.transform(), layers.rio.crs,
+        band_descriptions=["strongest concept"], nodata=CONCEPT_NODATA,
+        colormap=_full_colormap(legend, space.model.config.num_concepts),
+        overview_resampling="nearest",
+    )  # fmt: skip
+    weight_path = _write_float(
+        out / "concept_weight.tif", layers["weight"], ["weight of the strongest concept"],
+        "concept weight",
+    )  # fmt: skip
+    written = [concept_path, weight_path]
+    product: dict[str, object] = {
+        "concepts": concept_path.name, "weight": weight_path.name,
+        "legend": {str(k): {"name": v["name"], "tiles": v["tiles"], "colour": v["colour"]}
+                   for k, v in legend.items()},
+        "subtile": "skipped: needs stride == tile size",
+    }  # fmt: skip
+    if region.spec.stride == region.spec.tile_size:
+        strongest = strongest_concepts(region)
+        fine = subtile_concept_layers(region, strongest)
+        fine_path = _write_float(
+            out / "concepts_subtile.tif", fine["score"],
+            [names[c] for c in strongest], "sub-tile score of concept",
+        )  # fmt: skip
+        written.append(fine_path)
+        product["subtile"] = fine_path.name
+    return layers, written, product
+
+
+def _retrieval_product(
+    region: RegionCache, space: SharedSpace, out: Path, bank: str | os.PathLike[str], k: int
+) -> tuple[Path, dict[str, object]]:
+    """The GeoPackage of each tile's top-k recordings; its sidecar entry."""
+    audio_bank = AudioBank.load(bank, expected_space_id=space.space_id)
+    table = retrieval_table(region, audio_bank, k)
+    gpkg = out / "retrieval.gpkg"
+    with atomic_path(gpkg) as tmp:
+        table.to_file(tmp, driver="GPKG", layer="retrieval")
+    return gpkg, {"file": gpkg.name, "k": k, "bank": str(bank)}
 
 
 def _write_float(path: Path, layer: xr.DataArray, names: Sequence[str], what: str) -> Path:

@@ -463,8 +463,7 @@ def _embed_with_concepts(
     preset: BandPreset,
     batch_size: int,
 ) -> dict[str, np.ndarray]:
-    """Per tile: embedding, validity and, where the space has concepts, top concepts per tile
-    and per token."""
+    """Per tile: embedding and validity; with concepts, the top concepts of tiles and tokens."""
     collected: dict[str, list[np.ndarray]] = {}
 
     def embed(rgb: np.ndarray) -> np.ndarray:

@@ -49,7 +49,8 @@ def text_similarity_map(
         tile_size: Tile edge in pixels.
         stride: Step between tiles (default: ``tile_size``); smaller gives a finer map.
         preset: Band preset name (default: guessed from band count and dtype).
-        bounds: Optional area of interest; ``bounds_crs`` gives its CRS.
+        bounds: Optional area of interest (minx, miny, maxx, maxy) in ``bounds_crs``.
+        bounds_crs: CRS of ``bounds`` (default: the raster's).
         batch_size: Tiles per batch.
         space: Where images and text meet (default: :func:`~geosound.space.default_space`).
         progress: Called with (fraction done, message).

@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -425,20 +425,7 @@ def synthesize_points(
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder", out)
     ids, names = _point_ids(points, id_column)
-
-    if embeddings is None:
-        if raster is None:
-            raise InputError("synthesize_points needs a raster or precomputed embeddings")
-        _check_inside(raster, points, ids)
-        report(0.05, f"embedding {len(points)} places")
-        vectors = _embed_points(space, raster, points, chip_size, preset)
-    else:
-        vectors = np.asarray(embeddings, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(points):
-            raise InputError(
-                f"embeddings must be ({len(points)}, D) for {len(points)} points; "
-                f"got shape {vectors.shape}"
-            )
+    vectors = _place_vectors(space, raster, points, ids, embeddings, chip_size, preset, report)
 
     report(0.4, "retrieving recordings")
     hits = [_search(bank, vector, k, min_score) for vector in vectors]
@@ -447,8 +434,67 @@ def synthesize_points(
         for path in table["path"]:
             loader(str(path))  # every recording checked before anything is written
 
-    # Mixed and written one point at a time, so memory follows one mix, not the layer; the
-    # input has all been checked, so a failure here is the disk's, and it is cleaned up.
+    def parameters(position: int) -> dict[str, Any]:
+        return _parameters(k, seconds, sample_rate, lufs_range, seed + position, min_score)
+
+    wavs, sources = _write_point_mixes(
+        space, raster, points, hits, ids, names, loader, parameters, out, report
+    )
+    report(1.0, f"wrote {len(wavs)} soundscapes")
+    result = points.copy()
+    result["wav"] = wavs
+    result["sources"] = sources
+    return result
+
+
+def _place_vectors(
+    space: SharedSpace,
+    raster: str | os.PathLike[str] | RasterSource | None,
+    points: gpd.GeoDataFrame,
+    ids: list[str],
+    embeddings: np.ndarray | None,
+    chip_size: int,
+    preset: str | BandPreset | None,
+    report: Progress,
+) -> np.ndarray:
+    """The ``(N, D)`` place embeddings: the caller's, checked for shape, or embedded chips.
+
+    Chips are cut only after every point is known to lie inside the raster, so a point off
+    the map is named by its id before the image encoder spends any time.
+    """
+    if embeddings is None:
+        if raster is None:
+            raise InputError("synthesize_points needs a raster or precomputed embeddings")
+        _check_inside(raster, points, ids)
+        report(0.05, f"embedding {len(points)} places")
+        return _embed_points(space, raster, points, chip_size, preset)
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != len(points):
+        raise InputError(
+            f"embeddings must be ({len(points)}, D) for {len(points)} points; "
+            f"got shape {vectors.shape}"
+        )
+    return vectors
+
+
+def _write_point_mixes(
+    space: SharedSpace,
+    raster: str | os.PathLike[str] | RasterSource | None,
+    points: gpd.GeoDataFrame,
+    hits: list[pd.DataFrame],
+    ids: list[str],
+    names: list[str],
+    loader: _ClipLoader,
+    parameters: Callable[[int], dict[str, Any]],
+    out: Path,
+    report: Progress,
+) -> tuple[list[str], list[str]]:
+    """Mix and write each point's WAV and sidecar; the WAV paths and the sources JSON.
+
+    Mixed and written one point at a time, so memory follows one mix, not the layer. The
+    input has all been checked, so a failure here is the disk's: whatever this call wrote is
+    removed again (and ``out`` itself, if this call created it).
+    """
     crs_text = points.crs.to_string() if points.crs is not None else None
     raster_text = _raster_name(raster)
     created = not out.exists()
@@ -459,22 +505,9 @@ def synthesize_points(
         out.mkdir(parents=True, exist_ok=True)
         for position, (table, point_id, name) in enumerate(zip(hits, ids, names, strict=True)):
             geometry = points.geometry.iloc[position]
-            where: dict[str, Any] = {
-                "id": point_id,
-                "x": float(geometry.x),
-                "y": float(geometry.y),
-                "crs": crs_text,
-            }
-            if raster_text:
-                where["raster"] = raster_text
+            where = _point_record(point_id, geometry, crs_text, raster_text)
             synthesis = _mix_hits(
-                table,
-                loader,
-                space=space,
-                parameters=_parameters(
-                    k, seconds, sample_rate, lufs_range, seed + position, min_score
-                ),
-                point=where,
+                table, loader, space=space, parameters=parameters(position), point=where
             )
             wav, sidecar = write_synthesis(synthesis, out / f"{name}.wav")
             written += [wav, sidecar]
@@ -487,11 +520,22 @@ def synthesize_points(
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    report(1.0, f"wrote {len(wavs)} soundscapes")
-    result = points.copy()
-    result["wav"] = wavs
-    result["sources"] = sources
-    return result
+    return wavs, sources
+
+
+def _point_record(
+    point_id: str, geometry: Any, crs_text: str | None, raster_text: str | None
+) -> dict[str, Any]:
+    """Where a point's mix was made, as its sidecar records it (``raster`` only when known)."""
+    where: dict[str, Any] = {
+        "id": point_id,
+        "x": float(geometry.x),
+        "y": float(geometry.y),
+        "crs": crs_text,
+    }
+    if raster_text:
+        where["raster"] = raster_text
+    return where
 
 
 # --------------------------------------------------------------------------- helpers
@@ -760,7 +804,7 @@ def _column(hits: pd.DataFrame, *names: str) -> list[Any]:
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars → Python, NaN/NA → None: what JSON and GeoPackage fields can hold."""
+    """Numpy scalars → Python, NaN/NA → None: what JSON and GeoPackage fields can hold."""
     if value is None:
         return None
     try:

@@ -370,8 +370,10 @@ class AudioBank:
 
     @property
     def metadata(self) -> pd.DataFrame:
-        """The clip table (row ``i`` ↔ vector ``i``). Do not reorder it: rows are matched by
-        position."""
+        """The clip table (row ``i`` ↔ vector ``i``).
+
+        Do not reorder it: rows are matched to vectors by position.
+        """
         return self._metadata
 
     def info(self) -> dict[str, object]:

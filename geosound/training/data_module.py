@@ -11,6 +11,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from typing_extensions import override
 
 from geosound.data.features import PairFeatures
 
@@ -68,8 +69,9 @@ class OneVariantPerPlace(Sampler[int]):
 
 
 class PairDataModule(L.LightningDataModule):
-    """Train on the ``train`` split (one variant per place per epoch, see
-    :class:`OneVariantPerPlace`); validate on the whole ``eval`` split.
+    """Train on the ``train`` split; validate on the whole ``eval`` split.
+
+    Each training epoch sees one variant per place (:class:`OneVariantPerPlace`).
 
     Args:
         features: All pairs, with their split.
@@ -85,6 +87,7 @@ class PairDataModule(L.LightningDataModule):
         self.sampler = OneVariantPerPlace(self.train_features.ids, seed)
         self.batch_size = min(batch_size, len(self.sampler))
 
+    @override
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
             PairDataset(self.train_features),
@@ -93,6 +96,7 @@ class PairDataModule(L.LightningDataModule):
             drop_last=True,
         )
 
+    @override
     def val_dataloader(self) -> DataLoader:
         dataset = PairDataset(self.eval_features)
         return DataLoader(dataset, batch_size=len(dataset), shuffle=False)

@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from typing_extensions import override
 
 from geosound.data.features import PairFeatures
 from geosound.models import Sat2Sound, Sat2SoundConfig, build_sat2sound
@@ -27,6 +28,7 @@ class EpochProgress(Callback):
         self.report = report
         self.label = label
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         done, epochs = trainer.current_epoch + 1, trainer.max_epochs or 1
         self.report(done / epochs, f"{self.label}: epoch {done}/{epochs}")

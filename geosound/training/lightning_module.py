@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from typing_extensions import override
 
 from geosound.evaluation import retrieval_report
 from geosound.models import LossConfig, Sat2Sound, Sat2SoundLoss
@@ -27,6 +28,7 @@ class Sat2SoundModule(L.LightningModule):
         self.loss_fn = Sat2SoundLoss(LossConfig.from_dict(config.loss))
         self.eval_labels = eval_labels
 
+    @override
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         outputs = self.model(batch)
         total, parts = self.loss_fn(outputs, self.model.clamped_logit_scale())
@@ -41,6 +43,7 @@ class Sat2SoundModule(L.LightningModule):
         )
         return total
 
+    @override
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         keys = ("image_tokens", "image_mask", "audio_tokens", "audio_mask")
         outputs = self.model({key: batch[key] for key in keys})
@@ -56,6 +59,7 @@ class Sat2SoundModule(L.LightningModule):
         self.log("val_r10", report.recall[10], batch_size=len(labels))
         self.log("val_class_r10", report.class_recall[10], batch_size=len(labels))
 
+    @override
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(
             self.model.parameters(),

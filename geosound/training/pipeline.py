@@ -65,8 +65,10 @@ def build_pairs(
     progress: Progress | None = None,
     manifest: Path | None = None,
 ) -> gpd.GeoDataFrame:
-    """The run's pairs: a given manifest (real pairs), or the dev tiles sonified (train split:
-    ``variants`` mixes per tile; eval: one)."""
+    """The run's pairs: a given manifest (real pairs), or the dev tiles sonified.
+
+    Sonified train tiles get ``variants`` mixes each, eval tiles one.
+    """
     manifest_path = out_dir / "pairs.parquet"
     if manifest_path.exists():
         return read_manifest(manifest_path)
