@@ -4,6 +4,7 @@
 #   make test-fast  the same without the slow tests (pretrained encoders, benchmarks, end-to-end
 #                 CLI runs) and those needing the shared dev data: a couple of minutes
 #   make install  only the install (library + CLI + offline encoders)
+#   make lint     ruff, mypy and the import-linter contracts (what .ci/run checks after tests)
 #   make plugin   build dist/geosound_qgis-<version>.zip, the QGIS plugin (needs only python3)
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -35,8 +36,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not devdata"
 
+# ruff (style, docstrings, complexity), mypy (types) and import-linter (the package layers of
+# docs/ARCHITECTURE.md): each names the rule a change broke.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check geosound tests benchmarks qgis_plugin
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_tiling.py
