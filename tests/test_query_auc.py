@@ -199,7 +199,7 @@ def test_shipped_model_ranks_land_cover_on_held_out_tiles(dev_data: Path):
     eval pair per eval tile), and the model beats a coin on average. The per-query figures
     are in docs/query_auc_dev_results.md, not pinned here.
     """
-    from geosound.retrieval.space import SharedSpace
+    from geosound.space.shared import SharedSpace
 
     space = SharedSpace.from_checkpoint(None)
     tiles = dev_tiles(dev_data, "eval", space.loaded.info["train_config"])

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from geosound.data.features import PairFeatures
 from geosound.errors import InputError
 from geosound.evaluation.sat2sound_eval import embed_pairs, linear_map_baseline
 from geosound.models import build_sat2sound
 from geosound.models.checkpoint import load_checkpoint, save_checkpoint
 from geosound.training.config import TrainConfig
 from geosound.training.data_module import OneVariantPerPlace, place_of
-from geosound.training.features import PairFeatures
 
 
 def synthetic_features(places: int = 24, variants: int = 3, seed: int = 0) -> PairFeatures:

@@ -154,7 +154,7 @@ def _wav_data_sizes(path: Path) -> tuple[int | None, int]:
 
 
 def _reason(error: BaseException) -> str:
-    """libsndfile's own words, without the path it repeats (our message names it already)."""
+    """Libsndfile's own words, without the path it repeats (our message names it already)."""
     text = str(error).strip() or type(error).__name__
     return text.rsplit(": ", 1)[1] if text.startswith("Error opening") and ": " in text else text
 

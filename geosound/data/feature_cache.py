@@ -40,6 +40,7 @@ import numpy as np
 from geosound.atomic import atomic_path
 from geosound.config import cache_dir
 from geosound.errors import InputError
+from geosound.progress import Progress
 
 if TYPE_CHECKING:  # only a type here: keeps ``import geosound.data`` free of torch
     from geosound.encoders.base import Encoder
@@ -231,7 +232,7 @@ class FeatureCache:
         self,
         items: Sequence[Any],
         keys: Sequence[str] | None = None,
-        progress: Callable[[float, str], None] | None = None,
+        progress: Progress | None = None,
         prepare: Callable[[Any], Any] | None = None,
     ) -> list[CachedFeatures]:
         """Features of every item, encoding only those not cached yet.
@@ -297,7 +298,7 @@ class FeatureCache:
         self,
         items: Sequence[Any],
         keys: Sequence[str] | None = None,
-        progress: Callable[[float, str], None] | None = None,
+        progress: Progress | None = None,
         prepare: Callable[[Any], Any] | None = None,
     ) -> np.ndarray:
         """Like :meth:`encode`, but only the pooled vectors, stacked ``(N, D)``."""
