@@ -345,36 +345,11 @@ def run_dask(opts: dict[str, Any]) -> dict[str, Any]:
 def _run_dask(workers: int, opts: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
-    from dask.distributed import Client, LocalCluster
-
     from geosound.mapping.region import embed_region
 
     _, load_seconds = _load_space()  # the parent process loads it too in `geosound map`
     warnings.simplefilter("ignore")
-
-    start = time.perf_counter()
-    # The same arguments as geosound.mapping.region.run_chunks.
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    client = Client(cluster)
-    client.wait_for_workers(workers)
-    startup_seconds = time.perf_counter() - start
-
-    def torch_threads() -> int:
-        import torch
-
-        return torch.get_num_threads()
-
-    def trim_setting() -> str:
-        return os.environ.get(MALLOC_TRIM, "unset")
-
-    worker_threads = sorted(client.run(torch_threads).values())
-    worker_trim = sorted(set(client.run(trim_setting).values()))
-    start = time.perf_counter()
-    client.close()
-    cluster.close()
-    close_seconds = time.perf_counter() - start
+    cluster_facts = _probe_cluster(workers)
 
     cache_path = _fresh(Path(opts["cache"]))
     stamps: list[tuple[float, str]] = []
@@ -396,16 +371,55 @@ def _run_dask(workers: int, opts: dict[str, Any]) -> dict[str, Any]:
     return {
         "model_load_seconds": load_seconds,
         "workers": workers,
-        "worker_torch_threads": worker_threads,
-        "worker_malloc_trim": worker_trim,
+        "worker_torch_threads": cluster_facts["worker_torch_threads"],
+        "worker_malloc_trim": cluster_facts["worker_malloc_trim"],
         "malloc_trim": bool(opts.get("malloc_trim", True)),
-        "startup_seconds": startup_seconds,
-        "close_seconds": close_seconds,
+        "startup_seconds": cluster_facts["startup_seconds"],
+        "close_seconds": cluster_facts["close_seconds"],
         "seconds": total_seconds,
         "chunk_done_seconds": done_times,
         "tiles": int(cache.dataset()["valid"].size),
         "chunks": len(cache.chunks()),
         "chunk_rows": int(opts["chunk_rows"]),
+    }
+
+
+def _probe_cluster(workers: int) -> dict[str, Any]:
+    """Start and close a LocalCluster like embed_region's: its start-up time and worker settings.
+
+    Timed on its own because embed_region's total hides how much of it is start-up; the
+    workers' torch threads and malloc-trim setting are what their speed depends on.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    start = time.perf_counter()
+    # The same arguments as geosound.mapping.region.run_chunks.
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = Client(cluster)
+    client.wait_for_workers(workers)
+    startup_seconds = time.perf_counter() - start
+
+    # Nested, so cloudpickle sends them to the workers by value, not as imports of this script.
+    def torch_threads() -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+    def trim_setting() -> str:
+        return os.environ.get(MALLOC_TRIM, "unset")
+
+    worker_threads = sorted(client.run(torch_threads).values())
+    worker_trim = sorted(set(client.run(trim_setting).values()))
+    start = time.perf_counter()
+    client.close()
+    cluster.close()
+    return {
+        "startup_seconds": startup_seconds,
+        "worker_torch_threads": worker_threads,
+        "worker_malloc_trim": worker_trim,
+        "close_seconds": time.perf_counter() - start,
     }
 
 
@@ -665,6 +679,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--child", choices=tuple(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--child-opts", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    _apply_defaults(args)
+    sizes = (args.size, args.big_size, args.small_size)
+    if min(*sizes, args.rss_rows, args.chunk_rows, args.repeat, args.naive_tiles) < 1:
+        parser.error("sizes, --rss-rows, --chunk-rows, --repeat, --naive-tiles must be positive")
+    if min(sizes) < TILE:
+        parser.error(f"rasters must be at least {TILE} px")
+    return args
+
+
+def _apply_defaults(args: argparse.Namespace) -> None:
+    """Fill the options not given with the --quick or the full run's value (in place)."""
     defaults = {
         "size": (512, 3072),
         "big_size": (2048, 20000),
@@ -681,12 +706,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.matmul_n = 1024 if args.quick else 2048
     args.rounds = 1 if args.quick else 3
     args.round_seconds = 0.3 if args.quick else 1.0
-    sizes = (args.size, args.big_size, args.small_size)
-    if min(*sizes, args.rss_rows, args.chunk_rows, args.repeat, args.naive_tiles) < 1:
-        parser.error("sizes, --rss-rows, --chunk-rows, --repeat, --naive-tiles must be positive")
-    if min(sizes) < TILE:
-        parser.error(f"rasters must be at least {TILE} px")
-    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -702,12 +721,90 @@ def main(argv: list[str] | None = None) -> int:
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
+@dataclass
+class _Setup:
+    """What every section needs: the options, the rasters and where caches go."""
+
+    args: argparse.Namespace
+    workdir: Path
+    rasters: dict[int, Path]
+    caches: Path
+    inproc: bool
+    variants: dict[str, dict[str, str] | None]
+
+    @property
+    def raster(self) -> Path:
+        """The raster of sections 1-4."""
+        return self.rasters[self.args.size]
+
+    @property
+    def base(self) -> dict[str, Any]:
+        """Options every embed_region run of sections 1-4 shares."""
+        return {"path": str(self.raster), "chunk_rows": self.args.chunk_rows}
+
+
+@dataclass
+class _Throughput:
+    """Sections 1 + 2 as measured: every run, the best of each, and the shipped compute run."""
+
+    compute: dict[str, dict[str, Any]]
+    ours_runs: dict[str, list[dict[str, Any]]]
+    naive_runs: dict[str, list[dict[str, Any]]]
+    ours: dict[str, dict[str, Any]]
+    naive: dict[str, dict[str, Any]]
+    shipped: dict[str, Any]
+    threads: int
+    flops: float
+
+
 def _report(args: argparse.Namespace, workdir: Path) -> int:
     tiling = _tiling()
     trim_at_start = os.environ.get(MALLOC_TRIM, "unset")  # a Dask cluster here would set it
     machine = machine_info()
     started = time.perf_counter()
     load_start = load_average()
+    _print_machine(machine, load_start)
+    setup = _prepare(args, workdir, tiling)
+    measured = _measure_throughput(setup)
+    rows, limit = _throughput_rows(measured, args.matmul_n)
+    _print_throughput(setup, measured, rows, limit)
+    requery = _requery(setup, measured)
+    dask_runs, steady = _dask(setup, measured, trim_at_start)
+    rss_runs = _rss(setup)
+    probe = _whole_grid(setup)
+    load_end = load_average()
+    elapsed = time.perf_counter() - started
+    print(f"load average (1/5/15 min) at end {load_end}; whole run {elapsed:.0f} s")
+
+    if args.json is not None:
+        params = (
+            "size", "big_size", "small_size", "rss_rows", "chunk_rows", "naive_tiles",
+            "naive_seconds", "repeat", "matmul_n", "rounds", "round_seconds", "quick",
+        )  # fmt: skip
+        payload = {
+            "machine": machine,
+            "load_average": {"start": load_start, "end": load_end},
+            "params": {k: getattr(args, k) for k in params},
+            "flops_per_tile": measured.flops,
+            "limit_gflops": limit,
+            "rows": [row.as_dict(limit) for row in rows],
+            "compute": measured.compute,
+            "ours": measured.ours_runs,
+            "naive": measured.naive_runs,
+            "requery": requery,
+            "dask": dask_runs,
+            "dask_steady_tiles_per_s": {str(k): v for k, v in steady.items()},
+            "rss": rss_runs,
+            "whole_grid": probe,
+            "seconds": elapsed,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def _print_machine(machine: dict[str, Any], load_start: object) -> None:
+    """The report's first lines: what ran it, since only ratios compare across machines."""
     print("geosound map benchmark")
     print(
         f"machine: {machine['cpu']}, nproc {machine['nproc']} "
@@ -719,19 +816,11 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
         f"{machine['numpy']}, rasterio {machine['rasterio']}, GDAL {machine['gdal']}, "
         f"dask {machine['dask']}"
     )
-    rasters: dict[int, Path] = {}
-    for size in sorted({args.size, args.big_size, args.small_size}):
-        start = time.perf_counter()
-        path, reused = tiling.ensure_synthetic(workdir, size, BANDS)
-        how = "reused" if reused else f"written in {time.perf_counter() - start:.1f} s"
-        print(
-            f"raster: {size} x {size} px, {BANDS} bands uint8 (preset {PRESET}), "
-            f"{tiling.BLOCK}x{tiling.BLOCK} deflate blocks, {path.stat().st_size / MB:.0f} MB "
-            f"on disk ({how}): {path}"
-        )
-        tiling.warm_page_cache(path)
-        rasters[size] = path
-    raster = rasters[args.size]
+
+
+def _prepare(args: argparse.Namespace, workdir: Path, tiling: ModuleType) -> _Setup:
+    """Write (or reuse) the rasters, make the cache folder, pick the variants; say so."""
+    rasters = _ensure_rasters(args, workdir, tiling)
     caches = workdir / "caches"
     caches.mkdir(exist_ok=True)
     inproc = args.quick
@@ -747,9 +836,37 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
     variants: dict[str, dict[str, str] | None] = {"": None}
     if not inproc:
         variants[", PASSIVE"] = PASSIVE
+    return _Setup(args, workdir, rasters, caches, inproc, variants)
 
-    # 1 + 2: throughput and the compute limit; ours and naive interleaved.
-    base = {"path": str(raster), "chunk_rows": args.chunk_rows}
+
+def _ensure_rasters(args: argparse.Namespace, workdir: Path, tiling: ModuleType) -> dict[int, Path]:
+    """Each raster size once, in the page cache, so no section times a cold disk."""
+    rasters: dict[int, Path] = {}
+    for size in sorted({args.size, args.big_size, args.small_size}):
+        start = time.perf_counter()
+        path, reused = tiling.ensure_synthetic(workdir, size, BANDS)
+        how = "reused" if reused else f"written in {time.perf_counter() - start:.1f} s"
+        print(
+            f"raster: {size} x {size} px, {BANDS} bands uint8 (preset {PRESET}), "
+            f"{tiling.BLOCK}x{tiling.BLOCK} deflate blocks, {path.stat().st_size / MB:.0f} MB "
+            f"on disk ({how}): {path}"
+        )
+        tiling.warm_page_cache(path)
+        rasters[size] = path
+    return rasters
+
+
+# --------------------------------------------------------------------------- 1 + 2: throughput
+
+
+def _measure_throughput(setup: _Setup) -> _Throughput:
+    """Sections 1 + 2: the compute limit per variant, then ours and naive interleaved.
+
+    Interleaving the repeats spreads any change in the machine's load over both methods; the
+    best of each is kept, as a shared machine only ever adds time.
+    """
+    args, inproc, variants = setup.args, setup.inproc, setup.variants
+    base = setup.base
     compute_opts = {
         "matmul_n": args.matmul_n,
         "rounds": args.rounds,
@@ -763,58 +880,106 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
         compute[variant] = run_child("compute", compute_opts, env, inproc)
     for i in range(args.repeat):
         for k, (variant, env) in enumerate(variants.items()):
-            cache = str(caches / f"ours{k}_{i}.zarr")
+            cache = str(setup.caches / f"ours{k}_{i}.zarr")
             ours_runs[variant].append(run_child("ours", {**base, "cache": cache}, env, inproc))
             naive_runs[variant].append(run_child("naive", naive_opts, env, inproc))
     ours = {v: min(runs, key=lambda r: r["seconds"]) for v, runs in ours_runs.items()}
     naive = {v: max(runs, key=rate) for v, runs in naive_runs.items()}
     shipped = compute[""]
-    threads = shipped["torch_threads"]
-    flops = shipped["encoder_flops_per_tile"] + shipped["head_flops_per_tile"]
-    matmul_flops = 2 * args.matmul_n**3
+    return _Throughput(
+        compute=compute,
+        ours_runs=ours_runs,
+        naive_runs=naive_runs,
+        ours=ours,
+        naive=naive,
+        shipped=shipped,
+        threads=shipped["torch_threads"],
+        flops=shipped["encoder_flops_per_tile"] + shipped["head_flops_per_tile"],
+    )
 
-    def tile_row(name: str, run: dict[str, Any]) -> Row:
-        per_s = rate(run)
-        return Row(
-            name, run["tiles"], run["seconds"], per_s, per_s * flops / 1e9, run["peak_rss"] / MB
-        )
 
+def _tile_row(name: str, run: dict[str, Any], flops: float) -> Row:
+    """A table row for a run that embedded tiles (ours, naive)."""
+    per_s = rate(run)
+    return Row(name, run["tiles"], run["seconds"], per_s, per_s * flops / 1e9, run["peak_rss"] / MB)
+
+
+def _thread_counts(threads: int) -> list[int]:
+    """The shipped torch thread count, then 1 (once, when they are the same)."""
+    return sorted({threads, 1}, reverse=True)
+
+
+def _thread_note(t: int, threads: int) -> str:
+    """Names a thread count in a row's label only when it is not the shipped one."""
+    return "" if t == threads else f", {t} thr"
+
+
+def _throughput_rows(measured: _Throughput, matmul_n: int) -> tuple[list[Row], float]:
+    """The table rows (ours, naive, encoder-only, matmul) and the matmul limit in GFLOP/s."""
+    variants = list(measured.ours)
     rows: list[Row] = []
     for variant in variants:
-        rows.append(tile_row(f"ours: embed_region{variant}", ours[variant]))
+        rows.append(
+            _tile_row(f"ours: embed_region{variant}", measured.ours[variant], measured.flops)
+        )
     for variant in variants:
-        rows.append(tile_row(f"naive: tile by tile{variant}", naive[variant]))
+        rows.append(
+            _tile_row(f"naive: tile by tile{variant}", measured.naive[variant], measured.flops)
+        )
     limits: list[Row] = []
     for variant in variants:
-        rates = compute[variant]["rates"]
-        for key, label in (("enc64", "batch 64"), ("enc1", "batch 1")):
-            for t in sorted({threads, 1}, reverse=True):
-                thr = "" if t == threads else f", {t} thr"
-                r = rates[f"{key}_t{t}"]
-                rows.append(
-                    Row(
-                        f"encoder+head only, {label}{thr}{variant}",
-                        r["items"], r["seconds"], r["per_s"], r["per_s"] * flops / 1e9,
-                    )
-                )  # fmt: skip
-        for t in sorted({threads, 1}, reverse=True):
-            r = rates[f"matmul_t{t}"]
-            thr = "" if t == threads else f", {t} thr"
-            limits.append(
-                Row(
-                    f"matmul {args.matmul_n}^2 f32{thr}{variant}",
-                    None, r["seconds"], None, r["per_s"] * matmul_flops / 1e9,
-                )
-            )  # fmt: skip
+        rows += _encoder_rows(measured, variant)
+        limits += _matmul_rows(measured, variant, matmul_n)
     limit = max(row.gflops for row in limits)
     rows += limits
+    return rows, limit
 
+
+def _encoder_rows(measured: _Throughput, variant: str) -> list[Row]:
+    """encoder+head rows of one variant: batch 64 and batch 1, at each thread count."""
+    rates = measured.compute[variant]["rates"]
+    threads, flops = measured.threads, measured.flops
+    rows: list[Row] = []
+    for key, label in (("enc64", "batch 64"), ("enc1", "batch 1")):
+        for t in _thread_counts(threads):
+            thr = _thread_note(t, threads)
+            r = rates[f"{key}_t{t}"]
+            rows.append(
+                Row(
+                    f"encoder+head only, {label}{thr}{variant}",
+                    r["items"], r["seconds"], r["per_s"], r["per_s"] * flops / 1e9,
+                )
+            )  # fmt: skip
+    return rows
+
+
+def _matmul_rows(measured: _Throughput, variant: str, matmul_n: int) -> list[Row]:
+    """matmul rows of one variant, at each thread count: the compute limit."""
+    rates = measured.compute[variant]["rates"]
+    threads = measured.threads
+    matmul_flops = 2 * matmul_n**3
+    limits: list[Row] = []
+    for t in _thread_counts(threads):
+        r = rates[f"matmul_t{t}"]
+        thr = _thread_note(t, threads)
+        limits.append(
+            Row(
+                f"matmul {matmul_n}^2 f32{thr}{variant}",
+                None, r["seconds"], None, r["per_s"] * matmul_flops / 1e9,
+            )
+        )  # fmt: skip
+    return limits
+
+
+def _print_throughput(setup: _Setup, measured: _Throughput, rows: list[Row], limit: float) -> None:
+    """Sections 1 + 2 printed: the table, what a tile costs, the runs and the ratios."""
+    shipped, threads = measured.shipped, measured.threads
     print()
     print(
         f"1+2. embedding throughput, tile {TILE} px, {threads} torch threads unless 'thr' says "
         "otherwise; vs matmul = GFLOP/s over the best matmul row's"
     )
-    if len(variants) > 1:
+    if len(setup.variants) > 1:
         print(
             "PASSIVE: the same in a process started with OMP_WAIT_POLICY=PASSIVE (OpenMP "
             "threads sleep at once at a barrier instead of spinning); other rows as shipped"
@@ -829,27 +994,33 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
         f"{shipped['head_flops_per_tile'] / 1e6:.1f} M; batch norm, activations, padding not "
         "counted"
     )
-    model_load = max(shipped["model_load_seconds"], ours[""]["model_load_seconds"])
-    for variant in variants:
-        runs = ours_runs[variant]
+    model_load = max(shipped["model_load_seconds"], measured.ours[""]["model_load_seconds"])
+    for variant in setup.variants:
+        runs = measured.ours_runs[variant]
         print(
             f"ours{variant}: {runs[0]['tiles']} tiles ({runs[0]['valid_tiles']} embedded, "
             f"{runs[0]['chunks']} chunks), runs: "
             + " ".join(f"{r['seconds']:.2f}" for r in runs)
             + " s; naive runs: "
-            + " ".join(f"{rate(r):.1f}" for r in naive_runs[variant])
-            + f" tiles/s over the first {naive[variant]['tiles']} tiles in grid order"
+            + " ".join(f"{rate(r):.1f}" for r in measured.naive_runs[variant])
+            + f" tiles/s over the first {measured.naive[variant]['tiles']} tiles in grid order"
         )
     print(
-        f"naive stops at {args.naive_tiles} tiles or {args.naive_seconds:.0f} s; model load "
-        f"(SharedSpace + EfficientNet, in no tiles/s): {model_load:.1f} s"
+        f"naive stops at {setup.args.naive_tiles} tiles or {setup.args.naive_seconds:.0f} s; "
+        f"model load (SharedSpace + EfficientNet, in no tiles/s): {model_load:.1f} s"
     )
+    _print_throughput_ratios(setup, measured, limit)
+
+
+def _print_throughput_ratios(setup: _Setup, measured: _Throughput, limit: float) -> None:
+    """Ours against naive, the encoder alone and the matmul limit: the numbers that compare."""
+    threads, flops, compute = measured.threads, measured.flops, measured.compute
     enc64 = compute[""]["rates"][f"enc64_t{threads}"]["per_s"]
-    for variant in variants:
-        ours_rate = rate(ours[variant])
+    for variant in setup.variants:
+        ours_rate = rate(measured.ours[variant])
         print(
             f"ratios{variant or ' (as shipped)'}: ours/naive = "
-            f"{ratio(ours_rate, rate(naive[variant])):.2f}x, "
+            f"{ratio(ours_rate, rate(measured.naive[variant])):.2f}x, "
             f"ours/encoder-only(batch 64) = "
             f"{ratio(ours_rate, compute[variant]['rates'][f'enc64_t{threads}']['per_s']):.2f}x, "
             f"ours vs matmul limit = {ratio(ours_rate * flops / 1e9, limit):.1%}"
@@ -859,8 +1030,13 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
         f"{ratio(enc64 * flops / 1e9, limit):.1%}"
     )
 
-    # 3: re-query.
-    shipped_ours = ours_runs[""][-1]
+
+# --------------------------------------------------------------------------- 3: re-query
+
+
+def _requery(setup: _Setup, measured: _Throughput) -> dict[str, Any]:
+    """Section 3: re-query of the cached region vs full recompute; its JSON record."""
+    shipped_ours = measured.ours_runs[""][-1]
     full = shipped_ours["seconds"] + shipped_ours["first_query_seconds"]
     requery = shipped_ours["requery_seconds"]
     print()
@@ -870,56 +1046,91 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
     print(f"{'re-query: embed_region (cached: resume check) + query_layers':<68} {requery:>8.2f}")
     print(f"{'  of which the resume check':<68} {shipped_ours['resume_check_seconds']:>8.2f}")
     cli_seconds = None
-    if not inproc:
-        last_cache = caches / f"ours0_{args.repeat - 1}.zarr"
-        cli_seconds = run_cli_requery(raster, last_cache, workdir / "map_out", args.chunk_rows)
+    if not setup.inproc:
+        args = setup.args
+        last_cache = setup.caches / f"ours0_{args.repeat - 1}.zarr"
+        cli_seconds = run_cli_requery(
+            setup.raster, last_cache, setup.workdir / "map_out", args.chunk_rows
+        )
         label = "re-query, cold: `geosound map` CLI (imports, model loads, writes)"
         print(f"{label:<68} {cli_seconds:>8.2f}")
     print(
         f"ratio full recompute / re-query = {ratio(full, requery):.0f}x "
         "(same process, models loaded, the last as-shipped run)"
     )
+    return {
+        "full_seconds": full,
+        "requery_seconds": requery,
+        "cli_requery_seconds": cli_seconds,
+        "ratio": ratio(full, requery),
+    }
 
-    # 4: Dask.
-    trims = [True] if inproc else [True, False]
+
+# --------------------------------------------------------------------------- 4: Dask
+
+
+def _dask_label(run: dict[str, Any]) -> str:
+    """``1``, ``2``, ``1 no-trim``, …: a Dask run's name in the table and the JSON."""
+    return f"{run['workers']}{'' if run['malloc_trim'] else ' no-trim'}"
+
+
+def _dask(
+    setup: _Setup, measured: _Throughput, trim_at_start: str
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Section 4: Dask, 1 vs 2 workers (and without Dask's malloc trim); runs, steady rates."""
+    trims = [True] if setup.inproc else [True, False]
     dask_runs = []
     for trim in trims:
         for n in (1, 2):
-            opts = {**base, "workers": n, "malloc_trim": trim}
-            opts["cache"] = str(caches / f"dask{n}{'' if trim else '_notrim'}.zarr")
-            dask_runs.append(run_child("dask", opts, None, inproc))
+            opts = {**setup.base, "workers": n, "malloc_trim": trim}
+            opts["cache"] = str(setup.caches / f"dask{n}{'' if trim else '_notrim'}.zarr")
+            dask_runs.append(run_child("dask", opts, None, setup.inproc))
     print()
     print(
         f"4. Dask LocalCluster, fresh caches, {dask_runs[0]['tiles']} tiles in "
-        f"{dask_runs[0]['chunks']} chunks of {args.chunk_rows} grid rows"
+        f"{dask_runs[0]['chunks']} chunks of {setup.args.chunk_rows} grid rows"
     )
     print(
         f"{'workers':<12} {'start-up s':>10} {'total s':>8} {'1st round s':>11} "
         f"{'steady tiles/s':>14} {'overall tiles/s':>15} {'torch thr':>9}  {MALLOC_TRIM}"
     )
-    in_proc = ours[""]
-    for variant in variants:
+    for variant in setup.variants:
         label = "0 (in-proc)" if not variant else "0 PASSIVE"
+        run = measured.ours[variant]
         print(
-            f"{label:<12} {0.0:>10.2f} {ours[variant]['seconds']:>8.2f} {'-':>11} "
-            f"{'-':>14} {rate(ours[variant]):>15.1f} {ours[variant]['torch_threads']:>9}  "
+            f"{label:<12} {0.0:>10.2f} {run['seconds']:>8.2f} {'-':>11} "
+            f"{'-':>14} {rate(run):>15.1f} {run['torch_threads']:>9}  "
             f"{trim_at_start}"
         )
-    steady: dict[str, float] = {}
-    for run in dask_runs:
-        workers, done = run["workers"], run["chunk_done_seconds"]
-        label = f"{workers}{'' if run['malloc_trim'] else ' no-trim'}"
-        per_chunk = run["tiles"] / run["chunks"]
-        first_round = done[min(workers, len(done)) - 1]
-        later = len(done) - workers
-        span = done[-1] - first_round
-        steady[label] = later * per_chunk / span if later > 0 and span > 0 else float("nan")
-        threads_text = ",".join(str(t) for t in run["worker_torch_threads"])
-        print(
-            f"{label:<12} {run['startup_seconds']:>10.2f} {run['seconds']:>8.2f} "
-            f"{first_round:>11.2f} {steady[label]:>14.1f} {rate(run):>15.1f} "
-            f"{threads_text:>9}  {','.join(run['worker_malloc_trim'])}"
-        )
+    steady = {_dask_label(run): _print_dask_run(run) for run in dask_runs}
+    _print_dask_notes(len(trims))
+    _print_dask_ratios(dask_runs, steady, len(trims), measured.ours[""])
+    return dask_runs, steady
+
+
+def _print_dask_run(run: dict[str, Any]) -> float:
+    """One Dask row; returns its steady tiles/s (NaN when no chunk came after the first round).
+
+    The first round carries start-up, imports and a model load per worker, so only the chunks
+    after it say how fast the workers go once running.
+    """
+    workers, done = run["workers"], run["chunk_done_seconds"]
+    per_chunk = run["tiles"] / run["chunks"]
+    first_round = done[min(workers, len(done)) - 1]
+    later = len(done) - workers
+    span = done[-1] - first_round
+    steady = later * per_chunk / span if later > 0 and span > 0 else float("nan")
+    threads_text = ",".join(str(t) for t in run["worker_torch_threads"])
+    print(
+        f"{_dask_label(run):<12} {run['startup_seconds']:>10.2f} {run['seconds']:>8.2f} "
+        f"{first_round:>11.2f} {steady:>14.1f} {rate(run):>15.1f} "
+        f"{threads_text:>9}  {','.join(run['worker_malloc_trim'])}"
+    )
+    return steady
+
+
+def _print_dask_notes(n_trims: int) -> None:
+    """What the Dask columns mean (and the no-trim rows, when they ran)."""
     print(
         "start-up: LocalCluster(n, threads_per_worker=1, processes=True) until all workers are "
         "up, timed on its own (embed_region starts an identical one, so total includes it); "
@@ -929,12 +1140,21 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
         + (
             f"; no-trim: Dask's worker setting {MALLOC_TRIM}=65536 removed (dask.config "
             "distributed.nanny.pre-spawn-environ), all else as shipped"
-            if len(trims) > 1
+            if n_trims > 1
             else ""
         )
     )
-    by_label = {f"{r['workers']}{'' if r['malloc_trim'] else ' no-trim'}": r for r in dask_runs}
-    for suffix in ("", " no-trim")[: len(trims)]:
+
+
+def _print_dask_ratios(
+    dask_runs: list[dict[str, Any]],
+    steady: dict[str, float],
+    n_trims: int,
+    in_proc: dict[str, Any],
+) -> None:
+    """2 workers vs 1, vs in-process, and Dask's malloc trim vs none."""
+    by_label = {_dask_label(r): r for r in dask_runs}
+    for suffix in ("", " no-trim")[:n_trims]:
         one, two = by_label[f"1{suffix}"], by_label[f"2{suffix}"]
         print(
             f"ratios 2 workers / 1 worker{suffix}: steady tiles/s "
@@ -942,14 +1162,24 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
             f"{ratio(one['seconds'], two['seconds']):.2f}x; 2 workers vs in-process as shipped "
             f"(total time) {ratio(in_proc['seconds'], two['seconds']):.2f}x"
         )
-    if len(trims) > 1:
+    if n_trims > 1:
         print(
             f"{MALLOC_TRIM} unset vs Dask's 65536 (steady tiles/s): 1 worker "
             f"{ratio(steady['1 no-trim'], steady['1']):.2f}x, 2 workers "
             f"{ratio(steady['2 no-trim'], steady['2']):.2f}x"
         )
 
-    # 5: RSS.
+
+# --------------------------------------------------------------------------- 5: RSS
+
+
+def _rss(setup: _Setup) -> list[dict[str, Any]]:
+    """Section 5: peak RSS on a band of the big raster and on the small one, ~same tiles.
+
+    Equal tile counts on rasters of very different sizes show whether memory follows the
+    tiles embedded (it should) or the raster's size.
+    """
+    args, rasters = setup.args, setup.rasters
     big, small = args.big_size, args.small_size
     big_rows = min(args.rss_rows, grid_len(big))
     small_rows = min(max(1, round(big_rows * grid_len(big) / grid_len(small))), grid_len(small))
@@ -960,9 +1190,16 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
             "path": str(rasters[size]),
             "bounds": list(band_bounds(rasters[size], first, band_rows)),
             "chunk_rows": args.chunk_rows,
-            "cache": str(caches / f"rss{size}.zarr"),
+            "cache": str(setup.caches / f"rss{size}.zarr"),
         }
-        rss_runs.append(run_child("rss", opts, None, inproc))
+        rss_runs.append(run_child("rss", opts, None, setup.inproc))
+    _print_rss(args, rss_runs)
+    return rss_runs
+
+
+def _print_rss(args: argparse.Namespace, rss_runs: list[dict[str, Any]]) -> None:
+    """Section 5's table and the big-vs-small comparison."""
+    big, small = args.big_size, args.small_size
     print()
     print(
         f"5. peak RSS of embed_region on a full-width bbox band of grid rows (as shipped, "
@@ -992,47 +1229,19 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
         f" MB ({ratio(big_run['peak_rss'], small_run['peak_rss']):.2f}x); embed_region's own "
         f"growth {grow_big:.0f} vs {grow_small:.0f} MB"
     )
-    probe = run_child("grid", {"path": str(rasters[big])}, None, inproc)
+
+
+def _whole_grid(setup: _Setup) -> dict[str, Any]:
+    """Time and memory of the big raster's whole tile grid (compute_chunk rebuilds it)."""
+    big = setup.args.big_size
+    probe = run_child("grid", {"path": str(setup.rasters[big])}, None, setup.inproc)
     print(
-        f"whole-raster tile grid of the {big} px raster, {'this' if inproc else 'fresh'} "
+        f"whole-raster tile grid of the {big} px raster, {'this' if setup.inproc else 'fresh'} "
         "process (compute_chunk rebuilds "
         f"the whole region's grid in every chunk): {probe['tiles']} tiles, "
         f"{probe['seconds']:.2f} s, {probe['rss_held'] / MB:.0f} MB held"
     )
-    load_end = load_average()
-    elapsed = time.perf_counter() - started
-    print(f"load average (1/5/15 min) at end {load_end}; whole run {elapsed:.0f} s")
-
-    if args.json is not None:
-        params = (
-            "size", "big_size", "small_size", "rss_rows", "chunk_rows", "naive_tiles",
-            "naive_seconds", "repeat", "matmul_n", "rounds", "round_seconds", "quick",
-        )  # fmt: skip
-        payload = {
-            "machine": machine,
-            "load_average": {"start": load_start, "end": load_end},
-            "params": {k: getattr(args, k) for k in params},
-            "flops_per_tile": flops,
-            "limit_gflops": limit,
-            "rows": [row.as_dict(limit) for row in rows],
-            "compute": compute,
-            "ours": ours_runs,
-            "naive": naive_runs,
-            "requery": {
-                "full_seconds": full,
-                "requery_seconds": requery,
-                "cli_requery_seconds": cli_seconds,
-                "ratio": ratio(full, requery),
-            },
-            "dask": dask_runs,
-            "dask_steady_tiles_per_s": {str(k): v for k, v in steady.items()},
-            "rss": rss_runs,
-            "whole_grid": probe,
-            "seconds": elapsed,
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-    return 0
+    return probe
 
 
 if __name__ == "__main__":

@@ -45,6 +45,23 @@ def mix(
         AudioError: A source is silent (or too quiet to measure) and so cannot reach its
             loudness target; the message names its index.
     """
+    arrays = _checked_sources(sources, peak_limit)
+    layout = arrays[0].shape[:-1]
+    if target_lufs is not None:
+        arrays = _normalised(arrays, sample_rate, target_lufs)
+    length = _mix_length(arrays, length)
+    total = np.zeros((*layout, int(length)), dtype=np.float64)
+    for array in arrays:
+        total += pad_or_trim(array, length)
+    return _peak_guarded(total, peak_limit).astype(np.float32)
+
+
+def _checked_sources(sources: Sequence[np.ndarray], peak_limit: float) -> list[np.ndarray]:
+    """The sources as audio arrays, after the checks that need no loudness measurement.
+
+    Done first so that a wrong call fails at once, with the source's index, before any of
+    the (slower) loudness work.
+    """
     if len(sources) == 0:
         raise InputError("mix needs at least one source")
     if not peak_limit > 0:
@@ -57,30 +74,43 @@ def mix(
                 f"all sources must share a channel layout; source 0 has shape {arrays[0].shape}, "
                 f"source {i} has {array.shape}"
             )
+    return arrays
 
-    if target_lufs is not None:
-        if len(target_lufs) != len(arrays):
-            raise InputError(f"got {len(target_lufs)} loudness targets for {len(arrays)} sources")
-        normalised = []
-        for i, (array, target) in enumerate(zip(arrays, target_lufs, strict=True)):
-            try:
-                normalised.append(normalize_lufs(array, sample_rate, float(target)))
-            except AudioError as error:
-                raise AudioError(f"mix source {i}: {error.message}", error.path) from error
-        arrays = normalised
 
+def _normalised(
+    arrays: list[np.ndarray], sample_rate: int, target_lufs: Sequence[float]
+) -> list[np.ndarray]:
+    """Each source at its own loudness target; a failure names the source by its index."""
+    if len(target_lufs) != len(arrays):
+        raise InputError(f"got {len(target_lufs)} loudness targets for {len(arrays)} sources")
+    normalised = []
+    for i, (array, target) in enumerate(zip(arrays, target_lufs, strict=True)):
+        try:
+            normalised.append(normalize_lufs(array, sample_rate, float(target)))
+        except AudioError as error:
+            raise AudioError(f"mix source {i}: {error.message}", error.path) from error
+    return normalised
+
+
+def _mix_length(arrays: list[np.ndarray], length: int | None) -> int:
+    """The mix length asked for, checked; by default the longest source's, so nothing is cut."""
     if length is None:
-        length = max(array.shape[-1] for array in arrays)
-    elif int(length) != length or length < 0:
+        return max(array.shape[-1] for array in arrays)
+    if int(length) != length or length < 0:
         raise InputError(f"length must be a whole number of samples >= 0; got {length!r}")
-    total = np.zeros((*layout, int(length)), dtype=np.float64)
-    for array in arrays:
-        total += pad_or_trim(array, length)
+    return length
 
+
+def _peak_guarded(total: np.ndarray, peak_limit: float) -> np.ndarray:
+    """Scale the whole mix (in place) so it peaks at ``peak_limit`` at most.
+
+    One gain for the whole mix, never clipping or limiting a source, keeps the sources'
+    relative loudness.
+    """
     peak = float(np.max(np.abs(total))) if total.size else 0.0
     if peak > peak_limit:
         total *= peak_limit / peak
-    return total.astype(np.float32)
+    return total
 
 
 def random_lufs_targets(

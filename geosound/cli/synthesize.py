@@ -78,33 +78,10 @@ def synthesize_command(
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Synthesise the soundscape of a place by mixing the real recordings nearest to it."""
-    from geosound.errors import InputError
-
     point_given = _point_mode(lon, lat, x, y, crs)
-    if (point_given is None) == (points is None):
-        raise InputError("give exactly one of --lon/--lat, --x/--y or --points")
-    if (raster is None) == (embedding_cache is None):
-        raise InputError("give exactly one of --raster or --embedding-cache")
-    if points is not None:
-        if out_dir is None or out is not None:
-            raise InputError("--points writes into --out-dir DIR (not -o)")
-    elif out is None or out_dir is not None:
-        raise InputError("one point writes one file: give -o place.wav (not --out-dir)")
-    if out is not None and out.suffix.lower() not in (".wav", ".flac"):
-        raise InputError("the soundscape must be written as .wav (or .flac)", out)
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise InputError("exists and is not a folder", out_dir)
-    if embedding_cache is not None and not embedding_cache.exists():
-        raise InputError("region cache not found", embedding_cache)
+    _check_modes(point_given, points, raster, embedding_cache, out, out_dir)
     if raster is not None:
-        from geosound.geo import RasterSource, chip_windows
-
-        # A missing, unreadable or CRS-less raster, or a point off it, fails before the model
-        # loads (seconds), not after.
-        with RasterSource(raster) as source:
-            if point_given is not None:
-                px, py, pcrs = point_given
-                chip_windows(source, [(px, py)], chip_size, pcrs or source.crs.to_wkt())
+        _check_raster(raster, point_given, chip_size)
     layer = _read_points(points) if points is not None else None
 
     from geosound.retrieval.bank import AudioBank
@@ -119,6 +96,7 @@ def synthesize_command(
         "seed": seed,
         "min_score": min_score,
     }
+    sources: list[dict[str, Any]] = []
     with progress_reporter(progress, "synthesize") as report:
         if layer is not None:
             assert out_dir is not None and points is not None
@@ -151,18 +129,76 @@ def synthesize_command(
                 report=report,
             )
             summary = f"{out} and its sidecar ({len(sources)} recordings)"
+    _print_outcome(progress, outputs, summary, sources)
+
+
+def _check_modes(
+    point_given: tuple[float, float, str | None] | None,
+    points: Path | None,
+    raster: Path | None,
+    embedding_cache: Path | None,
+    out: Path | None,
+    out_dir: Path | None,
+) -> None:
+    """Refuse contradictory or missing options before anything slow (reading, the model) runs.
+
+    One point writes one file (``-o``), a layer writes a folder (``--out-dir``); places come
+    from exactly one of a raster or a region cache.
+    """
+    from geosound.errors import InputError
+
+    if (point_given is None) == (points is None):
+        raise InputError("give exactly one of --lon/--lat, --x/--y or --points")
+    if (raster is None) == (embedding_cache is None):
+        raise InputError("give exactly one of --raster or --embedding-cache")
+    if points is not None:
+        if out_dir is None or out is not None:
+            raise InputError("--points writes into --out-dir DIR (not -o)")
+    elif out is None or out_dir is not None:
+        raise InputError("one point writes one file: give -o place.wav (not --out-dir)")
+    if out is not None and out.suffix.lower() not in (".wav", ".flac"):
+        raise InputError("the soundscape must be written as .wav (or .flac)", out)
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise InputError("exists and is not a folder", out_dir)
+    if embedding_cache is not None and not embedding_cache.exists():
+        raise InputError("region cache not found", embedding_cache)
+
+
+def _check_raster(
+    raster: Path, point_given: tuple[float, float, str | None] | None, chip_size: int
+) -> None:
+    """Open the raster (and place the one point on it) so bad input fails in seconds.
+
+    A missing, unreadable or CRS-less raster, or a point off it, fails before the model
+    loads, not after.
+    """
+    from geosound.geo import RasterSource, chip_windows
+
+    with RasterSource(raster) as source:
+        if point_given is not None:
+            px, py, pcrs = point_given
+            chip_windows(source, [(px, py)], chip_size, pcrs or source.crs.to_wkt())
+
+
+def _print_outcome(
+    progress: ProgressMode, outputs: list[str], summary: str, sources: list[dict[str, Any]]
+) -> None:
+    """The final ``ok`` line for ``--progress json``; otherwise what was written, and why.
+
+    ``sources`` (one point's credited recordings) is listed only for a single point; a layer
+    has them in its ``sources`` column instead.
+    """
     from geosound.mapping.synthesis import METHOD_NOTE
 
     if progress is ProgressMode.json:
         emit_json({"ok": True, "outputs": outputs, "note": METHOD_NOTE})
         return
     typer.echo(f"geosound synthesize: wrote {summary}")
-    if layer is None:
-        for row in sources:
-            typer.echo(
-                f"  {row['rank']}. {row['score']:.3f}  {row['label'] or '-'}  "
-                f"[{row['licence'] or 'licence unknown'}]  {row['path']}"
-            )
+    for row in sources:
+        typer.echo(
+            f"  {row['rank']}. {row['score']:.3f}  {row['label'] or '-'}  "
+            f"[{row['licence'] or 'licence unknown'}]  {row['path']}"
+        )
     typer.echo(f"note: {METHOD_NOTE}.")
 
 

@@ -88,9 +88,33 @@ def run_geosound(
         GeosoundCanceled: ``is_canceled`` returned True.
         GeosoundRunError: ``{"error": ...}``, a non-zero exit, or no final ``ok`` line.
     """
+    process = _start(command, env, cwd)
     lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+    readers = [
+        threading.Thread(target=_pump, args=(process.stdout, "out", lines), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, "err", lines), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+
+    transcript = _Transcript(on_progress, on_log)
+    canceled = _follow(process, lines, transcript, is_canceled, poll_interval, kill_grace)
+    returncode = process.wait()
+    for reader in readers:
+        reader.join(timeout=1.0)
+    return _outcome(transcript, canceled, returncode)
+
+
+def _start(
+    command: Sequence[str], env: Mapping[str, str] | None, cwd: str | None
+) -> subprocess.Popen[str]:
+    """Start the child with both pipes line-buffered, in its own process group.
+
+    An ``OSError`` (no such interpreter, not executable) becomes a :class:`GeosoundRunError`
+    so callers handle one exception type for every way a run can fail.
+    """
     try:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             list(command),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -105,16 +129,71 @@ def run_geosound(
         )
     except OSError as error:
         raise GeosoundRunError(f"could not start {command[0]}: {error}") from None
-    readers = [
-        threading.Thread(target=_pump, args=(process.stdout, "out", lines), daemon=True),
-        threading.Thread(target=_pump, args=(process.stderr, "err", lines), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
 
-    final: dict[str, Any] | None = None
-    error_message: str | None = None
-    stderr_tail: deque[str] = deque(maxlen=40)
+
+class _Transcript:
+    """What the child said so far, routed to the callbacks line by line.
+
+    Kept apart from the reading loop so that the protocol (which line means what) is in one
+    place and the loop only deals with queues, cancellation and closed pipes.
+    """
+
+    def __init__(self, on_progress: ProgressCallback | None, on_log: LogCallback | None) -> None:
+        self.on_progress = on_progress
+        self.on_log = on_log
+        self.final: dict[str, Any] | None = None
+        self.error_message: str | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=40)
+
+    def add(self, stream: str, line: str) -> None:
+        """Handle one line (newline included) read from ``stream`` ("out" or "err")."""
+        text = line.rstrip("\r\n")
+        if stream == "err":
+            self._stderr(text)
+        else:
+            self._stdout(text)
+
+    def _log(self, text: str) -> None:
+        if self.on_log is not None:
+            self.on_log(text)
+
+    def _stderr(self, text: str) -> None:
+        """Blank lines are dropped; the rest is logged and kept for the error message."""
+        if text.strip():
+            self.stderr_tail.append(text)
+            self._log(text)
+
+    def _stdout(self, text: str) -> None:
+        """A protocol line updates progress, the error or the final result; others are logged."""
+        message = _parse_json_line(text)
+        if message is None:
+            if text.strip():
+                self._log(text)
+        elif "progress" in message:
+            if self.on_progress is not None:
+                fraction = min(max(float(message.get("progress") or 0.0), 0.0), 1.0)
+                self.on_progress(fraction, str(message.get("message") or ""))
+        elif "error" in message:
+            self.error_message = str(message["error"])
+        elif message.get("ok"):
+            self.final = message
+        else:
+            self._log(text)
+
+
+def _follow(
+    process: subprocess.Popen[str],
+    lines: queue.Queue[tuple[str, str | None]],
+    transcript: _Transcript,
+    is_canceled: CancelCheck | None,
+    poll_interval: float,
+    kill_grace: float,
+) -> bool:
+    """Read both pipes until they close, polling for cancellation; True if it was canceled.
+
+    The queue is read with a timeout so ``is_canceled`` is asked even while the child is
+    silent; after a cancel the loop still drains the pipes, so the readers finish.
+    """
     open_streams = 2
     canceled = False
     while open_streams:
@@ -128,37 +207,20 @@ def run_geosound(
         if line is None:
             open_streams -= 1
             continue
-        text = line.rstrip("\r\n")
-        if stream == "err":
-            if text.strip():
-                stderr_tail.append(text)
-                if on_log is not None:
-                    on_log(text)
-            continue
-        message = _parse_json_line(text)
-        if message is None:
-            if text.strip() and on_log is not None:
-                on_log(text)
-        elif "progress" in message:
-            if on_progress is not None:
-                fraction = min(max(float(message.get("progress") or 0.0), 0.0), 1.0)
-                on_progress(fraction, str(message.get("message") or ""))
-        elif "error" in message:
-            error_message = str(message["error"])
-        elif message.get("ok"):
-            final = message
-        elif on_log is not None:
-            on_log(text)
-    returncode = process.wait()
-    for reader in readers:
-        reader.join(timeout=1.0)
+        transcript.add(stream, line)
+    return canceled
 
+
+def _outcome(transcript: _Transcript, canceled: bool, returncode: int) -> RunResult:
+    """The run's result, or the most specific reason it failed (cancel, error line, exit code)."""
     if canceled:
         raise GeosoundCanceled("canceled: the geosound process was stopped", returncode)
-    if error_message is not None:
-        raise GeosoundRunError(error_message, returncode)
+    if transcript.error_message is not None:
+        raise GeosoundRunError(transcript.error_message, returncode)
+    stderr_tail = list(transcript.stderr_tail)
     if returncode != 0:
-        raise GeosoundRunError(_message_from_stderr(list(stderr_tail), returncode), returncode)
+        raise GeosoundRunError(_message_from_stderr(stderr_tail, returncode), returncode)
+    final = transcript.final
     if final is None:
         raise GeosoundRunError(
             "geosound finished without reporting its outputs (is --progress json supported "
@@ -166,7 +228,7 @@ def run_geosound(
             returncode,
         )
     outputs = [str(item) for item in final.get("outputs") or []]
-    return RunResult(outputs=outputs, payload=final, stderr_tail=list(stderr_tail))
+    return RunResult(outputs=outputs, payload=final, stderr_tail=stderr_tail)
 
 
 def _pump(stream: Any, name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
