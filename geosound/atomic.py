@@ -19,7 +19,6 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 
 @contextlib.contextmanager
@@ -50,7 +49,7 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_json(destination: str | os.PathLike[str], payload: Any) -> Path:
+def write_json(destination: str | os.PathLike[str], payload: object) -> Path:
     """Write ``payload`` as indented JSON, atomically."""
     with atomic_path(destination) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")

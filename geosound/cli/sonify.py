@@ -39,7 +39,7 @@ def summarize_sonified(
     """
     from geosound.data.recipe import MixRecipe
 
-    splits: dict[str, dict[str, Any]] = {}
+    splits: dict[str, dict[str, Any]] = {}  # JSON-ready counts and class lists
     for name in sorted(set(manifest["split"]) | set(clip_split)):
         rows = manifest[manifest["split"] == name]
         used: set[str] = set()

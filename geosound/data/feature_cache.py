@@ -33,7 +33,7 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -63,12 +63,33 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
 _FORMAT = "geosound-features-1"
 
 
+Item = TypeVar("Item")
+"""What a cache is given to encode: the encoder's inputs, or what ``prepare`` turns into them."""
+
+
+@runtime_checkable
+class _ClipLike(Protocol):
+    """An audio clip (:class:`~geosound.audio.Clip`) as the key sees it."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+
+@runtime_checkable
+class _TensorLike(Protocol):
+    """A torch tensor, without importing torch for the check."""
+
+    def detach(self) -> _TensorLike: ...
+    def cpu(self) -> _TensorLike: ...
+    def numpy(self) -> np.ndarray: ...
+
+
 def default_feature_root() -> Path:
     """``geosound.config.cache_dir() / "features"`` — where features go unless told otherwise."""
     return cache_dir() / "features"
 
 
-def content_key(obj: Any) -> str:
+def content_key(obj: object) -> str:
     """A SHA-256 hex digest of what an input contains (not of what it is called).
 
     Each kind is hashed with its own prefix, so a text and a file with the same bytes, or two
@@ -110,7 +131,7 @@ def content_key(obj: Any) -> str:
         except (TypeError, ValueError) as error:
             raise InputError(f"cannot compute a content key for a recipe: {error}") from error
         digest.update(text.encode("utf-8"))
-    elif hasattr(obj, "samples") and hasattr(obj, "sample_rate"):
+    elif isinstance(obj, _ClipLike):
         digest.update(b"clip\0")
         digest.update(str(int(obj.sample_rate)).encode())
         _update_array(digest, np.asarray(obj.samples))
@@ -126,16 +147,16 @@ def content_key(obj: Any) -> str:
     return digest.hexdigest()
 
 
-def _as_array(obj: Any) -> np.ndarray | None:
+def _as_array(obj: object) -> np.ndarray | None:
     """``obj`` as a numpy array if it is one (or a torch tensor), else None."""
     if isinstance(obj, np.ndarray):
         return obj
-    if hasattr(obj, "detach") and hasattr(obj, "cpu") and hasattr(obj, "numpy"):
-        return obj.detach().cpu().numpy()
+    if isinstance(obj, _TensorLike):
+        return np.asarray(obj.detach().cpu().numpy())
     return None
 
 
-def _update_array(digest: Any, array: np.ndarray) -> None:
+def _update_array(digest: hashlib._Hash, array: np.ndarray) -> None:
     """Feed shape, dtype and C-ordered bytes: equal bytes in another shape are another input."""
     contiguous = np.ascontiguousarray(array)
     digest.update(f"{contiguous.shape}|{contiguous.dtype.str}\0".encode())
@@ -185,7 +206,7 @@ class FeatureCache:
         self.folder = self.root / _UNSAFE.sub("_", encoder.id)
         self.stats = CacheStats()
 
-    def key(self, item: Any) -> str:
+    def key(self, item: object) -> str:
         """The content key of one item as this cache sees it.
 
         For a non-text encoder a ``str`` item is a file path (that is what the audio and image
@@ -230,10 +251,10 @@ class FeatureCache:
 
     def encode(
         self,
-        items: Sequence[Any],
+        items: Sequence[Item],
         keys: Sequence[str] | None = None,
         progress: Progress | None = None,
-        prepare: Callable[[Any], Any] | None = None,
+        prepare: Callable[[Item], object] | None = None,
     ) -> list[CachedFeatures]:
         """Features of every item, encoding only those not cached yet.
 
@@ -258,7 +279,7 @@ class FeatureCache:
             raise InputError(f"got {len(keys)} keys for {len(items)} items")
         all_keys = list(keys) if keys is not None else [self.key(item) for item in items]
         found: dict[str, CachedFeatures] = {}
-        missing: dict[str, Any] = {}
+        missing: dict[str, Item] = {}
         for key, item in zip(all_keys, items, strict=True):
             if key in found or key in missing:
                 continue
@@ -296,10 +317,10 @@ class FeatureCache:
 
     def encode_pooled(
         self,
-        items: Sequence[Any],
+        items: Sequence[Item],
         keys: Sequence[str] | None = None,
         progress: Progress | None = None,
-        prepare: Callable[[Any], Any] | None = None,
+        prepare: Callable[[Item], object] | None = None,
     ) -> np.ndarray:
         """Like :meth:`encode`, but only the pooled vectors, stacked ``(N, D)``."""
         features = self.encode(items, keys=keys, progress=progress, prepare=prepare)

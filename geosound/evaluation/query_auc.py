@@ -61,7 +61,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -70,12 +70,12 @@ from scipy.stats import rankdata
 from geosound.data.devsets import EUROSAT_CLASSES
 from geosound.errors import DataError, InputError
 from geosound.progress import Progress
+from geosound.space import EmbeddingSpace
 
 __all__ = [
     "DEFAULT_NULL_PERMUTATIONS",
     "DEFAULT_QUERY_CLASSES",
     "MEAN_ROW",
-    "TextImageSpace",
     "auc_table",
     "dev_tiles",
     "format_query_table",
@@ -107,18 +107,6 @@ DEFAULT_QUERY_CLASSES: dict[str, frozenset[str]] = {
     "dog barking": frozenset({"Residential"}),
 }
 """Query → the EuroSAT classes whose tiles should score highest (reasoning: module doc)."""
-
-
-class TextImageSpace(Protocol):
-    """What a space needs for this check: images and texts into one cosine space."""
-
-    def embed_rgb(self, images: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) RGB in [0, 1] → (N, D) unit vectors."""
-        ...
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Q texts → (Q, D) unit vectors."""
-        ...
 
 
 # --------------------------------------------------------------------------- the statistic
@@ -166,7 +154,7 @@ def _auc_from_ranks(ranks: np.ndarray, positive: np.ndarray) -> np.ndarray:
 def dev_tiles(
     data_dir: Path | None = None,
     split: Split = "eval",
-    train_config: Mapping[str, Any] | None = None,
+    train_config: Mapping[str, Any] | None = None,  # a checkpoint's JSON
 ) -> pd.DataFrame:
     """The dev EuroSAT tiles of a split, rebuilt exactly as ``geosound train`` split them.
 
@@ -237,7 +225,7 @@ def read_tile_images(paths: Sequence[str], progress: Progress | None = None) -> 
 
 
 def tile_similarities(
-    space: TextImageSpace,
+    space: EmbeddingSpace,
     images: Sequence[np.ndarray],
     queries: Sequence[str],
     batch_size: int = 64,
@@ -342,7 +330,7 @@ def auc_table(
 
 
 def query_auc(
-    space: TextImageSpace,
+    space: EmbeddingSpace,
     tiles_gdf: pd.DataFrame,
     query_classes: Mapping[str, frozenset[str]] = DEFAULT_QUERY_CLASSES,
     images: Sequence[np.ndarray] | None = None,

@@ -61,10 +61,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -209,7 +210,7 @@ class _SparsemaxFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, dim: int) -> Tensor:
+    def forward(ctx: Any, z: Tensor, dim: int) -> Tensor:  # torch types ctx too loosely
         z = z - z.amax(dim=dim, keepdim=True)  # shift-invariant; keeps the cumsum small
         z_sorted, _ = torch.sort(z, dim=dim, descending=True)
         cumsum = z_sorted.cumsum(dim)
@@ -251,7 +252,11 @@ def sparsemax(z: Tensor, dim: int = -1) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def _column(values: Any, n: int | None = None) -> Tensor:
+Numbers = float | Sequence[float] | np.ndarray | Tensor
+"""A scalar or a column of values (one per batch item), as metadata comes in."""
+
+
+def _column(values: Numbers, n: int | None = None) -> Tensor:
     column = torch.atleast_1d(torch.as_tensor(values, dtype=torch.float64)).reshape(-1)
     if n is not None and column.numel() == 1 and n > 1:
         column = column.expand(n)
@@ -260,7 +265,7 @@ def _column(values: Any, n: int | None = None) -> Tensor:
     return column
 
 
-def _cyclic(values: Any, period: float, n: int) -> tuple[Tensor, Tensor, Tensor]:
+def _cyclic(values: Numbers | None, period: float, n: int) -> tuple[Tensor, Tensor, Tensor]:
     """sin, cos of the phase and a presence flag; missing (None/NaN) gives zeros, flag 0."""
     if values is None:
         zeros = torch.zeros(n, dtype=torch.float64)
@@ -272,7 +277,9 @@ def _cyclic(values: Any, period: float, n: int) -> tuple[Tensor, Tensor, Tensor]
     return torch.sin(phase) * flag, torch.cos(phase) * flag, flag
 
 
-def metadata_features(lat: Any, lon: Any, month: Any = None, hour: Any = None) -> Tensor:
+def metadata_features(
+    lat: Numbers, lon: Numbers, month: Numbers | None = None, hour: Numbers | None = None
+) -> Tensor:
     """Encode location and time as a ``(B, 10)`` float32 tensor for the metadata fusion.
 
     Cyclic quantities are encoded as sin/cos so that December sits next to January and

@@ -32,6 +32,7 @@ from typing import Any, Literal, cast
 
 import faiss
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from geosound.atomic import atomic_folder, fsync_file
@@ -166,8 +167,8 @@ class AudioBank:
         space_id: str,
         *,
         kind: IndexKind,
-        params: Mapping[str, Any] | None = None,
-        recall: Mapping[str, Any] | None = None,
+        params: Mapping[str, int] | None = None,
+        recall: Mapping[str, float | str] | None = None,
         created: str | None = None,
     ) -> None:
         if index.ntotal != len(metadata):
@@ -178,8 +179,8 @@ class AudioBank:
         self._metadata = metadata.reset_index(drop=True)
         self.space_id = _check_space_id(space_id)
         self.kind: IndexKind = kind
-        self.params: dict[str, Any] = dict(params or {})
-        self.recall: dict[str, Any] | None = None if recall is None else dict(recall)
+        self.params: dict[str, int] = dict(params or {})
+        self.recall: dict[str, float | str] | None = None if recall is None else dict(recall)
         self.created = created or now_iso()
 
     # ----------------------------------------------------------------------- build
@@ -187,7 +188,7 @@ class AudioBank:
     @classmethod
     def build(
         cls,
-        vectors: Any,
+        vectors: npt.ArrayLike,
         metadata: pd.DataFrame,
         space_id: str,
         kind: IndexKind | Literal["auto"] = "auto",
@@ -199,7 +200,7 @@ class AudioBank:
         pq_m: int | None = None,
         nprobe: int | None = None,
         recall_k: int = 10,
-        recall_queries: Any | None = None,
+        recall_queries: npt.ArrayLike | None = None,
         measure_recall: bool = True,
         seed: int = 0,
     ) -> AudioBank:
@@ -243,7 +244,7 @@ class AudioBank:
         rng = np.random.default_rng(seed)
         if chosen == "flat":
             index: faiss.Index = faiss.IndexFlatIP(dim)
-            params: dict[str, Any] = {}
+            params: dict[str, int] = {}
         elif chosen == "hnsw":
             params = {
                 "M": hnsw_m or HNSW_DEFAULTS["M"],
@@ -274,7 +275,7 @@ class AudioBank:
             }
         return bank
 
-    def add(self, vectors: Any, metadata: pd.DataFrame) -> None:
+    def add(self, vectors: npt.ArrayLike, metadata: pd.DataFrame) -> None:
         """Append clips: vectors are normalised and indexed, metadata rows appended.
 
         An IVF-PQ bank encodes new vectors with the quantisers trained at build time, so add
@@ -291,7 +292,7 @@ class AudioBank:
 
     # ----------------------------------------------------------------------- query
 
-    def search(self, queries: Any, k: int = 10) -> BankHits:
+    def search(self, queries: npt.ArrayLike, k: int = 10) -> BankHits:
         """The ``k`` nearest clips of each query, by cosine similarity.
 
         The bank cannot tell which space ``queries`` come from: they must be embedded by the
@@ -313,7 +314,9 @@ class AudioBank:
         scores, indices = self.index.search(data, min(k, len(self)))
         return BankHits(scores=scores, indices=indices.astype(np.int64), metadata=self._metadata)
 
-    def recall_at_k(self, queries: Any, k: int = 10, vectors: Any | None = None) -> float:
+    def recall_at_k(
+        self, queries: npt.ArrayLike, k: int = 10, vectors: npt.ArrayLike | None = None
+    ) -> float:
         """Mean fraction of the exact top-``k`` that this index returns in its top-``k``.
 
         Approximate indexes trade recall for speed and memory; this measures how much, on the
@@ -585,7 +588,7 @@ def _new_ivfpq(dim: int, params: Mapping[str, int]) -> faiss.Index:
     return index
 
 
-def _apply_search_params(index: faiss.Index, params: Mapping[str, Any]) -> None:
+def _apply_search_params(index: faiss.Index, params: Mapping[str, int]) -> None:
     """Re-apply query-time parameters after reading an index (faiss may not store them all)."""
     if "ef_search" in params and hasattr(index, "hnsw"):
         index.hnsw.efSearch = int(params["ef_search"])
@@ -593,14 +596,14 @@ def _apply_search_params(index: faiss.Index, params: Mapping[str, Any]) -> None:
         index.nprobe = int(params["nprobe"])
 
 
-def _check_space_id(space_id: Any) -> str:
+def _check_space_id(space_id: object) -> str:
     if not isinstance(space_id, str) or not space_id.strip():
         raise BankError(f"space_id must be a non-empty string such as 'aisfx@1', got {space_id!r}")
     return space_id
 
 
 def _normalised(
-    values: Any, what: str, dim: int | None = None, allow_1d: bool = False
+    values: npt.ArrayLike, what: str, dim: int | None = None, allow_1d: bool = False
 ) -> np.ndarray:
     """A C-contiguous float32 copy of ``values`` with unit rows, after checking it.
 
@@ -630,7 +633,7 @@ def _normalised(
     return data
 
 
-def _check_metadata(metadata: Any, count: int) -> pd.DataFrame:
+def _check_metadata(metadata: object, count: int) -> pd.DataFrame:
     if not isinstance(metadata, pd.DataFrame):
         raise BankError(f"metadata must be a pandas DataFrame, got {type(metadata).__name__}")
     if "path" not in metadata.columns:
@@ -642,7 +645,7 @@ def _check_metadata(metadata: Any, count: int) -> pd.DataFrame:
     return metadata.reset_index(drop=True)
 
 
-def _read_info(folder: Path) -> dict[str, Any]:
+def _read_info(folder: Path) -> dict[str, Any]:  # JSON: checked key by key below
     path = folder / INFO_FILE
     if not path.is_file():
         raise BankError(f"not an audio bank: {INFO_FILE} is missing", folder)

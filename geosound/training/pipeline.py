@@ -17,7 +17,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -48,6 +47,10 @@ from geosound.version import __version__
 TABLE_TITLE = "Sat2Sound retrieval on the dev eval split (dev figures)"
 
 
+Metrics = dict[str, dict[str, dict[str, float | str | int]]]
+"""Method → direction → metric → value, as checkpoints and ``metrics.json`` record them."""
+
+
 @dataclass
 class TrainOutcome:
     """What a training run produced."""
@@ -55,7 +58,7 @@ class TrainOutcome:
     checkpoint: Path
     model_id: str
     table: str
-    metrics: dict[str, Any]
+    metrics: Metrics
 
 
 def build_pairs(
@@ -136,9 +139,9 @@ def evaluation_rows(
     return rows
 
 
-def rows_to_metrics(rows: list[tuple[str, RetrievalReport]]) -> dict[str, Any]:
+def rows_to_metrics(rows: list[tuple[str, RetrievalReport]]) -> Metrics:
     """Rows as a nested dict: method → direction → metric → value (for JSON and checkpoints)."""
-    metrics: dict[str, Any] = {}
+    metrics: Metrics = {}
     for name, report in rows:
         metrics.setdefault(name, {})[report.direction] = report.as_row()
     return metrics
