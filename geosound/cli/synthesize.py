@@ -19,6 +19,10 @@ from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progr
 if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
     import geopandas as gpd
 
+    from geosound.progress import Progress
+    from geosound.retrieval.bank import AudioBank
+    from geosound.space.shared import SharedSpace
+
 POINTS_LAYER_NAME = "points_with_sounds.gpkg"
 VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".fgb"}
 
@@ -255,8 +259,8 @@ def _read_points(path: Path) -> gpd.GeoDataFrame:
 
 
 def _synthesize_one(
-    space: Any,
-    bank: Any,
+    space: SharedSpace,
+    bank: AudioBank,
     raster: Path | None,
     cache: Path | None,
     point: tuple[float, float, str | None],
@@ -265,7 +269,7 @@ def _synthesize_one(
     *,
     chip_size: int,
     preset: str | None,
-    report: Any,
+    report: Progress,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     from geosound.errors import InputError
     from geosound.mapping.synthesis import (
@@ -301,18 +305,18 @@ def _synthesize_one(
 
 
 def _synthesize_layer(
-    space: Any,
-    bank: Any,
+    space: SharedSpace,
+    bank: AudioBank,
     raster: Path | None,
     cache: Path | None,
-    layer: Any,
+    layer: gpd.GeoDataFrame,
     out_dir: Path,
     options: dict[str, Any],
     *,
     id_column: str | None,
     chip_size: int,
     preset: str | None,
-    report: Any,
+    report: Progress,
 ) -> list[str]:
     import numpy as np
 

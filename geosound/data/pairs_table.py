@@ -31,7 +31,7 @@ from geosound.data.manifest import (
     arrow_error_type,
     validate_manifest,
 )
-from geosound.errors import DataError, InputError, OutsideRasterError
+from geosound.errors import DataError, InputError
 from geosound.geo.images import format_image_ref
 
 __all__ = ["manifest_from_pairs_table"]
@@ -340,34 +340,16 @@ def _raster_windows(
     raster: Path, lon: np.ndarray, lat: np.ndarray, size: int, table: _Table
 ) -> tuple[list[str], np.ndarray]:
     """One chip window per recording and its lon/lat footprint; outside points named by row."""
-    from geosound.geo import RasterSource, chip_windows, points_to_raster_xy
+    from geosound.geo import RasterSource, chip_windows
 
     raster = raster.expanduser().resolve()
     points = np.column_stack([lon, lat])
+    names = [
+        f"pairs table {table.path.name} {table.row(i)} at lon {lon[i]:.6g}, lat {lat[i]:.6g}"
+        for i in range(len(points))
+    ]
     with RasterSource(raster) as source:
-        xs, ys = points_to_raster_xy(source, points, "EPSG:4326")
-        cols, rows = ~source.transform @ (xs, ys)
-        cols, rows = np.asarray(cols, dtype=float), np.asarray(rows, dtype=float)
-        inside = (
-            np.isfinite(cols)
-            & np.isfinite(rows)
-            & (cols >= 0)
-            & (cols < source.width)
-            & (rows >= 0)
-            & (rows < source.height)
-        )
-        if not inside.all():
-            outside = np.flatnonzero(~inside)
-            first = int(outside[0])
-            more = f" ({len(outside) - 1} more rows too)" if len(outside) > 1 else ""
-            bounds = tuple(round(v, 3) for v in source.bounds)
-            raise OutsideRasterError(
-                f"pairs table {table.path.name} {table.row(first)} at lon "
-                f"{lon[first]:.6g}, lat {lat[first]:.6g} lies outside the raster "
-                f"(bounds {bounds} in {source.crs}){more}",
-                raster,
-            )
-        windows = chip_windows(source, points, size, "EPSG:4326")
+        windows = chip_windows(source, points, size, "EPSG:4326", names=names)
         to_wgs84 = Transformer.from_crs(source.crs.to_wkt(), MANIFEST_CRS, always_xy=True)
         footprints = [_footprint(window, source.transform, to_wgs84) for window in windows]
     image = [format_image_ref(raster, window) for window in windows]

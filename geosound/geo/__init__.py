@@ -5,6 +5,7 @@ from geosound.geo.bands import (
     BandPreset,
     get_preset,
     guess_preset,
+    read_rgb,
     resolve_preset,
     to_rgb,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "points_to_raster_xy",
     "raster_info",
     "read_chips",
+    "read_rgb",
     "read_tiles",
     "read_tms_tiles",
     "resolve_preset",

@@ -8,9 +8,11 @@ computed once per raster (see :meth:`RasterSource.band_percentiles`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from rasterio.windows import Window
 
 from geosound.errors import RasterError
 from geosound.geo.raster import RasterInfo, RasterSource
@@ -95,6 +97,19 @@ def resolve_preset(
         return get_preset(preset)
     info = source.info() if isinstance(source, RasterSource) else source
     return guess_preset(info.count, info.dtypes[0])
+
+
+def read_rgb(
+    source: RasterSource, windows: Sequence[Window], preset: BandPreset
+) -> np.ndarray:
+    """(N, 3, H, W) RGB in [0, 1] of equal-sized windows, scaled the way tiles are.
+
+    The one path from pixels to what the image encoder sees, for chips at points and image
+    references alike, so that a place looks the same to the model however it was cut out.
+    """
+    pixels = np.ma.stack([source.read_window(window, preset.bands) for window in windows])
+    percentiles = source.band_percentiles(preset.bands) if preset.needs_stretch else None
+    return to_rgb(pixels, preset, percentiles)
 
 
 def to_rgb(

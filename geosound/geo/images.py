@@ -16,7 +16,7 @@ import re
 import numpy as np
 from rasterio.windows import Window
 
-from geosound.geo.bands import guess_preset, to_rgb
+from geosound.geo.bands import read_rgb, resolve_preset
 from geosound.geo.raster import RasterSource
 
 __all__ = ["format_image_ref", "parse_image_ref", "read_image_ref"]
@@ -58,16 +58,11 @@ def parse_image_ref(value: str) -> tuple[str, Window | None]:
 def read_image_ref(value: str) -> np.ndarray:
     """The RGB pixels (3, H, W) in [0, 1] of an ``image`` value: a file or a window of one.
 
-    Bands and scaling come from :func:`geosound.geo.guess_preset` (13-band uint16 is
+    Bands and scaling come from :func:`geosound.geo.resolve_preset` (13-band uint16 is
     Sentinel-2, 8-bit is a photograph, anything else is stretched per raster), so tiles, chips
     and street-level photos all reach the image encoder the same way.
     """
     path, window = parse_image_ref(value)
     with RasterSource(path, require_crs=False) as source:
-        info = source.info()
-        preset = guess_preset(info.count, info.dtypes[0])
-        pixels = source.read_window(
-            window or Window(0, 0, source.width, source.height), preset.bands
-        )
-        percentiles = source.band_percentiles(preset.bands) if preset.needs_stretch else None
-    return to_rgb(pixels, preset, percentiles)
+        whole = window or Window(0, 0, source.width, source.height)
+        return read_rgb(source, [whole], resolve_preset(source))[0]

@@ -44,8 +44,8 @@ from geosound.geo import (
     chip_windows,
     opened,
     points_inside,
+    read_rgb,
     resolve_preset,
-    to_rgb,
 )
 from geosound.mapping.region import embedding_at, read_spec
 from geosound.progress import Progress
@@ -688,10 +688,7 @@ def _chips_rgb(
         raise InputError(f"chip_size must be a whole number of pixels >= 8; got {chip_size!r}")
     with opened(raster) as source:
         windows = chip_windows(source, points, int(chip_size), crs)
-        chosen = resolve_preset(source, preset)
-        pixels = np.ma.stack([source.read_window(window, chosen.bands) for window in windows])
-        percentiles = source.band_percentiles(chosen.bands) if chosen.needs_stretch else None
-    return to_rgb(pixels, chosen, percentiles)
+        return read_rgb(source, windows, resolve_preset(source, preset))
 
 
 def _check_inside(
@@ -702,7 +699,7 @@ def _check_inside(
         points_inside(source, points, names=[f"point {i}" for i in ids])
 
 
-def _point_ids(points: Any, id_column: str | None) -> tuple[list[str], list[str]]:
+def _point_ids(points: object, id_column: str | None) -> tuple[list[str], list[str]]:
     """Ids for messages and safe, unique file stems for the WAVs."""
     import geopandas as gpd
 
@@ -803,7 +800,7 @@ def _column(hits: pd.DataFrame, *names: str) -> list[Any]:
     return [None] * len(hits)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """Numpy scalars → Python, NaN/NA → None: what JSON and GeoPackage fields can hold."""
     if value is None:
         return None
@@ -815,7 +812,7 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _raster_name(raster: Any) -> str | None:
+def _raster_name(raster: object) -> str | None:
     if raster is None:
         return None
     return raster.path if isinstance(raster, RasterSource) else str(raster)
