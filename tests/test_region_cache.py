@@ -86,3 +86,25 @@ def test_a_cache_from_before_markers_is_adopted(spec: RegionSpec, tmp_path: Path
     cache = open_or_create_cache(folder, spec, {"dim": 4})
     assert (folder / STORE_MARKER).is_file()
     assert cache.spec == spec
+
+
+@pytest.mark.slow
+def test_map_with_a_folder_of_user_files_as_cache_exits_2_and_touches_nothing(
+    data_raster, tmp_path: Path, run_cli
+):
+    """The data-loss report: `--cache SOME_EXISTING_FOLDER` used to wipe the folder."""
+    raster = data_raster("utm_rgb8.tif", "scene.tif")
+    folder = tmp_path / "home"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "thesis.tex").write_text("four years of work")
+    (folder / "sub" / "data.csv").write_text("a,b\n1,2\n")
+    before = user_files(folder)
+
+    result = run_cli(
+        "map", str(raster), "-o", str(tmp_path / "out"), "-t", "birds", "--cache", str(folder)
+    )
+    assert result.returncode == 2, result.stderr
+    assert "not a geosound region cache" in result.stderr and str(folder) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert user_files(folder) == before
+    assert not (tmp_path / "out" / "similarity.tif").exists()
