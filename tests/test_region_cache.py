@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 
 from geosound.errors import InputError
 from geosound.mapping.region import (
@@ -108,3 +116,197 @@ def test_map_with_a_folder_of_user_files_as_cache_exits_2_and_touches_nothing(
     assert "Traceback" not in result.stderr
     assert user_files(folder) == before
     assert not (tmp_path / "out" / "similarity.tif").exists()
+
+
+# ------------------------------------------------------------------ honest caches, one writer
+
+SPACE_SOURCE = '''
+import numpy as np
+
+class MeanColourSpace:
+    """A tiny real embedding space: each tile's per-band mean and spread, as a unit vector."""
+
+    space_id = "test:mean-colour"
+    note = "test space"
+    dim = 6
+
+    def embed_rgb(self, images):
+        images = np.asarray(images, dtype=np.float32)
+        features = np.concatenate([images.mean(axis=(2, 3)), images.std(axis=(2, 3))], axis=1)
+        features = features + 1e-3
+        return features / np.linalg.norm(features, axis=1, keepdims=True)
+
+    def embed_texts(self, texts):
+        return np.ones((len(texts), self.dim), np.float32) / np.sqrt(self.dim)
+'''
+namespace: dict[str, object] = {}
+exec(SPACE_SOURCE, namespace)
+MeanColourSpace = namespace["MeanColourSpace"]
+
+
+def embed(cache: Path, raster: Path, **kwargs: object):
+    from geosound.mapping.region import embed_region
+
+    return embed_region(cache, raster, space=MeanColourSpace(), tile_size=32, chunk_rows=2,
+                        **kwargs)  # fmt: skip
+
+
+def embeddings(cache) -> np.ndarray:
+    values, valid = cache.embeddings()
+    return np.where(valid[..., None], values.values, 0.0)
+
+
+def test_a_replaced_raster_is_embedded_again(make_raster, tmp_path: Path):
+    raster = make_raster("scene.tif", width=128, height=96, count=3, dtype="uint8")
+    first = embeddings(embed(tmp_path / "cache.zarr", raster))
+    with rasterio.open(raster, "r+") as dst:  # the same path, other pixels
+        dst.write(255 - dst.read())
+    messages: list[str] = []
+    cache = embed(tmp_path / "cache.zarr", raster, progress=lambda f, m: messages.append(m))
+    assert any("raster changed" in m for m in messages)
+    again = embeddings(cache)
+    fresh = embeddings(embed(tmp_path / "fresh.zarr", raster))
+    np.testing.assert_array_equal(again, fresh)
+    assert not np.allclose(again, first)
+
+
+@pytest.mark.parametrize("damage", ["delete", "garbage"])
+def test_a_damaged_chunk_is_recomputed_never_read_as_fill(
+    make_raster, tmp_path: Path, damage: str
+):
+    raster = make_raster("scene.tif", width=128, height=128, count=3, dtype="uint8")
+    reference = embeddings(embed(tmp_path / "cache.zarr", raster))
+    chunk_file = tmp_path / "cache.zarr" / "embedding" / "1.0.0"
+    assert chunk_file.is_file()
+    if damage == "delete":
+        chunk_file.unlink()
+    else:
+        chunk_file.write_bytes(b"not a blosc chunk" * 10)
+    from geosound.mapping.region import embedding_at, read_spec
+
+    with pytest.raises(InputError, match="damaged"):
+        with rasterio.open(raster) as src:  # a point in grid row 2 (chunk 1)
+            x, y = src.xy(2 * 32 + 5, 5)
+        embedding_at(tmp_path / "cache.zarr", x, y, crs=src.crs.to_string())
+
+    messages: list[str] = []
+    cache = embed(tmp_path / "cache.zarr", raster, progress=lambda f, m: messages.append(m))
+    assert any("1 chunk(s) deleted or damaged" in m for m in messages)
+    assert "1/2 chunks already embedded" in messages  # only the damaged chunk is redone
+    np.testing.assert_array_equal(embeddings(cache), reference)
+    assert read_spec(tmp_path / "cache.zarr") == cache.spec
+
+
+def test_a_second_writer_is_refused_with_the_first_ones_pid(make_raster, tmp_path: Path):
+    from geosound.locking import exclusive
+
+    raster = make_raster("scene.tif", width=64, height=64, count=3, dtype="uint8")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from geosound.locking import exclusive\n"
+         "with exclusive(sys.argv[1], 'region cache'):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(60)\n",
+         str(tmp_path / "cache.zarr")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"in use by PID {holder.pid}"):
+            embed(tmp_path / "cache.zarr", raster)
+        with exclusive(tmp_path / "other.zarr", "region cache"):  # other folders are free
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "cache.zarr").exists()  # the refused run wrote nothing
+    embed(tmp_path / "cache.zarr", raster)  # the lock died with its holder
+
+
+KILLED_RUN = SPACE_SOURCE + '''
+import sys
+from pathlib import Path
+from geosound.mapping.region import embed_region
+embed_region(Path(sys.argv[1]), sys.argv[2], space=MeanColourSpace(), tile_size=16,
+             chunk_rows=1, batch_size=4)
+'''
+
+
+def _kill_when(job: subprocess.Popen[bytes], ready: Callable[[], bool]) -> bool:
+    """SIGKILL ``job`` as soon as ``ready()``; False if the job ended first."""
+    deadline = time.monotonic() + 120  # bounds a hang only
+    while job.poll() is None and time.monotonic() < deadline:
+        if ready():
+            job.send_signal(signal.SIGKILL)
+            job.wait()
+            return True
+        time.sleep(0.002)
+    return False
+
+
+@pytest.mark.slow
+def test_a_kill_at_any_moment_leaves_nothing_or_a_valid_resumable_cache(
+    make_raster, tmp_path: Path
+):
+    """SIGKILL a cache build while it is being created, after its first chunk and halfway:
+    what is left is either no cache or one that a rerun accepts and finishes identically."""
+    raster = make_raster("scene.tif", width=256, height=256, count=3, dtype="uint8")
+    script = tmp_path / "build.py"
+    script.write_text(KILLED_RUN)
+    reference = tmp_path / "reference.zarr"
+    subprocess.run([sys.executable, str(script), str(reference), str(raster)], check=True)
+    from geosound.mapping.region import RegionCache
+
+    expected = embeddings(RegionCache(reference, read_spec(reference)))
+    chunks = len(RegionCache(reference, read_spec(reference)).chunks())
+
+    def markers(target: Path) -> int:
+        return len(list((target / "_geosound_done").glob("*.ok")))
+
+    moments: dict[str, Callable[[Path], bool]] = {
+        "while created": lambda t: any(t.parent.glob(f".{t.name}.*.creating")),
+        "after the first chunk": lambda t: markers(t) >= 1,
+        "halfway": lambda t: markers(t) >= chunks // 2,
+    }
+    for name, moment in moments.items():
+        target = tmp_path / f"{name.replace(' ', '_')}.zarr"
+        for _ in range(5):  # creation takes milliseconds: a poll may miss it, so try again
+            shutil.rmtree(target, ignore_errors=True)
+            job = subprocess.Popen([sys.executable, str(script), str(target), str(raster)])
+            if _kill_when(job, lambda m=moment, t=target: m(t)):
+                break
+        else:
+            pytest.fail(f"five builds ended before they could be killed {name}")
+        if name == "while created":
+            assert not target.exists()  # the store appears whole or not at all
+        else:
+            assert 1 <= markers(target) < chunks and read_spec(target) is not None
+        subprocess.run([sys.executable, str(script), str(target), str(raster)], check=True)
+        assert not list(tmp_path.glob(f".{target.name}.*.creating"))
+        np.testing.assert_array_equal(
+            embeddings(RegionCache(target, read_spec(target))), expected
+        )
+
+
+def test_map_products_go_only_into_folders_geosound_may_write(tmp_path: Path):
+    from geosound.mapping.maps import OUTPUT_MARKER, claim_output_folder
+
+    new = tmp_path / "new"
+    claim_output_folder(new)
+    assert (new / OUTPUT_MARKER).is_file()
+    claim_output_folder(new)  # a folder it wrote before
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "similarity.tif").write_bytes(b"their own file")
+    with pytest.raises(InputError, match="folder of other files"):
+        claim_output_folder(theirs)
+    assert (theirs / "similarity.tif").read_bytes() == b"their own file"
+    assert sorted(p.name for p in theirs.iterdir()) == ["similarity.tif"]
+
+    earlier = tmp_path / "earlier"  # a map folder from before markers
+    earlier.mkdir()
+    (earlier / "map.json").write_text("{}")
+    claim_output_folder(earlier)
+    assert (earlier / OUTPUT_MARKER).is_file()

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from geosound.atomic import atomic_path
+from geosound.atomic import atomic_path, write_json
 from geosound.errors import InputError
 from geosound.geo import RasterSource, get_preset, to_rgb, write_raster
+from geosound.locking import exclusive
 from geosound.mapping.layers import write_float_layers
 from geosound.mapping.preview import write_layers_preview
 from geosound.mapping.products import (
@@ -35,6 +36,9 @@ from geosound.progress import Progress
 from geosound.retrieval.bank import AudioBank
 from geosound.sidecar import write_sidecar
 from geosound.space.shared import SharedSpace, load_shared_space
+
+OUTPUT_MARKER = ".geosound-output.json"
+"""Written first into every folder ``geosound map`` writes products into."""
 
 
 @dataclass
@@ -98,10 +102,50 @@ def map_region(
         raise InputError("--retrieve needs --bank (an audio bank from `geosound index build`)")
     out = Path(out_dir)
     cache_path = Path(cache) if cache else out / "region_cache.zarr"
-    region = embed_region(
-        cache_path, raster, None if checkpoint is None else str(checkpoint), tile_size, stride,
-        preset, bbox, bbox_crs, chunk_rows, workers, scheduler, progress,
-    )  # fmt: skip
+    with exclusive(out, "output folder"):
+        claim_output_folder(out)  # before the cache's lock file can appear inside it
+        with exclusive(cache_path, "region cache"):
+            region = embed_region(
+                cache_path, raster, None if checkpoint is None else str(checkpoint), tile_size,
+                stride, preset, bbox, bbox_crs, chunk_rows, workers, scheduler, progress,
+            )  # fmt: skip
+            return _write_products(region, out, texts, recordings, concepts, retrieve, bank)
+
+
+def claim_output_folder(out: Path) -> None:
+    """Make sure ``out`` is a folder geosound may write map products into, and mark it so.
+
+    geosound writes only into a new folder, an empty one, or one it wrote before (marked by
+    :data:`OUTPUT_MARKER`, or ``map.json`` from before markers): products overwrite files
+    of the same name, which must never be somebody else's.
+
+    Raises:
+        InputError: ``out`` is a file, or a folder of other files.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a folder; give a folder for the map products", out)
+    ours = (out / OUTPUT_MARKER).is_file() or (out / "map.json").is_file()
+    if out.is_dir() and not ours and any(out.iterdir()):
+        raise InputError(
+            "is a folder of other files, not one geosound wrote; map products go into a "
+            "new or empty folder, or one an earlier `geosound map` wrote (give another -o)",
+            out,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / OUTPUT_MARKER).is_file():
+        write_json(out / OUTPUT_MARKER, {"written_by": "geosound map"})
+
+
+def _write_products(
+    region: RegionCache,
+    out: Path,
+    texts: Sequence[str],
+    recordings: Sequence[str],
+    concepts: bool,
+    retrieve: int,
+    bank: str | os.PathLike[str] | None,
+) -> MapResult:
+    """Every product asked for, from the region cache, and ``map.json`` describing them."""
     space = load_shared_space(region.spec.checkpoint)
     result = MapResult(note=space.note)
     sidecar: dict[str, object] = {
@@ -112,10 +156,9 @@ def map_region(
         "tiling": {"tile_size": region.spec.tile_size, "stride": region.spec.stride,
                    "preset": region.spec.preset, "bbox": region.spec.bounds,
                    "bbox_crs": region.spec.bounds_crs},
-        "cache": str(cache_path),
+        "cache": str(region.path),
     }  # fmt: skip
     products: dict[str, object] = {}
-
     if texts or recordings:
         result.queries, written, products["queries"] = _query_products(
             region, space, out, texts, recordings
@@ -124,7 +167,7 @@ def map_region(
     if concepts:
         result.concepts, written, products["concepts"] = _concept_products(region, space, out)
         result.outputs += written
-    if retrieve and bank is not None:  # checked above: --retrieve comes with --bank
+    if retrieve and bank is not None:  # checked by map_region: --retrieve comes with --bank
         gpkg, products["retrieval"] = _retrieval_product(region, space, out, bank, retrieve)
         result.outputs.append(gpkg)
     result.outputs.append(

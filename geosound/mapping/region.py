@@ -26,6 +26,9 @@ only; concept products then say they need a Sat2Sound model.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -38,12 +41,15 @@ from typing import TypeGuard
 import dask.array as da
 import geopandas as gpd
 import numpy as np
+import psutil
 import xarray as xr
 from affine import Affine
 
 from geosound.atomic import write_json
 from geosound.errors import InputError
 from geosound.geo import BandPreset, RasterSource, get_preset, resolve_preset, tile_grid
+from geosound.geo.identity import raster_identity
+from geosound.locking import exclusive
 from geosound.mapping.embed import embed_tiles
 from geosound.mapping.layers import cell_centres, layer_transform
 from geosound.progress import Progress
@@ -71,6 +77,8 @@ class RegionSpec:
     bounds: tuple[float, float, float, float] | None = None
     bounds_crs: str | None = None
     chunk_rows: int = 8
+    raster_identity: str = ""
+    """:func:`~geosound.geo.identity.raster_identity` of the raster when the cache was made."""
 
     def grid(self, source: RasterSource) -> gpd.GeoDataFrame:
         """The tile grid this spec describes (deterministic, so every worker rebuilds it)."""
@@ -108,15 +116,56 @@ class RegionCache:
         return self.path / DONE_FOLDER
 
     def is_done(self, chunk: ChunkPlan) -> bool:
-        """Whether a chunk was completely written."""
-        return (self.done_dir / f"{chunk.index}.ok").exists()
+        """Whether a chunk was completely written (its marker exists; see :meth:`is_intact`)."""
+        return self._marker(chunk).exists()
 
     def mark_done(self, chunk: ChunkPlan) -> None:
-        """Record a chunk as complete, atomically (written only after its data)."""
+        """Record a chunk as complete with the checksum of each of its files, atomically.
+
+        Written only after the chunk's data, so a marker never vouches for a half-written
+        chunk; the checksums let a later run tell a chunk that was since deleted or damaged.
+        """
         self.done_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.done_dir / f".{chunk.index}.{os.getpid()}.tmp"
-        tmp.write_text("ok\n")
-        os.replace(tmp, self.done_dir / f"{chunk.index}.ok")
+        tmp.write_text(json.dumps({"files": self._chunk_digests(chunk)}, sort_keys=True) + "\n")
+        os.replace(tmp, self._marker(chunk))
+
+    def is_intact(self, chunk: ChunkPlan) -> bool:
+        """Whether a done chunk's files are exactly those its marker recorded.
+
+        zarr writes no file for a chunk that holds only fill values (an all-nodata stretch),
+        so a marker records such a file as absent and an absent file is then no damage.
+        """
+        try:
+            recorded = json.loads(self._marker(chunk).read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False  # no marker, or one from before checksums: nothing vouches for it
+        return bool(recorded == self._chunk_digests(chunk))
+
+    def unmark_damaged(self) -> list[ChunkPlan]:
+        """Forget the done chunks whose files were deleted or changed, so they are redone."""
+        damaged = [c for c in self.chunks() if self.is_done(c) and not self.is_intact(c)]
+        for chunk in damaged:
+            self._marker(chunk).unlink(missing_ok=True)
+        return damaged
+
+    def _marker(self, chunk: ChunkPlan) -> Path:
+        return self.done_dir / f"{chunk.index}.ok"
+
+    def _chunk_digests(self, chunk: ChunkPlan) -> dict[str, str | None]:
+        """SHA-256 of each variable's file for this chunk, None where zarr wrote none."""
+        digests: dict[str, str | None] = {}
+        for name in sorted(self.variables):
+            ndim = self.variables[name]
+            file = self.path / name / ".".join([str(chunk.index)] + ["0"] * (ndim - 1))
+            exists = file.is_file()
+            digests[name] = hashlib.sha256(file.read_bytes()).hexdigest() if exists else None
+        return digests
+
+    @functools.cached_property
+    def variables(self) -> dict[str, int]:
+        """The cache's variables and their number of dimensions (from the store's metadata)."""
+        return {str(name): variable.ndim for name, variable in self.dataset().data_vars.items()}
 
     def dataset(self) -> xr.Dataset:
         """The cache as an xarray Dataset (lazy, dask-backed)."""
@@ -185,6 +234,7 @@ def plan_spec(
     with RasterSource(raster) as source:
         preset_name = resolve_preset(source, preset).name
     return RegionSpec(
+        raster_identity=raster_identity(raster),
         raster=str(Path(raster).resolve()),
         tile_size=tile_size,
         stride=stride or tile_size,
@@ -198,31 +248,50 @@ def plan_spec(
 
 
 def open_or_create_cache(
-    path: str | os.PathLike[str], spec: RegionSpec, dims: dict[str, int]
+    path: str | os.PathLike[str],
+    spec: RegionSpec,
+    dims: dict[str, int],
+    progress: Progress | None = None,
 ) -> RegionCache:
     """Reuse the cache at ``path`` if it was made from the same spec, else create it.
+
+    A cache of the same raster path whose file has since changed (another size, time or
+    content) is made again: its layers would describe pixels that no longer exist.
 
     Args:
         path: The ``.zarr`` folder: new, empty, or a geosound region cache.
         spec: What the cache must hold.
         dims: ``{"dim": D}`` of the space, plus ``"tokens": T`` where the space has concepts.
+        progress: Told when a cache is made again because its raster changed.
 
     Raises:
         InputError: ``path`` is a file or a folder of other files (never written into), or a
             cache made with another model or other settings.
     """
     path = Path(path)
+    _remove_stale_staging(path)
     if _is_ours(path):
         try:
-            existing = read_spec(path)
+            existing: RegionSpec | None = read_spec(path)
         except InputError:
-            existing = None  # ours, but killed before its creation finished: start again
+            existing = None  # a cache from before atomic creation, killed while created
+        if existing is not None and _only_the_raster_changed(existing, spec):
+            if progress:
+                progress(0.0, "the raster changed since this cache was made: embedding it again")
+            existing = None
         if existing is not None:
             _check_reusable(path, existing, spec)
             return RegionCache(path, existing)
         _clear_owned_folder(path)
     _create_store(path, spec, dims)
     return RegionCache(path, spec)
+
+
+def _only_the_raster_changed(existing: RegionSpec, spec: RegionSpec) -> bool:
+    return (
+        existing.raster_identity != spec.raster_identity
+        and dataclasses.replace(existing, raster_identity=spec.raster_identity) == spec
+    )
 
 
 def _is_ours(path: Path) -> bool:
@@ -258,10 +327,10 @@ def _write_marker(path: Path) -> None:
     write_json(path / STORE_MARKER, {"format": CACHE_FORMAT})
 
 
-def _clear_owned_folder(path: Path) -> None:
-    """Empty a marked cache folder (all of it is ours), keeping the marker."""
+def _clear_owned_folder(path: Path, keep_marker: bool = True) -> None:
+    """Empty a marked cache folder (all of it is ours), keeping the marker unless told not to."""
     for child in path.iterdir():
-        if child.name == STORE_MARKER:
+        if child.name == STORE_MARKER and keep_marker:
             continue
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
@@ -341,11 +410,41 @@ def _create_store(path: Path, spec: RegionSpec, dims: dict[str, int]) -> None:
             "col_offset": int(grid["col"].min()),
         },
     )
-    path.mkdir(parents=True, exist_ok=True)
-    _write_marker(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        template.to_zarr(path, compute=False, mode="a", consolidated=False, zarr_format=2)
+    _build_then_rename(path, template)
+
+
+def _staging_folder(path: Path, pid: int) -> Path:
+    return path.parent / f".{path.name}.{pid}.creating"
+
+
+def _build_then_rename(path: Path, template: xr.Dataset) -> None:
+    """Write a new cache's marker and metadata beside ``path``, then rename it into place.
+
+    A kill at any moment leaves either no cache (and a staging folder the next run removes)
+    or a complete, valid one; never a folder that every rerun would refuse.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = _staging_folder(path, os.getpid())
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        _write_marker(staging)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            template.to_zarr(staging, compute=False, mode="a", consolidated=False, zarr_format=2)
+        if path.exists():  # an empty folder the user gave, or our own emptied one
+            _clear_owned_folder(path, keep_marker=False)
+        os.rename(staging, path)  # replaces an empty folder in one step (POSIX rename)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale_staging(path: Path) -> None:
+    """Remove staging folders of ``path`` left by runs that were killed while creating it."""
+    for staging in path.parent.glob(f".{path.name}.*.creating"):
+        pid = staging.name[len(path.name) + 2 : -len(".creating")]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def cache_transform(ds: xr.Dataset) -> Affine:
@@ -506,6 +605,7 @@ def run_chunks(
         progress: Called with (fraction of chunks done, message).
     """
     chunks = cache.chunks()
+    damaged = cache.unmark_damaged()
     pending = [chunk for chunk in chunks if not cache.is_done(chunk)]
     done = len(chunks) - len(pending)
 
@@ -513,6 +613,9 @@ def run_chunks(
         if progress:
             progress(done / max(1, len(chunks)), message)
 
+    if damaged:
+        names = ", ".join(str(chunk.index) for chunk in damaged[:10])
+        report(f"{len(damaged)} chunk(s) deleted or damaged since written ({names}): redoing")
     report(f"{done}/{len(chunks)} chunks already embedded")
     if not pending:
         return
@@ -555,8 +658,8 @@ def embedding_at(
     """The cached embedding of the tile whose cell contains a point (for synthesis at a place).
 
     Raises:
-        OutsideRasterError-like InputError: The point is outside the cached region or on a
-            nodata tile.
+        InputError: The point is outside the cached region or on a nodata tile, or the chunk
+            holding it is not embedded (or was damaged since): rerun ``geosound map``.
     """
     from pyproj import CRS as ProjCRS
     from pyproj import Transformer
@@ -570,6 +673,13 @@ def embedding_at(
     row_i, col_i = int(np.floor(row)), int(np.floor(col))
     if not (0 <= row_i < ds.sizes["row"] and 0 <= col_i < ds.sizes["col"]):
         raise InputError(f"point ({x:.6g}, {y:.6g}) is outside the cached region", cache_path)
+    chunk = cache.chunks()[row_i // cache.spec.chunk_rows]
+    if not cache.is_intact(chunk):
+        raise InputError(
+            f"the part of this region cache holding ({x:.6g}, {y:.6g}) is not embedded or was "
+            "damaged since; rerun `geosound map` on it",
+            cache_path,
+        )
     if not bool(ds["valid"][row_i, col_i]):
         raise InputError(f"point ({x:.6g}, {y:.6g}) falls on a nodata tile", cache_path)
     return ds["embedding"][row_i, col_i].values
@@ -622,6 +732,7 @@ def embed_region(
     dims = {"dim": space.dim}
     if has_concepts(space):
         dims["tokens"] = space.tokens_per_image(spec.tile_size)
-    cache = open_or_create_cache(cache_path, spec, dims)
-    run_chunks(cache, workers, scheduler, batch_size, progress)
+    with exclusive(cache_path, "region cache"):
+        cache = open_or_create_cache(cache_path, spec, dims, progress)
+        run_chunks(cache, workers, scheduler, batch_size, progress)
     return cache
