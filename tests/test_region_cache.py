@@ -310,3 +310,23 @@ def test_map_products_go_only_into_folders_geosound_may_write(tmp_path: Path):
     (earlier / "map.json").write_text("{}")
     claim_output_folder(earlier)
     assert (earlier / OUTPUT_MARKER).is_file()
+
+
+@pytest.mark.slow
+def test_two_map_runs_on_one_folder_one_works_the_other_is_refused(data_raster, tmp_path: Path):
+    """Two `geosound map` runs started 0.1 s apart used to both fail and wedge the cache."""
+    raster = data_raster("utm_rgb8.tif", "scene.tif")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "geosound", "map", str(raster), "-o", str(out),
+               "-t", "rain", "--tile", "64", "--progress", "none"]  # fmt: skip
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.1)
+    second = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    results = sorted(
+        (job.wait(timeout=600), job.communicate()[1]) for job in (first, second)
+    )
+    (ok_code, _), (refused_code, refused_err) = results
+    assert (ok_code, refused_code) == (0, 2), results
+    assert "in use by PID" in refused_err and "Traceback" not in refused_err
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr  # the cache is valid, nothing wedged
