@@ -6,6 +6,7 @@ Test modules never import each other (nor this file): what they share lives here
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -190,6 +191,23 @@ def _run_cli(
         env={**os.environ, **(env or {})},
         timeout=600,
     )
+
+
+@pytest.fixture
+def run_benchmark(tmp_path: Path) -> Callable[..., tuple[list[str], dict]]:
+    """``run_benchmark(name, *args, timeout=...)``: ``benchmarks/NAME.py --quick ARGS`` run as
+    a script in tmp_path; returns its report lines and its JSON result (exit 0 asserted)."""
+
+    def run(name: str, *args: str, timeout: int = 300) -> tuple[list[str], dict]:
+        result_path = tmp_path / "result.json"
+        script = REPO / "benchmarks" / f"{name}.py"
+        command = [sys.executable, str(script), "--quick", *args,
+                   "--workdir", str(tmp_path), "--json", str(result_path)]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.splitlines(), json.loads(result_path.read_text())
+
+    return run
 
 
 @pytest.fixture(scope="session")

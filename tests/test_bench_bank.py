@@ -10,50 +10,21 @@ fallback. Slow: about 10-15 s.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_bank.py"
 
 
 @pytest.mark.slow
-def test_bench_bank_quick_run(tmp_path: Path) -> None:
-    result_path = tmp_path / "result.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--quick",
-            "--sizes",
-            "5000",
-            "--queries",
-            "50",
-            "--clips",
-            "24",
-            "--workdir",
-            str(tmp_path),
-            "--json",
-            str(result_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+def test_bench_bank_quick_run(run_benchmark) -> None:
+    lines, payload = run_benchmark(
+        "bench_bank", "--sizes", "5000", "--queries", "50", "--clips", "24"
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
     header = ["N", "method", "build", "s", "search", "s", "queries/s", "vs", "numpy", "recall@10"]
-    assert any(line.split()[:10] == header for line in lines), done.stdout
+    assert any(line.split()[:10] == header for line in lines), lines
     rows = {line.split()[1]: line for line in lines if line.split()[:1] == ["5000"]}
     assert set(rows) == {"numpy", "flat", "hnsw", "ivfpq"}
     assert "skipped: IVF-PQ needs at least" in rows["ivfpq"]  # 5,000 is too few to train
     assert any(line.startswith("limit: numpy float32 matmul") for line in lines)
 
-    payload = json.loads(result_path.read_text())
     by_method = {row["method"]: row for row in payload["rows"]}
     assert by_method["flat"]["recall"] == 1.0
     assert by_method["numpy"]["recall"] > 0.99  # two exact searches agree (ties aside)

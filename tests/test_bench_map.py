@@ -8,46 +8,21 @@ on time. Slow: about a minute.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_map.py"
 
 
 @pytest.mark.slow
-def test_bench_map_quick_run(tmp_path: Path) -> None:
-    result_path = tmp_path / "result.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--quick",
-            "--workdir",
-            str(tmp_path),
-            "--json",
-            str(result_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
+def test_bench_map_quick_run(run_benchmark) -> None:
+    lines, payload = run_benchmark("bench_map", timeout=240)
     header = ["method", "tiles", "seconds", "tiles/s", "GFLOP/s", "vs", "matmul"]
-    assert any(line.split()[:7] == header for line in lines), done.stdout
+    assert any(line.split()[:7] == header for line in lines), lines
     for start in ("ours: embed_region", "naive: tile by tile", "matmul "):
         assert any(line.startswith(start) for line in lines), start
     for section in ("3. re-query", "4. Dask LocalCluster", "5. peak RSS"):
         assert any(line.startswith(section) for line in lines), section
-    assert "ratio full recompute / re-query" in done.stdout
-    assert "ratios 2 workers / 1 worker" in done.stdout
+    assert "ratio full recompute / re-query" in "\n".join(lines)
+    assert "ratios 2 workers / 1 worker" in "\n".join(lines)
 
-    payload = json.loads(result_path.read_text())
     shipped = payload["compute"][""]
     assert shipped["tokens_per_tile"] == 4  # a 64-px tile is a 2 × 2 feature map
     assert shipped["encoder_flops_per_tile"] > shipped["head_flops_per_tile"] > 0

@@ -7,43 +7,17 @@ decoder) saw exactly the same tiles and pixels. Tests never assert on time.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_tiling.py"
 METHODS = ("ours", "naive", "limit")
 
 
-def test_bench_tiling_quick_run(tmp_path: Path) -> None:
-    result_path = tmp_path / "result.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--quick",
-            "--size",
-            "1024",
-            "--workdir",
-            str(tmp_path),
-            "--json",
-            str(result_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
+def test_bench_tiling_quick_run(run_benchmark) -> None:
+    lines, payload = run_benchmark("bench_tiling", "--size", "1024", timeout=120)
     assert any(line.split()[:4] == ["method", "tiles", "seconds", "tiles/s"] for line in lines)
     for method in ("ours", "naive", "limit"):
         assert any(line.startswith(method + " ") for line in lines), method
     assert any(line.startswith("RSS: peak RSS of ours") and "PASS" in line for line in lines)
-    assert "checksum ours == limit: yes" in done.stdout
+    assert "checksum ours == limit: yes" in "\n".join(lines)
 
-    payload = json.loads(result_path.read_text())
     assert payload["rss_pass"] is True
     results = payload["results"]
     assert {m: results[m]["tiles"] for m in results} == dict.fromkeys(METHODS, 16)  # 4 × 4

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,20 @@ def recordings(tmp_path: Path) -> Path:
     return folder
 
 
+def build_bank(
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    recordings: Path,
+    bank: Path,
+    checkpoint: Path,
+    env: dict[str, str],
+) -> subprocess.CompletedProcess[str]:
+    """``geosound index build RECORDINGS -o BANK --checkpoint CHECKPOINT``, quietly."""
+    return run_cli(
+        "index", "build", str(recordings), "-o", str(bank), "--checkpoint", str(checkpoint),
+        "--progress", "none", env=env,
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_build_then_search_by_audio_and_text(
     tmp_path: Path, recordings: Path, run_cli, random_checkpoint
@@ -29,18 +45,7 @@ def test_build_then_search_by_audio_and_text(
     checkpoint = random_checkpoint(tmp_path / "a.pt", seed=0)
     bank = tmp_path / "bank"
     env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
-    built = run_cli(
-        "index",
-        "build",
-        str(recordings),
-        "-o",
-        str(bank),
-        "--checkpoint",
-        str(checkpoint),
-        "--progress",
-        "none",
-        env=env,
-    )
+    built = build_bank(run_cli, recordings, bank, checkpoint, env)
     assert built.returncode == 0, built.stderr
     assert {p.name for p in bank.iterdir()} == {"index.faiss", "metadata.parquet", "bank.json"}
 
@@ -86,18 +91,7 @@ def test_search_with_another_model_is_refused(
     second = random_checkpoint(tmp_path / "b.pt", seed=1)
     bank = tmp_path / "bank"
     env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
-    built = run_cli(
-        "index",
-        "build",
-        str(recordings),
-        "-o",
-        str(bank),
-        "--checkpoint",
-        str(first),
-        "--progress",
-        "none",
-        env=env,
-    )
+    built = build_bank(run_cli, recordings, bank, first, env)
     assert built.returncode == 0, built.stderr
     result = run_cli(
         "index", "search", str(bank), "--text", "rain", "--checkpoint", str(second), env=env
