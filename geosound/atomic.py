@@ -4,6 +4,13 @@ Every product geosound writes goes through :func:`atomic_path`: the work happens
 temporary file in the destination folder (same filesystem, so the final rename is atomic)
 and an exception leaves no partial output behind. Products that are folders of files (audio
 banks) go through :func:`atomic_folder`, which swaps a whole staged folder into place.
+
+Temporary names carry their writer: ``.<stem>.<host>-<pid>-<random><suffix>.tmp`` beside a file,
+``.<name>.<host>-<pid>-<random>.tmp`` (or ``.old``) beside a folder, where ``<host>`` is a short
+hash of the machine's name. A run killed outright (SIGKILL, power loss) cannot remove its own, so
+the next write to the same destination removes those whose writer is gone: same machine, PID no
+longer alive. A live writer's file is never touched, whoever runs beside it, and nothing else
+is: other hidden files, or temporary files of another destination, stay.
 """
 
 from __future__ import annotations
@@ -11,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +34,10 @@ from pathlib import Path
 def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it over ``destination`` on success.
 
+    Stale temporary files of ``destination`` left by a killed writer are removed first (see the
+    module docstring). An ``OSError`` about the temporary file (permission denied, disk full,
+    a read-only folder) is raised again naming ``destination``, which is what the user knows.
+
     Args:
         destination: The final file path. Its parent folder is created if missing.
 
@@ -32,21 +45,146 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         A path to write to. It does not exist yet; the caller creates it.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{destination.stem}.", suffix=f"{destination.suffix}.tmp", dir=destination.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()
     try:
-        yield tmp
-        if not tmp.exists():
-            raise FileNotFoundError(f"{tmp}: nothing was written for {destination}")
-        os.replace(tmp, destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _about(error, destination) from None
+    if destination.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(destination))
+    remove_stale_temporaries(destination)
+    tmp = _claim_name(destination)
+    try:
+        try:
+            yield tmp
+            if not tmp.exists():
+                raise FileNotFoundError(f"{tmp}: nothing was written for {destination}")
+            os.replace(tmp, destination)
+        except OSError as error:
+            raise _about(error, destination, tmp) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _claim_name(destination: Path) -> Path:
+    """A fresh temporary name for ``destination``, reserved by creating (then removing) it."""
+    for _ in range(100):
+        tag = f"{writer_tag()}-{secrets.token_hex(4)}"
+        candidate = destination.with_name(f".{destination.stem}.{tag}{destination.suffix}.tmp")
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise _about(error, destination, candidate) from None
+        os.close(fd)
+        candidate.unlink()
+        return candidate
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(destination))
+
+
+_FILESYSTEM_ERRNOS = {
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG,
+    errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+}  # fmt: skip
+
+
+def _about(error: OSError, destination: Path, tmp: Path | None = None) -> OSError:
+    """``error`` naming ``destination`` instead of a hidden temporary path (same type).
+
+    Errors about another file (an input read inside the block) and errors that are not about
+    the filesystem (a dropped connection) are returned unchanged.
+    """
+    if error.errno is None:  # e.g. a GDAL error whose message quotes the temporary path
+        text = str(error)
+        if tmp is None or str(tmp) not in text:
+            return error
+        try:
+            return type(error)(text.replace(str(tmp), str(destination)))
+        except Exception:  # an OSError subclass with another signature: keep the original
+            return error
+    ours = {str(destination.parent), str(tmp) if tmp else None}
+    if error.filename is not None and str(error.filename) not in ours:
+        return error
+    if error.filename is None and error.errno not in _FILESYSTEM_ERRNOS:
+        return error
+    return type(error)(error.errno, error.strerror or os.strerror(error.errno), str(destination))
+
+
+def writer_tag() -> str:
+    """``<host>-<pid>``: who writes a temporary file, so that a later run knows if it is gone."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+def _host_hash() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+_HOST = _host_hash()
+_TAG = r"(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-[0-9a-f]+"
+
+
+def remove_stale_temporaries(destination: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary files and folders of ``destination`` whose writer is gone.
+
+    Only names geosound makes for this very destination are considered
+    (``.<stem>.<host>-<pid>-<hex><suffix>.tmp`` for a file, ``.<name>.<host>-<pid>-<hex>.tmp``
+    and ``.old`` for a folder), and of those only the ones written on this machine by a process
+    that no longer runs. A stale ``.old`` folder is the previous version of a folder whose swap
+    was cut short: if the folder itself is missing it is renamed back, never deleted.
+
+    Args:
+        destination: A file or folder that is about to be written.
+
+    Returns:
+        What was removed (or restored).
+    """
+    destination = Path(destination)
+    patterns = (
+        re.escape(f".{destination.stem}.") + _TAG + re.escape(f"{destination.suffix}.tmp"),
+        re.escape(f".{destination.name}.") + _TAG + r"\.(?:tmp|old)",
+    )
+    prefixes = (f".{destination.stem}.", f".{destination.name}.")
+    try:
+        names = os.listdir(destination.parent)
+    except OSError:
+        return []
+    removed: list[Path] = []
+    for name in names:
+        if not name.startswith(prefixes) or not _stale(name, patterns):
+            continue
+        path = destination.parent / name
+        with contextlib.suppress(OSError):
+            if name.endswith(".old") and not destination.exists():
+                os.rename(path, destination)
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _stale(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``name`` matches one of ``patterns`` and its writer (this host, a PID) is gone."""
+    for pattern in patterns:
+        match = re.fullmatch(pattern, name)
+        if match is not None:
+            return match["host"] == _HOST and not _alive(int(match["pid"]))
+    return False
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this PID exists (ours counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a PID we cannot ask about): leave it
+    return True
 
 
 def write_json(destination: str | os.PathLike[str], payload: object) -> Path:
@@ -70,8 +208,15 @@ def atomic_folder(destination: str | os.PathLike[str]) -> Iterator[Path]:
         The staging folder to fill.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = new_sibling_folder(destination, "tmp")
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _about(error, destination) from None
+    remove_stale_temporaries(destination)
+    try:
+        staging = new_sibling_folder(destination, "tmp")
+    except OSError as error:
+        raise _about(error, destination) from None
     try:
         yield staging
         replace_folder(staging, destination)
@@ -115,7 +260,7 @@ def new_sibling_folder(folder: Path, tag: str) -> Path:
     this one becomes the product, which should get the user's usual permissions (umask).
     """
     for _ in range(100):
-        candidate = folder.parent / f".{folder.name}.{secrets.token_hex(6)}.{tag}"
+        candidate = folder.parent / f".{folder.name}.{writer_tag()}-{secrets.token_hex(4)}.{tag}"
         try:
             candidate.mkdir()
         except FileExistsError:

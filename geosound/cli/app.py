@@ -1,20 +1,42 @@
 """The ``geosound`` command line: thin — parse, call the public API, print.
 
-Errors the user can fix (:class:`~geosound.errors.InputError` and friends) are printed as one
-line naming the file and the problem, with exit code 2; anything else is an internal error
-(exit 1), printed as one line unless ``GEOSOUND_DEBUG=1`` asks for the traceback.
+One error contract for every command (:func:`main`):
+
+- Errors the user can fix — a bad option value (typer's checks and :mod:`geosound.cli.checks`),
+  :class:`~geosound.errors.InputError` and friends, an output that cannot be written — print
+  one line ``geosound: error: ...`` naming the option or the file, and exit 2.
+- Anything else is an internal error (exit 1), one line unless ``GEOSOUND_DEBUG=1`` asks for
+  the traceback.
+- With ``--progress json`` the last stdout line of a failed run is ``{"error": "..."}``, also
+  when the arguments are refused before the command starts.
+- Library warnings are held back, so that nothing precedes the error line; ``--verbose`` (or
+  ``GEOSOUND_DEBUG=1``) prints them.
+- SIGTERM (what a GUI's cancel sends) unwinds like Ctrl-C, so temporary files are removed; it
+  exits 143 with ``geosound: error: terminated`` (Ctrl-C: 130, ``interrupted``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import sys
+import threading
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any
 
 import typer
 
+from geosound.cli.checks import (
+    check_input_file,
+    check_output_file,
+    check_output_folder,
+    crs_callback,
+)
 from geosound.cli.index import index_app
 from geosound.cli.maps import map_command
 from geosound.cli.progress import (
@@ -56,6 +78,10 @@ app.command("evaluate")(evaluate_command)
 app.command("evaluate-queries")(evaluate_queries_command)
 
 
+VERBOSE = {"active": False}
+"""Set by ``geosound --verbose``: print the library warnings that are otherwise held back."""
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"geosound {__version__}")
@@ -67,8 +93,15 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Also print library warnings (held back otherwise), to stderr."
+        ),
+    ] = False,
 ) -> None:
     """Soundscape mapping: what places sound like, as GIS layers."""
+    VERBOSE["active"] = verbose
 
 
 @app.command()
@@ -111,6 +144,7 @@ def demo(
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Map the sample scene shipped with geosound against sound queries, offline."""
+    check_output_folder(out, "--out")
     from geosound.mapping.demo import DEMO_QUERIES, run_demo
 
     with progress_reporter(progress, "demo") as report:
@@ -124,10 +158,13 @@ def chip(
     x: Annotated[float, typer.Option("--x", help="Point x (longitude for EPSG:4326).")],
     y: Annotated[float, typer.Option("--y", help="Point y (latitude for EPSG:4326).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output GeoTIFF.")],
-    crs: Annotated[str, typer.Option(help="CRS of the point.")] = "EPSG:4326",
-    size: Annotated[int, typer.Option(help="Chip edge in pixels.")] = 64,
+    crs: Annotated[str, typer.Option(help="CRS of the point.", callback=crs_callback)] = (
+        "EPSG:4326"
+    ),
+    size: Annotated[int, typer.Option(help="Chip edge in pixels.", min=1)] = 64,
 ) -> None:
     """Cut an image chip centred on a point (e.g. where a recording was made)."""
+    check_output_file(out, "--out")
     from geosound.geo import RasterSource, chip_windows, write_raster
 
     with RasterSource(raster) as source:
@@ -169,6 +206,9 @@ def audio_embed(
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Embed recordings with an audio encoder; writes pooled vectors and file names (.npz)."""
+    check_output_file(out, "--out")
+    for path in files:
+        check_input_file(path, "recording", "FILE")
     import numpy as np
 
     from geosound.atomic import atomic_path
@@ -240,29 +280,127 @@ def encoders_list() -> None:
         typer.echo(f"  {name:<20} {cls.modality:<6} {cls.dim:>5}-d{marker}")
 
 
-def main(argv: list[str] | None = None) -> None:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds (and cleans up) as on Ctrl-C."""
+
+
+_SIGNALLED: dict[str, int | None] = {"signal": None}
+
+_USER_ERRNOS = {
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+    errno.EISDIR, errno.ENAMETOOLONG,
+}  # fmt: skip
+"""Filesystem errors about a named file that are the user's to fix (exit 2, not 1)."""
+
+
+_CLICK_ERRORS: Any = sys.modules[typer.BadParameter.__module__]
+"""Click's exception classes: click's own, or the copy that newer typer releases vendor."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _SIGNALLED["signal"] = signum
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough; let the cleanup run
+    raise Terminated()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the app and turn errors into one line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _asks_for_json(args):
+        JSON_MODE["active"] = True  # so that a refusal before progress starts is JSON too
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    with warnings.catch_warnings(record=True) as held:
+        try:
+            code = _run(args)
+        finally:
+            _show_warnings(held)
+    if code:
+        sys.exit(code)
+
+
+def _run(args: list[str]) -> int:
+    """Run the app; every failure becomes one line (:func:`_fail`), the return is the exit code."""
     try:
-        app(args=argv, prog_name="geosound")
+        result = app(args=args, prog_name="geosound", standalone_mode=False)
+    except _CLICK_ERRORS.ClickException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":
+            return int(error.exit_code)  # the help was printed, as it always was
+        return _fail(_usage_message(error), int(error.exit_code))
+    except typer.Abort:
+        return _fail("aborted", 1)
     except GeosoundError as error:
-        _fail(str(error), error.exit_code)
+        return _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        return _interrupted()
+    except SystemExit:  # a library's exit(1) on Ctrl-C/SIGTERM (Lightning does that)
+        if _SIGNALLED["signal"] is not None:
+            return _interrupted()
+        raise
+    except OSError as error:
+        if error.filename is not None and error.errno in _USER_ERRNOS:
+            return _fail(f"{error.filename}: {error.strerror or error}", 2)
+        return _internal(error)
     except Exception as error:
-        if os.environ.get("GEOSOUND_DEBUG"):
-            raise
-        _fail(
-            f"internal error: {type(error).__name__}: {error} "
-            "(set GEOSOUND_DEBUG=1 for the traceback)",
-            1,
+        return _internal(error)
+    if _SIGNALLED["signal"] is not None or result == 130:  # typer turns Ctrl-C into exit 130
+        return _interrupted()
+    return result if isinstance(result, int) else 0
+
+
+def _internal(error: Exception) -> int:
+    if os.environ.get("GEOSOUND_DEBUG"):
+        raise error
+    return _fail(
+        f"internal error: {type(error).__name__}: {error} (set GEOSOUND_DEBUG=1 for the traceback)",
+        1,
+    )
+
+
+def _interrupted() -> int:
+    if _SIGNALLED["signal"] == signal.SIGTERM:
+        return _fail("terminated", 128 + signal.SIGTERM)
+    return _fail("interrupted", 130)
+
+
+def _usage_message(error: Exception) -> str:
+    """Click's message (it names the option), with where to read the command's help."""
+    message = str(error.format_message())  # type: ignore[attr-defined]
+    ctx = getattr(error, "ctx", None)
+    if ctx is not None:
+        return f"{message} (see {ctx.command_path} --help)"
+    return message
+
+
+def _asks_for_json(args: list[str]) -> bool:
+    """Whether ``--progress json`` is on the command line (read before typer parses it)."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--progress=json" or (arg == "--progress" and args[i + 1 : i + 2] == ["json"]):
+            return True
+    return False
+
+
+def _show_warnings(held: list[warnings.WarningMessage]) -> None:
+    """Print held-back warnings with ``--verbose`` or ``GEOSOUND_DEBUG``; drop them otherwise."""
+    if not (VERBOSE["active"] or os.environ.get("GEOSOUND_DEBUG")):
+        return
+    for item in held:
+        text = warnings.formatwarning(
+            item.message, item.category, item.filename, item.lineno, item.line
         )
+        sys.stderr.write(text)
+    sys.stderr.flush()
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> int:
+    """Print the one error line (and the JSON error object); return the exit code."""
+    line = "; ".join(part.strip() for part in str(message).strip().splitlines() if part.strip())
     if JSON_MODE["active"]:
-        emit_json({"error": message})
-    typer.echo(f"geosound: error: {message}", err=True)
-    sys.exit(code)
+        emit_json({"error": line})
+    typer.echo(f"geosound: error: {line}", err=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from geosound.cli.checks import (
+    check_checkpoint_file,
+    check_input_file,
+    check_output_folder,
+    option_error,
+)
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 if TYPE_CHECKING:  # the CLI imports its heavy libraries inside the commands, to start fast
@@ -16,6 +22,7 @@ if TYPE_CHECKING:  # the CLI imports its heavy libraries inside the commands, to
 index_app = typer.Typer(help="Audio banks: index recordings, search them.", no_args_is_help=True)
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+BANK_KINDS = ("auto", "flat", "hnsw", "ivfpq")
 CheckpointOption = Annotated[
     Path | None, typer.Option("--checkpoint", help="Sat2Sound checkpoint (default: shipped).")
 ]
@@ -61,6 +68,11 @@ def build_command(
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Embed recordings into the shared space and save a faiss bank with their metadata."""
+    if kind not in BANK_KINDS:
+        raise option_error("--kind", f"{kind!r} is not one of {', '.join(BANK_KINDS)}")
+    check_output_folder(out, "--out")
+    if checkpoint is not None:
+        check_checkpoint_file(checkpoint, "--checkpoint")
     from geosound.audio import load_audio
     from geosound.retrieval.bank import AudioBank
     from geosound.space.shared import SharedSpace
@@ -89,7 +101,7 @@ def search_command(
     text: Annotated[str | None, typer.Option(help="Search by a description of a sound.")] = None,
     audio: Annotated[Path | None, typer.Option(help="Search by a recording.")] = None,
     image: Annotated[Path | None, typer.Option(help="Search by an image chip (GeoTIFF).")] = None,
-    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
+    k: Annotated[int, typer.Option("-k", help="Number of hits.", min=1)] = 10,
     checkpoint: CheckpointOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -101,6 +113,17 @@ def search_command(
     given = [q for q in (text, audio, image) if q is not None]
     if len(given) != 1:
         raise InputError("give exactly one of --text, --audio, --image")
+    if not bank_folder.is_dir():
+        what = "is not a folder" if bank_folder.exists() else "not found"
+        raise InputError(
+            f"audio bank {what} (give a folder from `geosound index build`)", bank_folder
+        )
+    if audio is not None:
+        check_input_file(audio, "recording", "--audio")
+    if image is not None:
+        check_input_file(image, "image chip", "--image")
+    if checkpoint is not None:
+        check_checkpoint_file(checkpoint, "--checkpoint")
     space = SharedSpace.from_checkpoint(checkpoint)
     bank = AudioBank.load(bank_folder, expected_space_id=space.space_id)
     if text is not None:

@@ -7,6 +7,18 @@ from typing import Annotated
 
 import typer
 
+from geosound.cli.checks import (
+    Bbox,
+    bbox_callback,
+    check_bbox,
+    check_checkpoint_file,
+    check_input_file,
+    check_output_folder,
+    check_scheduler,
+    check_tile_fits,
+    crs_callback,
+    parse_crs,
+)
 from geosound.cli.progress import ProgressMode, ProgressOption, progress_reporter, report_outputs
 
 
@@ -20,26 +32,40 @@ def map_command(
         list[Path] | None, typer.Option("--audio", "-a", help="Audio query (repeatable).")
     ] = None,
     concepts: Annotated[bool, typer.Option("--concepts", help="Concept layers.")] = False,
-    retrieve: Annotated[int, typer.Option("--retrieve", help="Top-k sounds per tile.")] = 0,
+    retrieve: Annotated[int, typer.Option("--retrieve", help="Top-k sounds per tile.", min=0)] = 0,
     bank: Annotated[Path | None, typer.Option("--bank", help="Audio bank for --retrieve.")] = None,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="Sat2Sound checkpoint (default: shipped).")
     ] = None,
-    tile: Annotated[int, typer.Option("--tile", help="Tile size in pixels.")] = 64,
-    stride: Annotated[int | None, typer.Option("--stride", help="Tile step in pixels.")] = None,
+    tile: Annotated[int, typer.Option("--tile", help="Tile size in pixels.", min=1)] = 64,
+    stride: Annotated[
+        int | None, typer.Option("--stride", help="Tile step in pixels (default: --tile).", min=1)
+    ] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Band preset.")] = None,
     bbox: Annotated[
         tuple[float, float, float, float] | None,
-        typer.Option("--bbox", help="Area of interest: minx miny maxx maxy."),
+        typer.Option(
+            "--bbox", help="Area of interest: minx miny maxx maxy.", callback=bbox_callback
+        ),
     ] = None,
-    bbox_crs: Annotated[str | None, typer.Option("--bbox-crs", help="CRS of --bbox.")] = None,
+    bbox_crs: Annotated[
+        str | None,
+        typer.Option(
+            "--bbox-crs", help="CRS of --bbox (default: the raster's).", callback=crs_callback
+        ),
+    ] = None,
     cache: Annotated[
         Path | None, typer.Option("--cache", help="Region cache (default: OUT/region_cache.zarr).")
     ] = None,
     chunk_rows: Annotated[
-        int, typer.Option("--chunk-rows", help="Tile rows per unit of work (resume granularity).")
+        int,
+        typer.Option(
+            "--chunk-rows", help="Tile rows per unit of work (resume granularity).", min=1
+        ),
     ] = 8,
-    workers: Annotated[int, typer.Option("--workers", help="Dask LocalCluster workers.")] = 0,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Dask LocalCluster workers (0: in-process).", min=0)
+    ] = 0,
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="Existing Dask scheduler, tcp://host:8786.")
     ] = None,
@@ -50,6 +76,7 @@ def map_command(
     Rerunning on the same --out (or --cache) resumes an interrupted run and re-queries a mapped
     region without re-encoding it.
     """
+    _check_map_options(raster, out, audio or [], checkpoint, tile, bbox, bbox_crs, scheduler)
     from geosound.mapping.maps import map_region
 
     with progress_reporter(progress, "map") as report:
@@ -61,3 +88,35 @@ def map_command(
             progress=report,
         )  # fmt: skip
     report_outputs("map", progress, result.outputs, result.note)
+
+
+def _check_map_options(
+    raster: Path,
+    out: Path,
+    audio: list[Path],
+    checkpoint: Path | None,
+    tile: int,
+    bbox: Bbox | None,
+    bbox_crs: str | None,
+    scheduler: str | None,
+) -> None:
+    """Refuse what is wrong with the options in seconds, before the model and the encoders load.
+
+    The raster is opened (a text file, a raster without CRS, a tile larger than it fail here),
+    the bbox checked in its CRS, the output folder, the query recordings and the checkpoint
+    looked at, and the scheduler asked for a connection.
+    """
+    from geosound.geo import RasterSource
+
+    check_output_folder(out, "--out")
+    for path in audio:
+        check_input_file(path, "recording", "--audio")
+    if checkpoint is not None:
+        check_checkpoint_file(checkpoint, "--checkpoint")
+    with RasterSource(raster) as source:
+        check_tile_fits(raster, source.width, source.height, tile, "--tile")
+        if bbox is not None:
+            crs = parse_crs(bbox_crs, "--bbox-crs") if bbox_crs else source.crs
+            check_bbox(bbox, geographic=bool(crs.is_geographic))
+    if scheduler is not None:
+        check_scheduler(scheduler, "--scheduler")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from geosound.cli.checks import check_checkpoint_file
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 if TYPE_CHECKING:
@@ -52,12 +53,13 @@ def evaluate_queries_command(
             "--stand-in-size",
             help="Resize tiles to this many pixels for the stand-in's image encoder "
             "(default: native size, as maps use it).",
+            min=1,
         ),
     ] = None,
     permutations: Annotated[
         int, typer.Option("--permutations", help="Label shuffles for the null.")
     ] = 200,
-    seed: Annotated[int, typer.Option("--seed", help="Seeds the label shuffles.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the label shuffles.", min=0)] = 0,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
@@ -68,6 +70,12 @@ def evaluate_queries_command(
     geosound.evaluation.query_auc.DEFAULT_QUERY_CLASSES. Dev figures.
     """
     from geosound.errors import InputError
+
+    if permutations < 1:
+        raise InputError(f"--permutations must be at least 1; got {permutations}")
+    if checkpoint is not None:
+        check_checkpoint_file(checkpoint, "--checkpoint")
+
     from geosound.evaluation.query_auc import (
         DEFAULT_QUERY_CLASSES,
         auc_table,
@@ -79,8 +87,6 @@ def evaluate_queries_command(
     )
     from geosound.space.shared import SharedSpace
 
-    if permutations < 1:
-        raise InputError(f"--permutations must be at least 1; got {permutations}")
     queries = list(DEFAULT_QUERY_CLASSES)
     with progress_reporter(progress, "evaluate-queries") as report:
         report(0.0, "loading the model")

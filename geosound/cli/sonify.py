@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from geosound.cli.checks import check_input_file, check_output_file, check_output_folder
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def sonify_command(
     variants: Annotated[
         int, typer.Option("--variants", "-n", help="Pairs per tile, each its own draw.")
     ] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Seeds every random choice.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds every random choice.", min=0)] = 0,
     eval_fraction: Annotated[
         float,
         typer.Option(
@@ -107,6 +108,9 @@ def sonify_command(
         raise InputError(f"--k must be >= 1; got {k}")
     if out.suffix.lower() not in (".parquet", ".geoparquet"):
         raise InputError("the manifest is GeoParquet; give --out a .parquet name", out)
+    check_output_file(out, "--out")
+    if render is not None:
+        check_output_folder(render, "--render")
 
     with progress_reporter(progress, "sonify") as report:
         share = 0.8 if render is not None else 1.0
@@ -165,7 +169,7 @@ def pairs_command(
         Path | None,
         typer.Option("--imagery", help="Raster to cut a chip around each recording from."),
     ] = None,
-    chip_size: Annotated[int, typer.Option("--chip-size", help="Chip edge in pixels.")] = 64,
+    chip_size: Annotated[int, typer.Option("--chip-size", help="Chip edge in pixels.", min=1)] = 64,
     licence: Annotated[
         str | None, typer.Option("--licence", help="Licence of rows that give none.")
     ] = None,
@@ -175,6 +179,10 @@ def pairs_command(
     Each recording is paired with imagery of its place: a chip cut from a raster, a pre-cut
     chip, or a street-level photo.
     """
+    check_input_file(table, "recordings table", "TABLE")
+    if imagery is not None:
+        check_input_file(imagery, "raster", "--imagery")
+    check_output_file(out, "--out")
     from geosound.data.manifest import write_manifest
     from geosound.data.pairs_table import manifest_from_pairs_table
 

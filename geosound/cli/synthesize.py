@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from geosound.cli.checks import (
+    check_checkpoint_file,
+    check_output_file,
+    check_output_folder,
+    crs_callback,
+    option_error,
+)
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
@@ -25,6 +32,13 @@ if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
 
 POINTS_LAYER_NAME = "points_with_sounds.gpkg"
 VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".fgb"}
+
+
+def _positive_seconds(value: float) -> float:
+    """Typer callback: a mix lasts a positive, finite number of seconds."""
+    if not 0 < value < float("inf"):
+        raise option_error("--seconds", f"must be a positive number of seconds; got {value:g}")
+    return value
 
 
 def synthesize_command(
@@ -40,7 +54,9 @@ def synthesize_command(
     y: Annotated[float | None, typer.Option("--y", help="Point y in --crs.")] = None,
     crs: Annotated[
         str | None,
-        typer.Option("--crs", help="CRS of --x/--y (default: the raster's CRS)."),
+        typer.Option(
+            "--crs", help="CRS of --x/--y (default: the raster's CRS).", callback=crs_callback
+        ),
     ] = None,
     points: Annotated[
         Path | None,
@@ -56,15 +72,19 @@ def synthesize_command(
         str | None,
         typer.Option("--id-column", help="Column naming the points' WAVs (default: row)."),
     ] = None,
-    k: Annotated[int, typer.Option("--k", "-k", help="Recordings to mix.")] = 3,
-    seconds: Annotated[float, typer.Option("--seconds", help="Length of the mix.")] = 10.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seeds the loudness balance.")] = 0,
+    k: Annotated[int, typer.Option("--k", "-k", help="Recordings to mix.", min=1)] = 3,
+    seconds: Annotated[
+        float, typer.Option("--seconds", help="Length of the mix.", callback=_positive_seconds)
+    ] = 10.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the loudness balance.", min=0)] = 0,
     min_score: Annotated[
         float | None,
-        typer.Option("--min-score", help="Skip recordings less similar than this (cosine)."),
+        typer.Option(
+            "--min-score", help="Skip recordings less similar than this (cosine).", min=-1, max=1
+        ),
     ] = None,
-    sample_rate: Annotated[int, typer.Option("--sample-rate", help="Hz.")] = 16000,
-    chip_size: Annotated[int, typer.Option("--chip-size", help="Chip edge in pixels.")] = 64,
+    sample_rate: Annotated[int, typer.Option("--sample-rate", help="Hz.", min=1)] = 16000,
+    chip_size: Annotated[int, typer.Option("--chip-size", help="Chip edge in pixels.", min=1)] = 64,
     preset: Annotated[
         str | None, typer.Option("--preset", help="Band preset (default: guessed).")
     ] = None,
@@ -84,6 +104,13 @@ def synthesize_command(
     """Synthesise the soundscape of a place by mixing the real recordings nearest to it."""
     point_given = _point_mode(lon, lat, x, y, crs)
     _check_modes(point_given, points, raster, embedding_cache, out, out_dir)
+    if not bank.is_dir():
+        from geosound.errors import InputError
+
+        what = "is not a folder" if bank.exists() else "not found"
+        raise InputError(f"audio bank {what} (--bank; a folder from `geosound index build`)", bank)
+    if checkpoint is not None:
+        check_checkpoint_file(checkpoint, "--checkpoint")
     if raster is not None:
         _check_raster(raster, point_given, chip_size)
     layer = _read_points(points) if points is not None else None
@@ -162,8 +189,10 @@ def _check_modes(
         raise InputError("one point writes one file: give -o place.wav (not --out-dir)")
     if out is not None and out.suffix.lower() not in (".wav", ".flac"):
         raise InputError("the soundscape must be written as .wav (or .flac)", out)
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise InputError("exists and is not a folder", out_dir)
+    if out is not None:
+        check_output_file(out, "--out")
+    if out_dir is not None:
+        check_output_folder(out_dir, "--out-dir")
     if embedding_cache is not None and not embedding_cache.exists():
         raise InputError("region cache not found", embedding_cache)
 

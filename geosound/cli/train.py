@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from geosound.cli.checks import check_checkpoint_file, check_input_file, check_output_folder
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 DataDirOption = Annotated[
@@ -22,8 +23,10 @@ def train_command(
     config: Annotated[
         Path | None, typer.Option("--config", help="Training config YAML (default: built-in).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Override the number of epochs.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Override the number of epochs (at least 1).", min=1)
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.", min=0)] = None,
     manifest: Annotated[
         Path | None,
         typer.Option(
@@ -40,13 +43,21 @@ def train_command(
     Rerunning with the same --out resumes: pairs, features and Lightning checkpoints are kept.
     """
     from geosound.training.config import TrainConfig
-    from geosound.training.pipeline import run_training
 
+    check_output_folder(out, "--out")
+    if config is not None:
+        check_input_file(config, "training config", "--config")
+    if manifest is not None:
+        check_input_file(manifest, "pair manifest", "--manifest")
     settings = TrainConfig.from_yaml(config) if config else TrainConfig()
     if epochs is not None:
         settings.epochs = epochs
     if seed is not None:
         settings.seed = seed
+    settings.validate()
+
+    from geosound.training.pipeline import run_training
+
     with progress_reporter(progress, "train") as report:
         outcome = run_training(
             out,
@@ -82,6 +93,12 @@ def evaluate_command(
     The pairs are rebuilt from the checkpoint's own training config (same seed, same split),
     so the eval split is the one the model never saw.
     """
+    given = [(checkpoint, "--checkpoint")] if checkpoint else []
+    given += [(path, "--compare") for path in compare or []]
+    for path, option in given:
+        check_checkpoint_file(path, option)  # in milliseconds, before torch loads
+    check_output_folder(work, "--work")
+
     from geosound.config import dev_data_dir
     from geosound.errors import InputError
     from geosound.evaluation.sat2sound_eval import format_table

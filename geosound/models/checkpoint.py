@@ -87,7 +87,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights only load failed" in reason.lower():  # torch's hint to unpickle: never
+            reason = "not a plain-tensor torch file; geosound never unpickles code"
         raise InputError(f"not a readable checkpoint ({reason})", path) from None
+    except Exception as error:  # a text file or random bytes: the unpickler fails any which way
+        raise InputError(
+            f"not a geosound checkpoint (unreadable: {type(error).__name__})", path
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError("not a geosound Sat2Sound checkpoint", path)
     if payload.get("format_version") != FORMAT_VERSION:

@@ -72,16 +72,56 @@ class TrainConfig:
             raise InputError(f"unknown training settings: {', '.join(unknown)}")
         values = dict(data)
         if "betas" in values:
-            values["betas"] = tuple(values["betas"])
-        return cls(**values)
+            betas = values["betas"]
+            if not isinstance(betas, list | tuple) or len(betas) != 2:
+                raise InputError(f"betas must be two numbers, like [0.9, 0.98]; got {betas!r}")
+            values["betas"] = tuple(betas)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> TrainConfig:
+        """Refuse settings no run can use (wrong types, ``epochs`` < 1, …); returns ``self``.
+
+        Raises:
+            InputError: The first bad setting, named, with the value it has.
+        """
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            expected = _TYPES[item.name]
+            if isinstance(value, bool) or not isinstance(value, expected):
+                kinds = expected if isinstance(expected, tuple) else (expected,)
+                kind = " or ".join(t.__name__ for t in kinds)
+                raise InputError(f"{item.name} must be {kind}; got {value!r}")
+        for name in ("epochs", "batch_size", "val_every", "restart_epochs", "variants"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1; got {getattr(self, name)!r}")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise InputError(f"eval_fraction must be in [0, 1); got {self.eval_fraction!r}")
+        if not self.learning_rate > 0:
+            raise InputError(f"learning_rate must be positive; got {self.learning_rate!r}")
+        if self.weight_decay < 0 or self.gradient_clip < 0:
+            raise InputError("weight_decay and gradient_clip must not be negative")
+        if not all(isinstance(b, int | float) and 0 <= b < 1 for b in self.betas):
+            raise InputError(f"betas must be two numbers in [0, 1); got {list(self.betas)!r}")
+        return self
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> TrainConfig:
         """Read a YAML file written by :meth:`to_yaml` (or by hand)."""
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise InputError(f"cannot read training config ({error})", path) from None
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise InputError(
+                "not a training config (not UTF-8 text; expected YAML)", path
+            ) from None
+        except OSError as error:
+            raise InputError(
+                f"cannot read training config ({error.strerror or error})", path
+            ) from None
+        except yaml.YAMLError as error:
+            reason = " ".join(str(error).split())
+            raise InputError(f"not a valid YAML training config ({reason})", path) from None
         if not isinstance(data, dict):
             raise InputError("training config must be a mapping of settings", path)
         try:
@@ -94,3 +134,22 @@ class TrainConfig:
         with atomic_path(path) as tmp:
             tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         return Path(path)
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "preset": str,
+    "model": dict,
+    "loss": dict,
+    "epochs": int,
+    "batch_size": int,
+    "learning_rate": (int, float),
+    "weight_decay": (int, float),
+    "betas": tuple,
+    "restart_epochs": int,
+    "gradient_clip": (int, float),
+    "val_every": int,
+    "seed": int,
+    "variants": int,
+    "eval_fraction": (int, float),
+}
+"""The type of every setting, checked by :meth:`TrainConfig.validate` (YAML gives any type)."""

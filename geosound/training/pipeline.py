@@ -157,6 +157,7 @@ def run_training(
     manifest: Path | None = None,
 ) -> TrainOutcome:
     """The whole pipeline; see the module docstring. Resumes from ``out_dir`` when rerun."""
+    config.validate()  # epochs < 1 and friends fail here, not after the features are built
     started = time.monotonic()
     out = Path(out_dir)
     data_dir = Path(data_dir) if data_dir else dev_data_dir()

@@ -1,0 +1,230 @@
+"""Checks of command-line values, made before anything slow (reading rasters, the model) runs.
+
+Each check names the option (or the file) it refuses, so that the one error line tells the user
+what to change. Value checks that need nothing but the value are typer callbacks; checks that
+need another option or a file (a bbox in the raster's CRS, a tile larger than the raster) are
+plain functions the commands call first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import typer
+
+from geosound.errors import InputError
+
+if TYPE_CHECKING:
+    from pyproj import CRS
+
+Bbox = tuple[float, float, float, float]
+
+SCHEDULER_TIMEOUT_S = 5.0
+"""How long ``--scheduler`` gets to accept a connection before the run is refused."""
+
+
+def option_error(option: str, message: str) -> typer.BadParameter:
+    """A usage error (exit 2) whose one line is ``Invalid value for '--option': message``."""
+    return typer.BadParameter(message, param_hint=f"'{option}'")
+
+
+def parse_crs(value: str, option: str) -> CRS:
+    """``value`` as a pyproj CRS; an unknown one is an error naming ``option`` and the value."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        return CRS.from_user_input(value)
+    except CRSError as error:
+        reason = str(error).rsplit("proj_create: ", 1)[-1].rstrip(")").strip()
+        raise option_error(
+            option, f"unknown CRS {value!r} ({reason}); give e.g. EPSG:4326 or a WKT/PROJ string"
+        ) from None
+
+
+def crs_callback(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """Typer callback: refuse a CRS that PROJ does not know, before any file is opened."""
+    if value is not None:
+        parse_crs(value, _name(param))
+    return value
+
+
+def bbox_callback(
+    ctx: typer.Context, param: typer.CallbackParam, value: Bbox | None
+) -> Bbox | None:
+    """Typer callback: a bbox must be four finite numbers with an area.
+
+    The order of the corners is checked by :func:`check_bbox` (it depends on the bbox's CRS:
+    ``minx > maxx`` in degrees is a box across the antimeridian).
+    """
+    if value is None:
+        return value
+    option = _name(param)
+    if not all(math.isfinite(v) for v in value):
+        raise option_error(option, f"{_show(value)}: every value must be a finite number")
+    minx, miny, maxx, maxy = value
+    if minx == maxx or miny == maxy:
+        axis = "minx == maxx" if minx == maxx else "miny == maxy"
+        raise option_error(
+            option, f"{_show(value)} has zero area ({axis}); give minx miny maxx maxy"
+        )
+    return value
+
+
+def check_bbox(bbox: Bbox, *, geographic: bool, option: str = "--bbox") -> None:
+    """Refuse an inverted bbox, and a geographic one across the antimeridian or beyond a pole.
+
+    Args:
+        bbox: (minx, miny, maxx, maxy), already through :func:`bbox_callback`.
+        geographic: Whether the bbox's CRS (``--bbox-crs``, or the raster's) is in degrees.
+        option: The option's name, for the message.
+    """
+    minx, miny, maxx, maxy = bbox
+    if geographic:
+        if minx > maxx:
+            raise option_error(
+                option,
+                f"{_show(bbox)} crosses the antimeridian (minx {minx:g} > maxx {maxx:g}); "
+                "geosound does not map across 180°: split it into two boxes at 180°",
+            )
+        if min(miny, maxy) < -90 or max(miny, maxy) > 90:
+            raise option_error(option, f"{_show(bbox)}: latitudes must lie within [-90, 90]")
+    elif minx > maxx:
+        raise option_error(
+            option, f"{_show(bbox)} is inverted (minx {minx:g} > maxx {maxx:g}); "
+            "give minx miny maxx maxy",
+        )  # fmt: skip
+    if miny > maxy:
+        raise option_error(
+            option, f"{_show(bbox)} is inverted (miny {miny:g} > maxy {maxy:g}); "
+            "give minx miny maxx maxy",
+        )  # fmt: skip
+
+
+def check_tile_fits(raster: Path, width: int, height: int, tile: int, option: str) -> None:
+    """A tile larger than the whole raster is an error naming the raster (there is no map)."""
+    if tile > max(width, height):
+        raise InputError(
+            f"the raster is {width} x {height} px, smaller than one tile ({option} {tile}); "
+            f"give {option} {min(max(width, height), 64)} or less",
+            raster,
+        )
+
+
+def check_scheduler(address: str, option: str = "--scheduler") -> None:
+    """Refuse a Dask scheduler address that is malformed or does not accept a connection.
+
+    Only the TCP connection is tried (again and again for ``SCHEDULER_TIMEOUT_S``), so an
+    unreachable scheduler fails in seconds, before the model loads, rather than after the model
+    loaded and Dask's own 30 s timeout.
+    """
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme in ("inproc", "ucx"):
+        return  # not a TCP address; Dask checks it
+    if parts.scheme not in ("tcp", "tls"):
+        raise option_error(option, f"{address!r}: expected tcp://host:port (a Dask scheduler)")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or port is None:
+        raise option_error(option, f"{address!r}: expected tcp://host:port (a Dask scheduler)")
+    deadline = time.monotonic() + SCHEDULER_TIMEOUT_S
+    while True:  # retried: a scheduler started just before this run may not listen yet
+        try:
+            with socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT_S):
+                return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                reason = error.strerror or str(error) or type(error).__name__
+                raise option_error(
+                    option,
+                    f"cannot reach the Dask scheduler at {address} within "
+                    f"{SCHEDULER_TIMEOUT_S:g} s ({reason})",
+                ) from None
+            time.sleep(0.25)
+
+
+def check_output_folder(path: Path, option: str = "--out") -> None:
+    """An output folder must be a folder (or creatable) and writable; the error names it."""
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"exists and is not a folder ({option} wants a folder)", path)
+        if not _writable(path):
+            raise InputError(f"the output folder is not writable ({option})", path)
+        return
+    _check_creatable(path, option)
+
+
+def check_output_file(path: Path, option: str = "--out") -> None:
+    """An output file must not be a folder, and its folder must be writable (or creatable)."""
+    if path.is_dir():
+        raise InputError(f"is a folder ({option} wants a file name)", path)
+    parent = path.parent
+    if parent.exists():
+        if not parent.is_dir():
+            raise InputError(f"{parent} is not a folder ({option})", path)
+        if not _writable(parent):
+            raise InputError(f"cannot write here: {parent} is not writable ({option})", path)
+        return
+    _check_creatable(path, option)
+
+
+def check_checkpoint_file(path: Path, option: str = "--checkpoint") -> None:
+    """A cheap look at a checkpoint before torch loads: it exists and is an archive.
+
+    ``torch.save`` writes a zip archive; anything else (a text file, a YAML, random bytes) is
+    refused here in milliseconds, naming the file, instead of after the model libraries load.
+    """
+    if not path.exists():
+        raise InputError(f"checkpoint not found ({option})", path)
+    if not path.is_file():
+        raise InputError(f"is a folder, not a checkpoint ({option})", path)
+    try:
+        is_archive = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise InputError(f"cannot read the checkpoint ({error.strerror or error})", path) from None
+    if not is_archive:
+        raise InputError(
+            f"not a geosound checkpoint ({option}; expected a .pt file from `geosound train`)",
+            path,
+        )
+
+
+def check_input_file(path: Path, what: str, option: str) -> None:
+    """An input file exists and is a file, else an error naming it and the option."""
+    if not path.exists():
+        raise InputError(f"{what} not found ({option})", path)
+    if path.is_dir():
+        raise InputError(f"is a folder, not a {what} ({option})", path)
+
+
+def _check_creatable(path: Path, option: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a writable folder."""
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot create it: {ancestor} is a file, not a folder ({option})", path)
+    if not _writable(ancestor):
+        raise InputError(f"cannot create it: {ancestor} is not writable ({option})", path)
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _name(param: typer.CallbackParam) -> str:
+    opts = getattr(param, "opts", None) or [f"--{param.name}"]
+    return max(opts, key=len)
+
+
+def _show(bbox: Bbox) -> str:
+    return " ".join(f"{v:g}" for v in bbox)
