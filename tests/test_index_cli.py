@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -127,3 +128,42 @@ def test_corrupt_checkpoint_is_refused(tmp_path: Path, recordings: Path, run_cli
     )
     assert result.returncode == 2 and "bad.pt" in result.stderr
     assert not (tmp_path / "bank").exists()
+
+
+def test_a_folder_with_an_esc50_index_is_read_with_labels_and_licences(recordings: Path):
+    from geosound.cli.index import recordings_table
+
+    (recordings / "index.csv").write_text(
+        "filename,class,fold,license\n"
+        "tone.wav,sine tone,1,CC0-1.0\n"
+        "noise.flac,rain,2,CC-BY-4.0\n"
+    )
+    table = recordings_table(recordings).set_index("path")
+    assert len(table) == 3  # chirp.wav is not listed: indexed too, without a label
+    tone, noise, chirp = (str((recordings / n).resolve()) for n in ("tone.wav", "noise.flac",
+                                                                    "chirp.wav"))  # fmt: skip
+    assert table.loc[tone, "label"] == "sine tone" and table.loc[tone, "licence"] == "CC0-1.0"
+    assert table.loc[noise, "label"] == "rain" and table.loc[noise, "fold"] == 2
+    assert pd.isna(table.loc[chirp, "label"])
+
+
+def test_a_table_listing_a_missing_recording_names_it(recordings: Path):
+    from geosound.cli.index import recordings_table
+    from geosound.errors import InputError
+
+    (recordings / "metadata.csv").write_text("path,label\ngone.wav,x\n")
+    with pytest.raises(InputError, match=r"gone\.wav") as caught:
+        recordings_table(recordings)
+    assert "metadata.csv" in str(caught.value)
+
+
+@pytest.mark.devdata
+def test_the_dev_esc50_folder_indexes_with_its_classes(dev_data: Path):
+    from geosound.cli.index import recordings_table
+
+    folder = dev_data / "esc50_outdoor_16k"
+    table = recordings_table(folder)
+    index = pd.read_csv(folder / "index.csv")
+    assert len(table) == len(index)
+    assert table["label"].notna().all() and set(table["label"]) == set(index["class"])
+    assert table["licence"].str.contains("CC").all()

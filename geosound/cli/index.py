@@ -28,12 +28,26 @@ CheckpointOption = Annotated[
 ]
 
 
+METADATA_TABLES = ("index.csv", "metadata.csv", "metadata.parquet")
+"""Tables a folder of recordings may carry (ESC-50's ``index.csv`` and common layouts)."""
+
+COLUMN_ALIASES = {
+    "path": ("path", "filename", "file", "audio", "audio_path"),
+    "label": ("label", "class", "category", "tags"),
+    "licence": ("licence", "license"),
+}
+"""Column names of recordings tables in the wild, mapped to the bank's own names."""
+
+
 def recordings_table(source: Path) -> pd.DataFrame:
     """The recordings to index: every audio file under a folder, or the rows of a table.
 
-    A table (CSV or Parquet) needs a ``path`` column (relative paths resolve against the
-    table's folder) and may carry ``label``, ``licence``, ``lon``, ``lat``; all its columns are
-    kept as bank metadata.
+    A table (CSV or Parquet) needs a path column (``path``, ``filename``, …; relative paths
+    resolve against the table's folder) and may carry a label (``label``, ``class``,
+    ``category``), a licence (``licence``/``license``), ``lon``, ``lat``; all its columns are
+    kept as bank metadata. A folder with such a table inside (:data:`METADATA_TABLES`) is
+    read through it, so ESC-50's clips come with their classes and licences; audio files the
+    table does not list are indexed too, without labels.
     """
     import pandas as pd
 
@@ -41,22 +55,49 @@ def recordings_table(source: Path) -> pd.DataFrame:
 
     if not source.exists():
         raise InputError("not found", source)
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-        if not files:
-            raise InputError(
-                f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in this folder", source
-            )
-        return pd.DataFrame({"path": [str(p.resolve()) for p in files]})
-    table = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
-    if "path" not in table.columns and "filename" in table.columns:
-        table = table.rename(columns={"filename": "path"})
+    if not source.is_dir():
+        return _read_recordings_table(source)
+    files = sorted(p.resolve() for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise InputError(
+            f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in this folder", source
+        )
+    listed = next((source / n for n in METADATA_TABLES if (source / n).is_file()), None)
+    if listed is None:
+        return pd.DataFrame({"path": [str(p) for p in files]})
+    table = _read_recordings_table(listed)
+    known = set(table["path"])
+    unlisted = pd.DataFrame({"path": [str(p) for p in files if str(p) not in known]})
+    return pd.concat([table, unlisted], ignore_index=True)
+
+
+def _read_recordings_table(path: Path) -> pd.DataFrame:
+    """A recordings table with the bank's column names and absolute paths."""
+    import pandas as pd
+
+    from geosound.errors import InputError
+
+    try:
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"not a readable recordings table ({error})", path) from None
+    for name, aliases in COLUMN_ALIASES.items():
+        present = next((a for a in aliases if a in table.columns), None)
+        if present is not None and name not in table.columns:
+            table = table.rename(columns={present: name})
     if "path" not in table.columns:
-        raise InputError("a recordings table needs a 'path' column", source)
+        raise InputError(
+            f"a recordings table needs a path column ({', '.join(COLUMN_ALIASES['path'])})", path
+        )
     if table.empty:
-        raise InputError("the recordings table is empty", source)
-    table["path"] = [str((source.parent / p).resolve()) for p in table["path"].astype(str)]
-    return table.rename(columns={"class": "label", "license": "licence"})
+        raise InputError("the recordings table is empty", path)
+    table["path"] = [str((path.parent / p).resolve()) for p in table["path"].astype(str)]
+    missing = [p for p in table["path"] if not Path(p).is_file()]
+    if missing:
+        raise InputError(
+            f"{len(missing)} listed recording(s) not found, first {missing[0]}", path
+        )
+    return table
 
 
 @index_app.command("build")
