@@ -330,3 +330,36 @@ def test_two_map_runs_on_one_folder_one_works_the_other_is_refused(data_raster, 
     assert "in use by PID" in refused_err and "Traceback" not in refused_err
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr  # the cache is valid, nothing wedged
+
+
+@pytest.mark.slow
+def test_a_kill_while_products_are_written_leaves_no_partial_file(data_raster, tmp_path: Path):
+    """SIGKILL `geosound map` while a COG is being written: no partial product appears, and
+    the rerun removes the dead run's temporary file and writes complete products."""
+    from geosound.geo import is_valid_cog
+
+    raster = data_raster("utm_rgb8.tif", "scene.tif")
+    out = tmp_path / "out"
+    queries = ["-t", "rain", "-t", "wind", "--concepts"]
+    command = [sys.executable, "-m", "geosound", "map", str(raster), "-o", str(out), *queries,
+               "--tile", "32", "--progress", "none"]  # fmt: skip
+
+    def writing() -> bool:
+        return any(p.name.endswith(".tmp") for p in out.glob(".*")) if out.is_dir() else False
+
+    for _ in range(5):  # a COG is written in milliseconds: a poll may miss it, so try again
+        shutil.rmtree(out, ignore_errors=True)
+        job = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        if _kill_when(job, writing):
+            break
+    else:
+        pytest.fail("five runs ended before a product was being written")
+    products = list(out.glob("*.tif"))
+    assert all(is_valid_cog(p) for p in products), products  # whole files or none
+    assert not (out / "map.json").exists()  # the sidecar comes last
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert not [p for p in out.glob(".*") if p.name.endswith(".tmp")]
+    for name in ("similarity.tif", "probability.tif", "concepts.tif"):
+        assert is_valid_cog(out / name), name
