@@ -7,7 +7,15 @@ This package imports nothing of geosound's but errors and the atomic writer, so 
 higher layer (data, encoders, mapping) can depend on it.
 """
 
-from geosound.audio.io import Clip, load_audio, write_audio
+from geosound.audio.io import (
+    AudioHeader,
+    Clip,
+    audio_blocks,
+    check_audio,
+    load_audio,
+    read_header,
+    write_audio,
+)
 from geosound.audio.loudness import lufs_gain, measure_lufs, normalize_lufs
 from geosound.audio.mix import mix, random_lufs_targets
 from geosound.audio.signal import (
@@ -21,7 +29,10 @@ from geosound.audio.signal import (
 
 __all__ = [
     "SILENCE_THRESHOLD",
+    "AudioHeader",
     "Clip",
+    "audio_blocks",
+    "check_audio",
     "fixed_windows",
     "is_silent",
     "load_audio",
@@ -31,6 +42,7 @@ __all__ = [
     "normalize_lufs",
     "pad_or_trim",
     "random_lufs_targets",
+    "read_header",
     "resample",
     "to_mono",
     "write_audio",

@@ -9,6 +9,7 @@ or a shape error deep in an encoder.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,9 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
 
 #: Containers :func:`write_audio` writes, by file suffix.
 _WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+
+#: Frames per block when a recording is streamed (about 6 s at 44.1 kHz).
+BLOCK_FRAMES = 1 << 18
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,22 +81,160 @@ class Clip:
         return 1 if self.samples.ndim == 1 else int(self.samples.shape[0])
 
 
+@dataclass(frozen=True)
+class AudioHeader:
+    """What a recording's header says, checked: it opens and does not look cut short.
+
+    Attributes:
+        path: The file.
+        frames: Frames the header declares.
+        sample_rate: Samples per second.
+        channels: Number of channels.
+    """
+
+    path: str
+    frames: int
+    sample_rate: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds, from the header."""
+        return self.frames / self.sample_rate
+
+
+def _check_path(path: Path) -> None:
+    """The checks before decoding: the file exists, is a file, and is not empty."""
+    if not path.exists():
+        raise AudioError("file not found", path)
+    if path.is_dir():
+        raise AudioError("is a folder, not an audio file", path)
+    if path.stat().st_size == 0:
+        raise AudioError("is an empty file (0 bytes)", path)
+
+
+def _open_checked(path: Path) -> sf.SoundFile:
+    """Open a recording for decoding; a file that does not open or looks cut is an AudioError."""
+    _check_path(path)
+    try:
+        handle = sf.SoundFile(str(path))
+    except _DECODE_ERRORS as error:
+        raise AudioError(f"not a readable audio file ({_reason(error)})", path) from error
+    cut = _truncation_hint(path, handle)
+    if cut:
+        handle.close()
+        raise AudioError(f"truncated or corrupt audio: {cut}", path)
+    return handle
+
+
+def read_header(path: str | os.PathLike[str]) -> AudioHeader:
+    """A recording's length, rate and channels from its header, without decoding it.
+
+    Raises:
+        AudioError: The file is missing, empty, not audio, or visibly truncated.
+    """
+    path = Path(path)
+    with _open_checked(path) as handle:
+        return AudioHeader(str(path), int(handle.frames), int(handle.samplerate), handle.channels)
+
+
+def audio_blocks(
+    path: str | os.PathLike[str],
+    block_frames: int = BLOCK_FRAMES,
+    mono: bool = True,
+    allow_silent: bool = False,
+) -> Iterator[np.ndarray]:
+    """Decode a recording block by block, with :func:`load_audio`'s checks, at its own rate.
+
+    Memory follows one block, whatever the recording's length: this is how hour-long field
+    recordings are read. The checks that need the whole file (the frame count, silence) run
+    when the last block has been read, so a consumer sees the error before it finishes.
+
+    Args:
+        path: The file.
+        block_frames: Frames per block (the last block may be shorter).
+        mono: Downmix each block to ``(n,)`` by averaging channels; else ``(channels, n)``.
+        allow_silent: Accept a recording whose every sample is (near) zero.
+
+    Yields:
+        float32 blocks, in order.
+
+    Raises:
+        AudioError: As :func:`load_audio`: missing, not audio, truncated or corrupt, empty,
+            NaN/inf samples, or silent (unless ``allow_silent``). The message names the file.
+    """
+    path = Path(path)
+    if int(block_frames) != block_frames or block_frames < 1:
+        raise InputError(f"block_frames must be a whole number >= 1; got {block_frames!r}")
+    with _open_checked(path) as handle:
+        expected = int(handle.frames)
+        decoded, peak, mono_peak = 0, 0.0, 0.0
+        while True:
+            try:
+                data = handle.read(int(block_frames), dtype="float32", always_2d=True)
+            except _DECODE_ERRORS as error:
+                raise AudioError(
+                    f"truncated or corrupt audio: decoding failed ({_reason(error)})", path
+                ) from error
+            if data.shape[0] == 0:
+                break
+            block = np.ascontiguousarray(data.T)
+            if not np.all(np.isfinite(block)):
+                raise AudioError("is corrupt: it contains NaN or infinite samples", path)
+            decoded += block.shape[1]
+            peak = max(peak, float(np.max(np.abs(block))))
+            out = to_mono(block) if mono else block
+            if mono:
+                mono_peak = max(mono_peak, float(np.max(np.abs(out))))
+            yield out
+    if decoded < expected:
+        raise AudioError(
+            f"truncated or corrupt audio: decoded {decoded} of the {expected} frames "
+            "its header declares",
+            path,
+        )
+    if decoded == 0:
+        raise AudioError("is empty: it contains no audio samples", path)
+    if not allow_silent and peak < SILENCE_THRESHOLD:
+        raise AudioError(
+            f"is silent (every sample is below {SILENCE_THRESHOLD:g} in magnitude)", path
+        )
+    if mono and not allow_silent and mono_peak < SILENCE_THRESHOLD:
+        raise AudioError("is silent after downmixing to mono (its channels cancel out)", path)
+
+
+def check_audio(path: str | os.PathLike[str], allow_silent: bool = True) -> AudioHeader:
+    """Decode a whole recording (block by block, in bounded memory) to prove that it is whole.
+
+    For tables of recordings that are paired now and loaded much later (``geosound pairs``):
+    a truncated or corrupt file is named here, before it is paired with anything.
+
+    Args:
+        path: The file.
+        allow_silent: Accept digital silence (default; only decoding is checked).
+
+    Returns:
+        The checked header.
+
+    Raises:
+        AudioError: The file is missing, not audio, truncated or corrupt, empty or holds
+            NaN/inf samples (or is silent, with ``allow_silent=False``).
+    """
+    header = read_header(path)
+    for _ in audio_blocks(path, mono=False, allow_silent=allow_silent):
+        pass
+    return header
+
+
 def _read_frames(path: Path) -> tuple[np.ndarray, int]:
     """Decode the whole file as float32 ``(channels, n)``; raise AudioError if it cannot.
 
     The frame count in the header is checked against what was decoded, because a truncated
     file may decode "successfully" up to where it was cut and silently yield a short clip.
     """
-    try:
-        handle = sf.SoundFile(str(path))
-    except _DECODE_ERRORS as error:
-        raise AudioError(f"not a readable audio file ({_reason(error)})", path) from error
-    with handle:
+    with _open_checked(path) as handle:
         expected = handle.frames
         rate = int(handle.samplerate)
-        cut = _truncation_hint(path, handle)
-        if cut:
-            raise AudioError(f"truncated or corrupt audio: {cut}", path)
         try:
             data = handle.read(dtype="float32", always_2d=True)
         except _DECODE_ERRORS as error:
@@ -193,13 +335,7 @@ def load_audio(
     path = Path(path)
     if sample_rate is not None and (int(sample_rate) != sample_rate or sample_rate <= 0):
         raise InputError(f"sample_rate must be a positive integer or None; got {sample_rate!r}")
-    if not path.exists():
-        raise AudioError("file not found", path)
-    if path.is_dir():
-        raise AudioError("is a folder, not an audio file", path)
-    if path.stat().st_size == 0:
-        raise AudioError("is an empty file (0 bytes)", path)
-
+    _check_path(path)
     data, native_rate = _read_frames(path)
     n_frames = data.shape[1]
     if n_frames == 0:

@@ -218,18 +218,34 @@ def audio_embed(
     audio_encoder = get_encoder(encoder)
     if audio_encoder.modality != "audio":
         raise GeosoundInputError(f"{encoder} is a {audio_encoder.modality} encoder, not audio")
-    clips = [load_audio(path, sample_rate=None) for path in files]
-    pooled = []
+    # Encoders that stream long recordings (aiSFX) embed those one by one in flat memory;
+    # the others, and short recordings, are loaded and encoded a batch at a time.
+    stream = getattr(audio_encoder, "pooled_long", None)
+    pooled: dict[int, np.ndarray] = {}
     with progress_reporter(progress, "embedding") as report:
-        for start in range(0, len(clips), audio_encoder.batch_size):
-            batch = clips[start : start + audio_encoder.batch_size]
-            pooled.append(audio_encoder.encode(batch).pooled.numpy())
-            done = start + len(batch)
-            report(done / len(clips), f"embedded {done}/{len(clips)} recordings")
+        batch: list[int] = []
+
+        def encode_batch() -> None:
+            clips = [load_audio(files[i], sample_rate=None) for i in batch]
+            pooled.update(zip(batch, audio_encoder.encode(clips).pooled.numpy(), strict=True))
+            batch.clear()
+            report(len(pooled) / len(files), f"embedded {len(pooled)}/{len(files)} recordings")
+
+        for i, path in enumerate(files):
+            vector = stream(path) if stream is not None else None
+            if vector is not None:
+                pooled[i] = vector
+                report(len(pooled) / len(files), f"embedded {len(pooled)}/{len(files)} recordings")
+                continue
+            batch.append(i)
+            if len(batch) == audio_encoder.batch_size:
+                encode_batch()
+        if batch:
+            encode_batch()
     with atomic_path(out) as tmp, open(tmp, "wb") as handle:
         np.savez(
             handle,
-            embeddings=np.concatenate(pooled),
+            embeddings=np.stack([pooled[i] for i in range(len(files))]),
             files=np.array([str(f) for f in files]),
             encoder=np.array(audio_encoder.id),
         )

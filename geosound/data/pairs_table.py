@@ -25,13 +25,14 @@ from affine import Affine
 from pyproj import Transformer
 from rasterio.windows import Window
 
+from geosound.audio import check_audio
 from geosound.data.manifest import (
     MANIFEST_CRS,
     OPTIONAL_COLUMNS,
     arrow_error_type,
     validate_manifest,
 )
-from geosound.errors import DataError, InputError
+from geosound.errors import AudioError, DataError, InputError
 from geosound.geo.images import format_image_ref
 
 __all__ = ["manifest_from_pairs_table"]
@@ -158,6 +159,7 @@ def manifest_from_pairs_table(
     audio_name = _audio_column(table, audio_column)
     lon, lat = _locations(table)
     audio = _file_column(table, audio_name)
+    _check_recordings(table, audio)
     if imagery is not None:
         image, geometry = _raster_windows(Path(imagery), lon, lat, int(chip_size), table)
     else:
@@ -262,6 +264,19 @@ def _file_column(table: _Table, name: str) -> list[str]:
             f"{len(absent)} file(s) in column {name!r} do not exist: {shown}{more}", table.path
         )
     return paths
+
+
+def _check_recordings(table: _Table, audio: list[str]) -> None:
+    """Decode every recording once (block by block), so a truncated one is named now.
+
+    A pair is trained on much later; a half-copied FLAC found then fails a long run, or
+    (worse) trains as a shorter clip. Silence is not refused here, only broken files.
+    """
+    for i, path in enumerate(audio):
+        try:
+            check_audio(path)
+        except AudioError as error:
+            raise DataError(f"{table.row(i)}: recording {error}", table.path) from None
 
 
 def _manifest_columns(

@@ -709,6 +709,7 @@ def sonify_dev_sets(
     root = Path(data_dir or dev_data_dir()).expanduser()
     tiles = load_eurosat_tiles(root / EUROSAT_MS_FOLDER, classes=classes)
     clips = load_esc50(root / ESC50_FOLDER)
+    check_inputs_whole(tiles["path"], clips["path"], progress)
     tile_split, clip_split = split_by_tile_and_clip(tiles, clips, eval_fraction, seed)
     manifest = sonify_tiles(
         tiles,
@@ -722,6 +723,31 @@ def sonify_dev_sets(
         progress=progress,
     )
     return manifest, clip_split
+
+
+def check_inputs_whole(
+    tile_paths: Sequence[str] | pd.Series,
+    clip_paths: Sequence[str] | pd.Series,
+    progress: Progress | None = None,
+) -> None:
+    """Decode every tile and clip once, so a truncated file is named before it is paired.
+
+    The dev index lists files by name only; a half-copied tile or clip would otherwise be
+    paired now and fail (or train on garbage) much later.
+
+    Raises:
+        RasterError: A tile cannot be opened or its pixels decoded (the message names it).
+        AudioError: A clip is truncated or corrupt (the message names it).
+    """
+    from geosound.audio import check_audio
+    from geosound.geo import check_readable
+
+    if progress is not None:
+        progress(0.0, f"checking {len(tile_paths)} tiles and {len(clip_paths)} clips")
+    for path in tile_paths:
+        check_readable(str(path))
+    for path in clip_paths:
+        check_audio(str(path))
 
 
 def render_manifest(

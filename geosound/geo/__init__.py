@@ -11,9 +11,18 @@ from geosound.geo.bands import (
 )
 from geosound.geo.chips import chip_windows, read_chips
 from geosound.geo.points import PointsLike, points_inside, points_to_raster_xy
-from geosound.geo.raster import ImageData, RasterInfo, RasterSource, opened, raster_info
+from geosound.geo.raster import (
+    ImageData,
+    RasterInfo,
+    RasterSource,
+    check_readable,
+    opened,
+    raster_info,
+)
 from geosound.geo.tiles import (
+    MIN_VALID_FRACTION,
     TileBatch,
+    check_tileable,
     read_tiles,
     read_tms_tiles,
     tile_grid,
@@ -22,6 +31,7 @@ from geosound.geo.tiles import (
 from geosound.geo.write import is_valid_cog, write_raster
 
 __all__ = [
+    "MIN_VALID_FRACTION",
     "PRESETS",
     "BandPreset",
     "ImageData",
@@ -29,6 +39,8 @@ __all__ = [
     "RasterInfo",
     "RasterSource",
     "TileBatch",
+    "check_readable",
+    "check_tileable",
     "chip_windows",
     "get_preset",
     "guess_preset",

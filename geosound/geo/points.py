@@ -52,10 +52,34 @@ def points_to_raster_xy(
         source_crs = ProjCRS.from_user_input(crs or "EPSG:4326")
     target_crs = ProjCRS.from_user_input(source.crs.to_wkt())
     if source_crs == target_crs:
-        return xs.astype(np.float64), ys.astype(np.float64)
-    transformer = Transformer.from_crs(source_crs, target_crs, always_xy=True)
-    tx, ty = transformer.transform(xs, ys)
-    return np.asarray(tx, dtype=np.float64), np.asarray(ty, dtype=np.float64)
+        tx, ty = xs.astype(np.float64), ys.astype(np.float64)
+    else:
+        transformer = Transformer.from_crs(source_crs, target_crs, always_xy=True)
+        tx, ty = transformer.transform(xs, ys)
+        tx, ty = np.asarray(tx, dtype=np.float64), np.asarray(ty, dtype=np.float64)
+    return _wrap_longitudes(source, target_crs, tx), ty
+
+
+def _wrap_longitudes(source: RasterSource, crs: ProjCRS, xs: np.ndarray) -> np.ndarray:
+    """Longitudes moved by whole turns into a geographic raster that crosses ±180°.
+
+    A raster in degrees may span the antimeridian (179.5° to 180.5° E, or 0° to 360°);
+    a point there is usually given as −179.7°, which is the same place. For such rasters
+    every longitude is wrapped into [west edge, west edge + 360°); other rasters are left
+    alone.
+    """
+    if not crs.is_geographic or not _x_is_degrees(crs):
+        return xs
+    west, _, east, _ = source.bounds
+    if west >= -180.0 and east <= 180.0:
+        return xs
+    return west + np.mod(xs - west, 360.0)
+
+
+def _x_is_degrees(crs: ProjCRS) -> bool:
+    """Whether the CRS's first (x, as GDAL orders it: longitude) axis is in degrees."""
+    units = {axis.unit_name.lower() for axis in crs.axis_info}
+    return units <= {"degree", "degrees"}
 
 
 def points_inside(

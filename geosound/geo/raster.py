@@ -266,34 +266,59 @@ class RasterSource:
 
     def _read(self, indexes: tuple[int, ...], window: Window) -> np.ma.MaskedArray:
         try:
-            return self.dataset.read(list(indexes), window=window, masked=True)
+            data = self.dataset.read(list(indexes), window=window, masked=True)
         except RasterioError as error:
             raise RasterError(f"cannot read pixels ({_first_line(error)})", self.path) from None
+        return self._mask_non_finite(data)
+
+    def _mask_non_finite(self, data: np.ma.MaskedArray) -> np.ma.MaskedArray:
+        """Mask NaN and ±Inf pixels of a float raster as nodata, whatever its nodata tag says.
+
+        A float raster often marks holes with NaN and no nodata tag; unmasked, one such pixel
+        would make its tile's embedding NaN and, through the per-raster percentile stretch,
+        every tile's. Under the mask the value becomes the nodata value (0 without one).
+        """
+        if not np.issubdtype(data.dtype, np.floating):
+            return data
+        bad = ~np.isfinite(data.data)
+        if not bad.any():
+            return data
+        nodata = self.nodata
+        data.data[bad] = nodata if nodata is not None and np.isfinite(nodata) else 0
+        data.mask = np.ma.getmaskarray(data) | bad
+        return data
 
     def read_decimated(
-        self, indexes: tuple[int, ...] | None = None, max_size: int = 1024
+        self,
+        indexes: tuple[int, ...] | None = None,
+        max_size: int = 1024,
+        window: Window | None = None,
     ) -> np.ma.MaskedArray:
         """The whole raster at reduced resolution (longest side ≤ ``max_size``).
 
         For previews and statistics; GDAL serves it from overviews when the file has them.
+        With ``window``, only that part of the raster (inside its edges), decimated the same way.
 
         Returns:
             (bands, h, w) masked array.
         """
         indexes = indexes or tuple(range(1, self.count + 1))
         self._check_bands(indexes)
-        factor = max(1.0, max(self.width, self.height) / max_size)
-        shape = (
-            len(indexes),
-            max(1, round(self.height / factor)),
-            max(1, round(self.width / factor)),
-        )
+        width = self.width if window is None else int(window.width)
+        height = self.height if window is None else int(window.height)
+        factor = max(1.0, max(width, height) / max_size)
+        shape = (len(indexes), max(1, round(height / factor)), max(1, round(width / factor)))
         try:
-            return self.dataset.read(
-                list(indexes), out_shape=shape, masked=True, resampling=Resampling.nearest
+            data = self.dataset.read(
+                list(indexes),
+                window=window,
+                out_shape=shape,
+                masked=True,
+                resampling=Resampling.nearest,
             )
         except RasterioError as error:
             raise RasterError(f"cannot read pixels ({_first_line(error)})", self.path) from None
+        return self._mask_non_finite(data)
 
     def band_percentiles(
         self, indexes: tuple[int, ...], low: float = 2.0, high: float = 98.0, max_size: int = 1024
@@ -338,6 +363,35 @@ def raster_info(path: str | os.PathLike[str], require_crs: bool = True) -> Raste
     """Open a raster just long enough to describe it."""
     with RasterSource(path, require_crs=require_crs) as src:
         return src.info()
+
+
+def check_readable(path: str | os.PathLike[str], require_crs: bool = True) -> RasterInfo:
+    """Open a raster and decode every pixel (strip by strip) to prove that it is whole.
+
+    Opening reads only the header, so a truncated or half-copied GeoTIFF opens fine and
+    fails only when its pixels are read; datasets of small tiles (``geosound sonify``) check
+    each tile with this before pairing it. Memory follows one strip.
+
+    Returns:
+        The raster's summary.
+
+    Raises:
+        RasterError: The file cannot be opened, or some of its pixels cannot be decoded.
+    """
+    with RasterSource(path, require_crs=require_crs) as source:
+        dataset = source.dataset
+        rows_per_strip = max(1, (1 << 22) // max(1, dataset.width * dataset.count))
+        for row in range(0, dataset.height, rows_per_strip):
+            height = min(rows_per_strip, dataset.height - row)
+            try:
+                dataset.read(window=Window(0, row, dataset.width, height))
+            except RasterioError as error:
+                raise RasterError(
+                    f"truncated or corrupt raster: pixels from row {row} on cannot be decoded "
+                    f"({_first_line(error)})",
+                    source.path,
+                ) from None
+        return source.info()
 
 
 def _intersection(window: Window, width: int, height: int) -> Window | None:

@@ -35,6 +35,9 @@ from geosound.geo.raster import RasterSource
 
 Bounds = tuple[float, float, float, float]
 
+MIN_VALID_FRACTION = 0.5
+"""Share of valid pixels a tile needs to be embedded; tiles below it become nodata in maps."""
+
 
 @dataclass(frozen=True)
 class TileBatch:
@@ -124,6 +127,92 @@ def tile_grid(
         }
     )
     return grid
+
+
+def check_tileable(
+    source: RasterSource,
+    tile_size: int,
+    stride: int | None = None,
+    indexes: tuple[int, ...] | None = None,
+    bounds: Bounds | None = None,
+    bounds_crs: CRS | str | None = None,
+    min_valid_fraction: float = MIN_VALID_FRACTION,
+) -> None:
+    """Refuse a raster on which no tile of a :func:`tile_grid` could ever be embedded.
+
+    Two cases give a map without one valid cell: a raster smaller than what one tile needs
+    on the raster (``min_valid_fraction`` of its pixels, e.g. a 1×1 raster and 64-pixel
+    tiles), and a raster (or area of interest) whose every pixel is nodata, NaN or ±Inf.
+    Both are refused here, before anything is written, instead of giving an empty map.
+
+    The nodata test reads a decimated view first (one small read finds valid pixels in any
+    ordinary raster); only when that finds none are the pixels scanned in full-width strips,
+    so a raster with a few valid pixels is never refused by mistake.
+
+    Args:
+        source: An open raster.
+        tile_size: Tile edge in pixels.
+        stride: Step between tiles (default: ``tile_size``).
+        indexes: 1-based bands that are read (default: all).
+        bounds: Optional area of interest, as for :func:`tile_grid`.
+        bounds_crs: CRS of ``bounds`` (default: the raster's).
+        min_valid_fraction: Share of valid pixels a tile needs (as in
+            :func:`geosound.mapping.embed.embed_tiles`).
+
+    Raises:
+        RasterError: The raster is too small for one tile, or holds no valid pixel where the
+            tiles are; the message names the raster.
+        OutsideRasterError: ``bounds`` do not overlap the raster.
+    """
+    if tile_size < 1:
+        raise ValueError("tile_size must be positive")
+    covered = min(source.width, tile_size) * min(source.height, tile_size)
+    if covered < min_valid_fraction * tile_size * tile_size:
+        raise RasterError(
+            f"the raster is {source.width}×{source.height} pixels, too small for one "
+            f"{tile_size}-pixel tile (a tile needs {min_valid_fraction:.0%} of its pixels on "
+            "the raster); use a smaller --tile",
+            source.path,
+        )
+    window = _tiles_window(source, tile_size, stride or tile_size, bounds, bounds_crs)
+    if not _has_valid_pixel(source, window, indexes):
+        where = "in the area of interest" if bounds is not None else "of the raster"
+        raise RasterError(
+            f"every pixel {where} is nodata (or NaN/Inf): there is nothing to map", source.path
+        )
+
+
+def _tiles_window(
+    source: RasterSource,
+    tile_size: int,
+    stride: int,
+    bounds: Bounds | None,
+    bounds_crs: CRS | str | None,
+) -> Window:
+    """The pixels (inside the raster) that the tiles of the grid over ``bounds`` read."""
+    col_start, row_start, col_stop, row_stop = _aoi_window(source, bounds, bounds_crs)
+    _, cols = _offsets(col_start, col_stop, tile_size, stride, source.width, "pad")
+    _, rows = _offsets(row_start, row_stop, tile_size, stride, source.height, "pad")
+    col_first, row_first = int(cols.min()), int(rows.min())
+    col_stop = min(source.width, int(cols.max()) + tile_size)
+    row_stop = min(source.height, int(rows.max()) + tile_size)
+    return Window(col_first, row_first, col_stop - col_first, row_stop - row_first)
+
+
+def _has_valid_pixel(source: RasterSource, window: Window, indexes: tuple[int, ...] | None) -> bool:
+    """Whether any band of any pixel of ``window`` is valid (not nodata, NaN or ±Inf)."""
+    if not np.ma.getmaskarray(source.read_decimated(indexes, 512, window=window)).all():
+        return True
+    bands = len(indexes) if indexes else source.count
+    rows_per_strip = max(1, (1 << 22) // max(1, int(window.width) * bands))
+    row, row_stop = int(window.row_off), int(window.row_off + window.height)
+    while row < row_stop:
+        height = min(rows_per_strip, row_stop - row)
+        strip = source.read_window(Window(window.col_off, row, window.width, height), indexes)
+        if not np.ma.getmaskarray(strip).all():
+            return True
+        row += height
+    return False
 
 
 def read_tiles(
@@ -299,6 +388,12 @@ def _offsets(
     else:
         raise ValueError(f"partial must be 'pad' or 'drop', not {partial!r}")
     index = np.flatnonzero((origins < stop) & (origins + tile > start))
+    if index.size == 0 and partial == "pad":
+        raise RasterError(
+            f"the area of interest ({stop - start} pixels across) falls between tiles: a stride "
+            f"of {stride} pixels leaves gaps between {tile}-pixel tiles; use a stride no larger "
+            "than the tile"
+        )
     if index.size == 0:
         raise RasterError(
             f"no whole {tile}-pixel tile fits in the area of interest "

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import geopandas as gpd
 import numpy as np
 
-from geosound.geo import BandPreset, RasterSource, read_tiles, to_rgb
+from geosound.geo import MIN_VALID_FRACTION, BandPreset, RasterSource, read_tiles, to_rgb
 from geosound.progress import Progress
 
 EmbedRGB = Callable[[np.ndarray], np.ndarray]
@@ -20,13 +20,15 @@ def embed_tiles(
     dim: int,
     preset: BandPreset,
     batch_size: int = 64,
-    min_valid_fraction: float = 0.5,
+    min_valid_fraction: float = MIN_VALID_FRACTION,
     progress: Progress | None = None,
 ) -> np.ndarray:
     """An embedding of every tile of a pixel grid.
 
-    Tiles with less than ``min_valid_fraction`` valid pixels (nodata, or past the raster edge)
-    get a row of NaN instead of an embedding of mostly padding, so they become nodata in maps.
+    Tiles with less than ``min_valid_fraction`` valid pixels (nodata, NaN/Inf, or past the
+    raster edge) get a row of NaN instead of an embedding of mostly padding, so they become
+    nodata in maps. Invalid pixels of the tiles that are embedded are filled like nodata, so
+    a NaN pixel never reaches the encoder nor changes the embeddings of the rest of its batch.
 
     Args:
         source: The open raster the grid was made on.

@@ -1,4 +1,9 @@
-"""PNG previews of map products: the scene beside each layer, with titles and a colour bar."""
+"""PNG previews of map products: the scene beside each layer, with titles and a colour bar.
+
+A preview is a contact sheet: at most :data:`MAX_PREVIEW_LAYERS` layers are drawn (the first
+ones), so a map of a thousand queries gets its PNG in seconds and bounded memory; the note on
+the sheet, and the PNG's ``Description`` text, say how many more layers the COG holds.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,9 @@ import xarray as xr
 
 from geosound.atomic import atomic_path
 
+MAX_PREVIEW_LAYERS = 12
+"""Layers a preview draws at most; the rest are only in the product's COG."""
+
 
 def write_layers_preview(
     path: str | os.PathLike[str],
@@ -24,10 +32,13 @@ def write_layers_preview(
     note: str = "",
     colorbar_label: str = "cosine similarity",
     cmap: str = "magma",
+    max_layers: int = MAX_PREVIEW_LAYERS,
 ) -> Path:
     """One panel per band of ``layers`` (titled with the band name), the scene first.
 
-    All layer panels share one colour scale, so they can be compared with each other.
+    All layer panels share one colour scale, so they can be compared with each other. Past
+    ``max_layers`` bands only the first ``max_layers`` are drawn (and only they are read),
+    and the note says that the others are in the COG.
 
     Args:
         path: Destination PNG; written atomically.
@@ -40,7 +51,18 @@ def write_layers_preview(
         note: Small print under the figure (e.g. how the layers were made).
         colorbar_label: What the colours mean.
         cmap: Matplotlib colour map.
+        max_layers: Most bands drawn.
     """
+    total = len(layers["band"])
+    shown = max(1, int(max_layers))
+    metadata = None
+    if total > shown:
+        layers = layers.isel(band=slice(0, shown))
+        truncation = (
+            f"Showing the first {shown} of {total} layers; all {total} are bands of the COG."
+        )
+        note = f"{truncation} {note}" if note else truncation
+        metadata = {"Description": truncation}
     values = layers.values
     finite = values[np.isfinite(values)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -98,6 +120,6 @@ def write_layers_preview(
     if note:
         figure.text(0.01, 0.005, note, fontsize=7, ha="left", va="bottom", wrap=True)
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110, format="png")
+        figure.savefig(tmp, dpi=110, format="png", metadata=metadata)
     plt.close(figure)
     return Path(path)

@@ -77,8 +77,11 @@ def save_checkpoint(
 def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
     """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
 
+    The model id is recomputed from the weights and must match the one recorded.
+
     Raises:
-        InputError: Missing, corrupt or foreign file, naming it.
+        InputError: Missing, corrupt or foreign file, or one whose weights no longer match
+            its recorded model id; the message names it.
     """
     path = Path(path)
     if not path.is_file():
@@ -107,4 +110,24 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
         model.load_state_dict(payload["state_dict"])
     except (KeyError, ValueError, RuntimeError) as error:
         raise InputError(f"checkpoint does not match its model config ({error})", path) from None
-    return LoadedModel(model.eval(), payload["model_id"], payload["encoders"], payload["info"])
+    model_id = _checked_model_id(path, payload.get("model_id"), model)
+    return LoadedModel(model.eval(), model_id, payload["encoders"], payload["info"])
+
+
+def _checked_model_id(path: Path, stored: object, model: Sat2Sound) -> str:
+    """The model id recomputed from the weights, which must be the one the file records.
+
+    Caches, banks and maps are keyed by the model id; a checkpoint whose weights were edited
+    by hand (or damaged) but kept its old id would pass as the model those were made with.
+
+    Raises:
+        InputError: The recorded id is missing or differs from the weights' fingerprint.
+    """
+    actual = f"sat2sound-{model_fingerprint(model)}"
+    if stored != actual:
+        raise InputError(
+            f"checkpoint records model id {stored!r} but its weights are {actual}: the file "
+            "was edited or damaged after it was saved (save it again with save_checkpoint)",
+            path,
+        )
+    return actual
