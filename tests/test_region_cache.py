@@ -363,3 +363,18 @@ def test_a_kill_while_products_are_written_leaves_no_partial_file(data_raster, t
     assert not [p for p in out.glob(".*") if p.name.endswith(".tmp")]
     for name in ("similarity.tif", "probability.tif", "concepts.tif"):
         assert is_valid_cog(out / name), name
+
+
+def test_a_raster_without_one_mappable_tile_is_refused_before_anything_is_written(
+    make_raster, tmp_path: Path
+):
+    empty = make_raster("empty.tif", width=96, height=96, count=3, dtype="uint8", nodata=0)
+    with rasterio.open(empty, "r+") as dst:
+        dst.write(np.zeros((3, 96, 96), np.uint8))
+    with pytest.raises(InputError, match="nodata") as caught:
+        embed(tmp_path / "cache.zarr", empty)
+    assert "empty.tif" in str(caught.value)
+    sliver = make_raster("sliver.tif", width=64, height=1, count=3, dtype="uint8")
+    with pytest.raises(InputError, match="sliver.tif"):
+        embed(tmp_path / "cache.zarr", sliver)
+    assert not (tmp_path / "cache.zarr").exists()

@@ -47,7 +47,14 @@ from affine import Affine
 
 from geosound.atomic import write_json
 from geosound.errors import InputError
-from geosound.geo import BandPreset, RasterSource, get_preset, resolve_preset, tile_grid
+from geosound.geo import (
+    BandPreset,
+    RasterSource,
+    check_tileable,
+    get_preset,
+    resolve_preset,
+    tile_grid,
+)
 from geosound.geo.identity import raster_identity
 from geosound.locking import exclusive
 from geosound.mapping.embed import embed_tiles
@@ -232,13 +239,14 @@ def plan_spec(
 ) -> RegionSpec:
     """A complete spec for a raster: the preset is resolved here so that it is recorded."""
     with RasterSource(raster) as source:
-        preset_name = resolve_preset(source, preset).name
+        resolved = resolve_preset(source, preset)
+        check_tileable(source, tile_size, stride, resolved.bands, bounds, bounds_crs)
     return RegionSpec(
         raster_identity=raster_identity(raster),
         raster=str(Path(raster).resolve()),
         tile_size=tile_size,
         stride=stride or tile_size,
-        preset=preset_name,
+        preset=resolved.name,
         space_id=space_id,
         checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
         bounds=None if bounds is None else tuple(float(v) for v in bounds),  # type: ignore[arg-type]
