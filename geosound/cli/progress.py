@@ -55,7 +55,11 @@ def progress_reporter(
     if mode is ProgressMode.none:
         yield lambda fraction, message: None
         return
-    with tqdm(total=100, desc=description, unit="%", file=sys.stderr, leave=False) as bar:
+    # disable=None: no bar where stderr is not a terminal (pipes, logs), whose readers would
+    # get its redraws as lines before the one error line.
+    with tqdm(
+        total=100, desc=description, unit="%", file=sys.stderr, leave=False, disable=None
+    ) as bar:
 
         def update(fraction: float, message: str) -> None:
             bar.n = round(100 * fraction)
