@@ -99,3 +99,19 @@ def test_tms_default_zoom_follows_resolution(make_raster):
     # 10 m at 47° N spans 14.7 web-mercator metres; z13 (19.1 m/px) is the finest level
     # that rio-tiler takes without upsampling.
     assert set(grid["z"]) == {13}
+
+
+@pytest.mark.parametrize("bounds", [None, (500_300.0, 5_199_400.0, 500_900.0, 5_199_900.0)])
+def test_a_range_of_grid_rows_is_exactly_those_rows_of_the_whole_grid(data_raster, bounds):
+    """What a region chunk builds for itself is the same tiles the whole grid has there."""
+    with RasterSource(data_raster("utm_uint16.tif")) as src:
+        whole = tile_grid(src, 16, stride=8, bounds=bounds)
+        first = int(whole["row"].min())
+        part = tile_grid(src, 16, stride=8, bounds=bounds, rows=(first + 2, first + 5))
+    expected = whole[(whole["row"] >= first + 2) & (whole["row"] < first + 5)]
+    columns = ["row", "col", "row_off", "col_off"]
+    assert part[columns].reset_index(drop=True).equals(expected[columns].reset_index(drop=True))
+    assert part.geometry.reset_index(drop=True).geom_equals(
+        expected.geometry.reset_index(drop=True)
+    ).all()
+    assert sorted(set(part["row"])) == [first + 2, first + 3, first + 4]

@@ -60,6 +60,7 @@ def tile_grid(
     bounds_crs: CRS | str | None = None,
     partial: Literal["pad", "drop"] = "pad",
     clip_footprints: bool = True,
+    rows: tuple[int, int] | None = None,
 ) -> gpd.GeoDataFrame:
     """Lay a grid of square pixel tiles over the raster, in the raster's CRS.
 
@@ -74,6 +75,9 @@ def tile_grid(
         partial: What to do with tiles that cross the raster edge: ``"pad"`` keeps them (their
             outside pixels are read as masked), ``"drop"`` keeps whole tiles only.
         clip_footprints: Clip footprints of edge tiles to the raster extent.
+        rows: Only the grid rows ``[start, stop)`` (row indices of the whole-raster grid): a
+            region worked on chunk by chunk builds one chunk's tiles at a time, so memory
+            follows the chunk, never the raster.
 
     Returns:
         One row per tile: ``tile_id``, ``row``, ``col`` (position in the grid over the whole
@@ -91,6 +95,9 @@ def tile_grid(
     row_index, row_offsets = _offsets(
         row_start, row_stop, tile_size, stride, source.height, partial
     )
+    if rows is not None:
+        keep = (row_index >= rows[0]) & (row_index < rows[1])
+        row_index, row_offsets = row_index[keep], row_offsets[keep]
 
     row_pos, col_pos = np.meshgrid(
         np.arange(len(row_index)), np.arange(len(col_index)), indexing="ij"

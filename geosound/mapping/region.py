@@ -87,11 +87,15 @@ class RegionSpec:
     raster_identity: str = ""
     """:func:`~geosound.geo.identity.raster_identity` of the raster when the cache was made."""
 
-    def grid(self, source: RasterSource) -> gpd.GeoDataFrame:
-        """The tile grid this spec describes (deterministic, so every worker rebuilds it)."""
+    def grid(self, source: RasterSource, rows: tuple[int, int] | None = None) -> gpd.GeoDataFrame:
+        """The tile grid this spec describes, or its grid rows ``[start, stop)``.
+
+        Deterministic, so every worker rebuilds exactly its chunk's part of it.
+        """
         return tile_grid(
-            source, self.tile_size, self.stride, bounds=self.bounds, bounds_crs=self.bounds_crs
-        )
+            source, self.tile_size, self.stride, bounds=self.bounds, bounds_crs=self.bounds_crs,
+            rows=rows,
+        )  # fmt: skip
 
     def to_json(self) -> str:
         """Canonical JSON, stored in the cache."""
@@ -505,18 +509,6 @@ def space_for(spec: RegionSpec) -> EmbeddingSpace:
     return space
 
 
-_GRIDS: dict[str, gpd.GeoDataFrame] = {}
-
-
-def _grid_for(cache_path: str, spec: RegionSpec, source: RasterSource) -> gpd.GeoDataFrame:
-    """The region's tile grid, built once per process (a worker runs many chunks)."""
-    key = f"{cache_path}|{spec.to_json()}"
-    if key not in _GRIDS:
-        _GRIDS.clear()
-        _GRIDS[key] = spec.grid(source)
-    return _GRIDS[key]
-
-
 def compute_chunk(cache_path: str, chunk: ChunkPlan, batch_size: int = 64) -> int:
     """Embed one chunk of the region and write it; returns the chunk index.
 
@@ -530,9 +522,7 @@ def compute_chunk(cache_path: str, chunk: ChunkPlan, batch_size: int = 64) -> in
     ds = cache.dataset()
     row_offset, col_offset = int(ds.attrs["row_offset"]), int(ds.attrs["col_offset"])
     with RasterSource(spec.raster) as source:
-        grid = _grid_for(cache_path, spec, source)
-        rows = grid["row"] - row_offset
-        part = grid[(rows >= chunk.row_start) & (rows < chunk.row_stop)]
+        part = spec.grid(source, rows=(row_offset + chunk.row_start, row_offset + chunk.row_stop))
         outputs = _embed_with_concepts(source, part, space, get_preset(spec.preset), batch_size)
     block = _empty_block(ds, chunk.row_stop - chunk.row_start)
     r = part["row"].to_numpy() - row_offset - chunk.row_start
