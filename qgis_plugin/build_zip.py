@@ -8,6 +8,8 @@ plugin package. Run with any Python 3 (no dependencies):
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -33,7 +35,27 @@ def plugin_files(plugin: Path = PLUGIN) -> list[Path]:
         if path.is_file()
         and not SKIPPED_DIRS.intersection(path.relative_to(plugin).parts)
         and path.suffix not in SKIPPED_SUFFIXES
+        and path.name != RECORD  # a record left by a test: each zip writes its own
     )
+
+
+RECORD = "build_environment.json"
+"""Inside the zip: the geosound environment beside which it was built (environment.py reads it)."""
+
+
+def build_environment(plugin: Path = PLUGIN) -> dict[str, str] | None:
+    """The python of the environment the zip is built beside: ``GEOSOUND_PYTHON`` if set, else
+    the checkout's ``.venv``; None when neither exists (the record is then left out)."""
+    root = plugin.parents[1]
+    configured = os.environ.get("GEOSOUND_PYTHON", "").strip()
+    for python, source in (
+        (configured, "GEOSOUND_PYTHON at build time"),
+        (str(root / ".venv" / "bin" / "python"), f"the .venv of {root}"),
+        (str(root / ".venv" / "Scripts" / "python.exe"), f"the .venv of {root}"),
+    ):
+        if python and Path(python).is_file():
+            return {"python": str(Path(python).absolute()), "source": source}
+    return None
 
 
 def build(out: Path, plugin: Path = PLUGIN) -> Path:
@@ -46,6 +68,12 @@ def build(out: Path, plugin: Path = PLUGIN) -> Path:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes())
+        record = build_environment(plugin)
+        if record is not None:
+            info = zipfile.ZipInfo(f"{plugin.name}/{RECORD}", date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, json.dumps(record, indent=1) + "\n")
         licence = plugin.parents[1] / "LICENSE"
         if licence.is_file():  # the plugin repository wants the licence inside the zip
             info = zipfile.ZipInfo(f"{plugin.name}/LICENSE", date_time=(2020, 1, 1, 0, 0, 0))

@@ -20,6 +20,7 @@ import re
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 import zipfile
 from pathlib import Path
@@ -184,6 +185,45 @@ def test_environment_found_from_variable_and_refused_when_wrong(monkeypatch, tmp
     assert "PYTHONPATH" not in child and child["A"] == "1"
 
 
+def test_environment_detection_order_managed_then_recorded(monkeypatch, tmp_path: Path):
+    environment = plugin_module("environment")
+    monkeypatch.delenv("GEOSOUND_PYTHON", raising=False)
+    record = tmp_path / "build_environment.json"
+    record.write_text(json.dumps({"python": sys.executable}))
+    monkeypatch.setattr(environment, "BUILD_RECORD", record)
+    monkeypatch.setattr(environment, "recorded_build_python",
+                        lambda record=record: json.loads(record.read_text())["python"])  # fmt: skip
+    profile = tmp_path / "profile"
+    sources = [source for _, source in environment.candidates("", profile)]
+    assert sources[0] == "the environment the plugin zip was built from"
+    assert not any("managed" in source for source in sources)  # none set up yet
+    (profile / "geosound" / "venv").mkdir(parents=True)
+    sources = [source for _, source in environment.candidates("", profile)]
+    assert sources[0].startswith("the managed environment")
+    assert sources[1] == "the environment the plugin zip was built from"
+    # An empty managed folder is skipped; the recorded environment is found and works.
+    found = environment.find_environment("", profile)
+    assert found.source == "the environment the plugin zip was built from"
+    assert found.python == Path(sys.executable)
+    # An explicit choice is the only candidate.
+    assert environment.candidates("/x/python", profile) == [
+        ("/x/python", "the setting geosound/python")
+    ]
+
+
+def test_plugin_zip_records_the_environment_it_was_built_from(tmp_path: Path):
+    out = tmp_path / "plugin.zip"
+    env = {**os.environ, "GEOSOUND_PYTHON": sys.executable}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "qgis_plugin" / "build_zip.py"), str(out)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads(zipfile.ZipFile(out).read("geosound_qgis/build_environment.json"))
+    assert record["python"] == str(Path(sys.executable).absolute())
+    assert record["source"] == "GEOSOUND_PYTHON at build time"
+
+
 # -- inside QGIS -------------------------------------------------------------------------------
 
 
@@ -226,6 +266,19 @@ def recordings_table(folder: Path, out: Path, classes: int = 8) -> Path:
     return out
 
 
+def build_wheel(folder: Path) -> Path:
+    """A wheel of this repository, as a user would download one (no dependencies inside)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(folder), str(REPO)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    wheels = sorted(folder.glob("geosound-*.whl"))
+    if done.returncode != 0 or not wheels:
+        pytest.fail(f"could not build the geosound wheel: {done.stderr[-2000:]}")
+    return wheels[-1]
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run every QGIS check once (about a minute) and return the JSON report."""
@@ -239,6 +292,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.skip(f"dev data not found at {data} (set GEOSOUND_DEV_DATA)")
     tmp = tmp_path_factory.mktemp("qgis")
     table = recordings_table(clips, tmp / "recordings.csv")
+    wheel = build_wheel(tmp / "wheel")
     path = tmp / "report.json"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(
@@ -248,6 +302,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         XDG_DATA_HOME=str(tmp / "data"),
         XDG_RUNTIME_DIR=str(tmp / "runtime"),
         GEOSOUND_CACHE=str(tmp / "cache"),
+        GEOSOUND_TEST_WHEEL=str(wheel),
+        # The managed venv installs the wheel with --no-deps --no-index and borrows torch and
+        # the rest from this venv's site-packages: offline, seconds instead of a 2 GB download.
+        GEOSOUND_TEST_SHARED_SITE=sysconfig.get_paths()["purelib"],
     )
     (tmp / "runtime").mkdir(mode=0o700)
     done = subprocess.run(
@@ -317,11 +375,29 @@ def test_toolbox_and_batch_dialogs_build_every_parameter_widget(report):
 
 
 @qgis_run
+def test_dialogs_render_the_whole_help_and_show_every_browse_button(report):
+    entry = check(report, "dialogs")
+    for name, dialog in entry.items():
+        if not name.startswith("geosound:"):
+            continue
+        rendered = " ".join(dialog["help_rendered"].split())
+        for paragraph in dialog["help_source"].split("\n\n"):
+            for sentence in re.split(r"(?<=[.!?])\s+", paragraph.strip()):
+                assert " ".join(sentence.split()) in rendered, (name, sentence)
+        assert dialog["hidden_browse_buttons"] == [], name
+        assert max(dialog["overflow"]) <= 0, (name, dialog["overflow"])  # no sideways scroll
+
+
+@qgis_run
 def test_build_index(report):
     entry = check(report, "buildindex")
     assert entry["outputs"]["COUNT"] == 8
     assert {"bank.json", "index.faiss", "metadata.parquet"} <= set(entry["files"])
     assert entry["progress"][-1] == 100.0
+    assert any(0.0 < value < 100.0 for value in entry["progress"])  # steps, not a busy bar
+    # The new bank is the default from now on; a new one goes under the profile by default.
+    assert entry["default_bank"] == entry["outputs"]["OUTPUT"]
+    assert entry["default_output"].startswith(os.path.join(entry["profile"], "geosound", "banks"))
     assert "-m geosound index build" in entry["commands"][0]
 
 
@@ -333,15 +409,26 @@ def test_soundscape_map_is_a_styled_raster_on_the_scene(report):
     assert entry["bands"] == entry["outputs"]["BAND_COUNT"] == 2
     assert entry["pixel_size"] == [SCENE_TILE_METRES, SCENE_TILE_METRES]
     # Whole tiles from the scene's top-left corner: covers the scene, by less than a tile.
+    # From the scene's top-left corner, covering all of it (clipping: see the next test).
     (x0, y0, x1, y1), (sx0, sy0, sx1, sy1) = entry["extent"], entry["scene_extent"]
-    assert (x0, y1) == (sx0, sy1)
-    assert 0 <= x1 - sx1 < SCENE_TILE_METRES and 0 <= sy0 - y0 < SCENE_TILE_METRES
+    assert (x0, y1) == (sx0, sy1) and x1 >= sx1 and y0 <= sy0
     assert "birds chirping in trees" in entry["band_names"][0]
     assert "cars driving on a road" in entry["band_names"][1]
     assert entry["renderer"] == "singlebandpseudocolor"  # from the .qml saved beside it
     assert entry["probability_valid"]
     assert entry["per_query"] == [[True, 1, "singlebandpseudocolor"]] * 2
     assert "Sat2Sound" in entry["note"] or "stand-in" in entry["note"]
+
+
+@qgis_run
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 (b), the library's part: the grid clipped exactly to the raster's extent, "
+    "partial edge tiles mapped; remove this mark when geosound map does it",
+)
+def test_soundscape_map_is_clipped_exactly_to_the_scene(report):
+    entry = check(report, "soundscapemap")
+    assert entry["extent"] == pytest.approx(entry["scene_extent"], abs=1e-6)
 
 
 @qgis_run
@@ -406,7 +493,8 @@ def test_failures_are_processing_exceptions_with_the_reason(report):
     assert entry["canceled"].startswith("Canceled")
     # The process was stopped by the plugin's signal, with its whole group, and wrote nothing.
     assert entry["cancel_kills"] == 1
-    assert entry["canceled_returncode"] in (-15, -9)  # SIGTERM, or SIGKILL after the grace
+    # SIGTERM (raised, or handled by geosound as exit 128+15), or SIGKILL after the grace.
+    assert entry["canceled_returncode"] in (-15, -9, 143)
     assert entry["canceled_group_left"] == [] and not entry["canceled_output_exists"]
 
 
@@ -416,11 +504,104 @@ def test_plugin_loads_adds_its_gui_and_unloads(report):
     assert entry["provider_after_init"] and len(entry["algorithms"]) == 6
     assert entry["toolbar"][0] == "Listen here"
     assert entry["opened"] == ["geosound:soundscapemap", "geosound:conceptmap"]
-    assert "Settings…" in entry["menu"] and len(entry["menu"]) == 8
+    assert "Settings…" in entry["menu"] and "Set up geosound…" in entry["menu"]
+    assert len(entry["menu"]) == 9 and entry["setup_dialog"] == "Set up geosound"
+    assert entry["environment_problem"] is None  # GEOSOUND_PYTHON is found at start-up
+    # Every action has its own icon, and a one-line tooltip that starts with its name.
+    assert len(set(entry["icons"].values())) == len(entry["icons"])
+    for text, tooltip in entry["tooltips"].items():
+        assert tooltip.startswith(text.rstrip("…") + ":"), (text, tooltip)
+        assert "\n" not in tooltip and len(tooltip) <= 100, tooltip
     assert entry["docks"] == ["geosoundListenDock"]
     assert entry["listen_tool_active"] and entry["listen_tool_off"]
     assert not entry["provider_after_unload"]
     assert entry["menu_after_unload"] == 0 and entry["docks_after_unload"] == 0
+
+
+@qgis_run
+def test_map_outputs_are_one_named_layer_per_query_grouped_under_the_run(report):
+    layers = check(report, "plugin")["layers"]
+    groups = {group["group"].split(" (")[0]: group["layers"] for group in layers["tree"]}
+    queries = groups["soundscape map of scene"]
+    assert [layer["name"] for layer in queries] == [
+        "birds chirping in trees", "cars driving on a road"
+    ]  # fmt: skip
+    for layer in queries:
+        assert layer["bands"] == 1 and 0.3 <= layer["opacity"] <= 0.8  # the scene shows
+        assert layer["legend"][0] == "cosine similarity to the query (higher = more alike)"
+        assert layer["product"].startswith("similarity:")
+
+
+@qgis_run
+def test_concept_legends_name_the_top_concepts_and_one_other_entry(report):
+    layers = check(report, "plugin")["layers"]
+    groups = {group["group"].split(" (")[0]: group["layers"] for group in layers["tree"]}
+    concept, subtile = groups["concept map of scene"]
+    assert concept["name"] == "sound concepts (strongest per tile)"
+    assert subtile["name"] == "sound concepts (strongest per sub-tile cell)"
+    legend = report["conceptmap"]["legend"]
+    named = [item["name"] for item in legend.values()]
+    assert concept["legend"][0] == "strongest sound concept per tile"
+    assert concept["legend"][1 : 1 + len(named)] == named
+    others = concept["legend"][1 + len(named) :]
+    assert len(others) <= 1 and all(o.startswith("other concepts") for o in others)
+    assert subtile["legend"][0] == "strongest sound concept per sub-tile cell"
+    assert set(subtile["legend"][1:]) <= {*named, *others} and len(subtile["legend"]) > 1
+    for layer in (concept, subtile):
+        assert 0.3 <= layer["opacity"] <= 0.8
+
+
+@qgis_run
+def test_outputs_are_recognised_however_styled_and_listen_takes_the_scene(report):
+    entry = check(report, "plugin")
+    layers, listen = entry["layers"], entry["listen"]
+    # Right after the runs the newest output is active and on top, as in QGIS.
+    assert layers["active"] == layers["canvas_top"][0] != "scene"
+    assert layers["restyled_product"].startswith("similarity:")  # from its .aux.xml
+    assert layers["cli_product"].startswith("geosound map")  # from map.json beside it
+    assert layers["scene_product"] is None
+    assert listen["chosen"] == "scene"
+    assert "over <b>scene</b>" in listen["running_status"]
+    assert "over <b>scene</b>" in listen["status"]
+
+
+@qgis_run
+def test_listen_dock_formats_places_clears_on_error_and_plays(report):
+    entry = check(report, "plugin")
+    listen = entry["listen"]
+    width, height = entry["dock_size"]
+    assert width >= 300 and height >= 300  # several rows, not one
+    # Layer CRS (metres, grouped, with its code) and lon/lat.
+    assert re.search(r"\d{3},\d{3} E, \d,\d{3},\d{3} N \(EPSG:26914\)", listen["status"])
+    assert "47.02000° N, 99.16000° W" in listen["status"]
+    after = listen["after_error"]
+    assert after["status"].startswith("<b>Could not listen here:</b>")
+    assert after["rows"] == 0 and after["wav"] is None and not after["mix_enabled"]
+    # The fallback player command gets the mix when Qt Multimedia is not used.
+    assert listen["external"]["started"] and listen["external"]["played"] == listen["wav"]
+    if listen["player_backend"] == "Qt Multimedia":
+        assert listen["qt_media_mix"] == listen["wav"]
+        assert listen["qt_media_first"].endswith(Path(listen["qt_media_first"]).name)
+
+
+@qgis_run
+def test_set_up_geosound_installs_a_wheel_into_the_managed_environment(report):
+    entry = check(report, "setup")
+    managed = entry["managed"]
+    assert managed.startswith(entry["profile"])
+    assert not any(source.startswith("the managed environment") for source in entry["before"])
+    assert entry["task_started"] and entry["status"].startswith("<b>Done:</b>"), entry["log"]
+    assert entry["progress"] == sorted(entry["progress"]) and entry["progress"][-1] == 100
+    assert len(set(entry["progress"])) >= 4  # real steps
+    assert entry["setting"].startswith(managed)
+    # Detection alone now finds it, first, and it imports the wheel's geosound.
+    assert entry["after"][0].startswith("the managed environment")
+    assert entry["found"]["source"].startswith("the managed environment")
+    assert entry["found"]["python"].startswith(managed) and entry["found"]["version"]
+    assert entry["geosound_file"].startswith(managed)
+    diagnostics = entry["diagnostics"]
+    assert "pip install" in diagnostics and "exit code: 0" in diagnostics
+    assert entry["clipboard"] == diagnostics[:200]
 
 
 @qgis_run
@@ -436,3 +617,4 @@ def test_listen_tool_lists_the_sounds_of_a_clicked_spot(report):
         assert listen["playing_mix"] and listen["playing_first"]
     else:
         assert listen["button_tooltips"] == [listen["player_reason"]]
+    assert listen["playback_line"]

@@ -12,6 +12,7 @@ caller passes in the value read from the plugin settings.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -26,9 +27,13 @@ BANK_SETTINGS_KEY = "geosound/bank"
 """QgsSettings key holding the default audio bank (used by the Listen map tool)."""
 ENV_VAR = "GEOSOUND_PYTHON"
 WHERE_TO_SET = (
-    "Plugins ▸ geosound ▸ Settings… (QGIS setting 'geosound/python') "
-    "or the GEOSOUND_PYTHON environment variable"
+    "Plugins ▸ geosound ▸ Set up geosound… (creates one), Plugins ▸ geosound ▸ Settings… "
+    "(QGIS setting 'geosound/python') or the GEOSOUND_PYTHON environment variable"
 )
+BUILD_RECORD = Path(__file__).resolve().parent / "build_environment.json"
+"""Written by ``build_zip.py``: the geosound environment the zip was built beside, if any."""
+MANAGED_FOLDER = ("geosound", "venv")
+"""The managed environment "Set up geosound" creates, under the QGIS profile folder."""
 
 # QGIS sets these for its own Python and its own GDAL/PROJ. Passed on, they make the geosound
 # environment import QGIS's packages or load data files of another GDAL/PROJ version
@@ -115,11 +120,34 @@ def resolve_python(value: str) -> Path | None:
     return path
 
 
-def candidates(configured: str | None) -> list[tuple[str, str]]:
+def managed_environment(profile_folder: str | os.PathLike[str] | None) -> Path | None:
+    """The folder of the managed environment under a QGIS profile folder (None: no profile)."""
+    if not profile_folder:
+        return None
+    return Path(profile_folder).joinpath(*MANAGED_FOLDER)
+
+
+def recorded_build_python(record: Path = BUILD_RECORD) -> str | None:
+    """The python ``build_zip.py`` recorded (the environment the zip was built from), if any."""
+    try:
+        with open(record, encoding="utf-8") as handle:
+            value = json.load(handle).get("python")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
+def candidates(
+    configured: str | None, profile_folder: str | os.PathLike[str] | None = None
+) -> list[tuple[str, str]]:
     """Where to look, in order, as ``(value, where it came from)``.
 
     An explicit choice (the setting, then the environment variable) is the only candidate:
     silently falling back to another environment would hide a typo behind different results.
+    Without one, the first of these that imports geosound wins: the managed environment of
+    "Set up geosound" (under ``profile_folder``), the environment recorded when the zip was
+    built, the ``.venv`` of the source checkout the plugin was loaded from, ``geosound`` on
+    the PATH.
     """
     if configured and configured.strip():
         return [(configured, f"the setting {SETTINGS_KEY}")]
@@ -127,6 +155,12 @@ def candidates(configured: str | None) -> list[tuple[str, str]]:
     if from_env.strip():
         return [(from_env, f"the environment variable {ENV_VAR}")]
     found: list[tuple[str, str]] = []
+    managed = managed_environment(profile_folder)
+    if managed is not None and managed.is_dir():
+        found.append((str(managed), f"the managed environment ({managed})"))
+    recorded = recorded_build_python()
+    if recorded:
+        found.append((recorded, "the environment the plugin zip was built from"))
     root = plugin_checkout_root()
     if (root / "pyproject.toml").is_file() and (root / "geosound").is_dir():
         found.append((str(root / ".venv"), f"the source checkout's .venv ({root})"))
@@ -168,10 +202,12 @@ def check_python(python: Path, timeout: float = 60.0) -> str:
     return version
 
 
-def find_environment(configured: str | None = None) -> GeosoundEnvironment:
+def find_environment(
+    configured: str | None = None, profile_folder: str | os.PathLike[str] | None = None
+) -> GeosoundEnvironment:
     """The geosound environment to use, checked; raises EnvironmentNotFound with the reasons."""
     tried: list[str] = []
-    for value, source in candidates(configured):
+    for value, source in candidates(configured, profile_folder):
         python = resolve_python(value)
         if python is None:
             tried.append(f"{value} (from {source}) is not a python, environment or geosound CLI")
@@ -182,7 +218,9 @@ def find_environment(configured: str | None = None) -> GeosoundEnvironment:
             tried.append(f"{error} (from {source})")
             continue
         return GeosoundEnvironment(python=python, source=source, version=version)
-    detail = "; ".join(tried) if tried else "no setting, no GEOSOUND_PYTHON, no geosound on PATH"
+    detail = "; ".join(tried) if tried else (
+        "no setting, no GEOSOUND_PYTHON, no managed environment, no geosound on PATH"
+    )
     raise EnvironmentNotFound(f"geosound environment not found: {detail}. Set it in {WHERE_TO_SET}")
 
 

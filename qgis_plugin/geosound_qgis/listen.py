@@ -29,16 +29,11 @@ from qgis.core import (
 from qgis.gui import QgsMapCanvas, QgsMapToolEmitPoint
 
 from .algorithms.base import crs_argument
-from .environment import (
-    BANK_SETTINGS_KEY,
-    SETTINGS_KEY,
-    EnvironmentNotFound,
-    child_environment,
-    find_environment,
-)
+from .environment import BANK_SETTINGS_KEY, EnvironmentNotFound, child_environment
+from .profile import qgis_environment
 from .runner import GeosoundRunError, RunResult, run_geosound
 from .sound_dock import SoundDock
-from .styling import PRODUCT_PROPERTY
+from .styling import product_of
 
 K_SETTINGS_KEY = "geosound/listen_k"
 SECONDS_SETTINGS_KEY = "geosound/listen_seconds"
@@ -98,18 +93,22 @@ class ListenController:
         self.dock = dock
         self.active_layer = active_layer
         self.task: ListenTask | None = None
+        self.layer_name: str | None = None
 
     def raster_under(
         self, point: QgsPointXY, crs: QgsCoordinateReferenceSystem
     ) -> QgsRasterLayer | None:
-        """The imagery to listen to: the active raster if under the point, else the lowest.
+        """The imagery to listen to: the topmost raster under the point that is imagery.
 
-        Imagery usually sits at the bottom of the layer stack with geosound's own outputs
-        above it, and those outputs (marked with a custom property) are never imagery.
+        Layers are taken top first, as the map draws them, whichever layer is active; a
+        geosound product (recognised however it was styled, ``styling.product_of``) and
+        rasters geosound cannot read (web services, layers without a CRS) are skipped.
         """
-        layers = [self.active_layer(), *reversed(self.canvas.layers())]
+        # The canvas's layers, top first; right after layers were added the canvas may not
+        # have them yet (its bridge updates later), the layer tree's checked ones then.
+        layers = self.canvas.layers() or QgsProject.instance().layerTreeRoot().checkedLayers()
         for layer in layers:
-            if not isinstance(layer, QgsRasterLayer) or layer.customProperty(PRODUCT_PROPERTY):
+            if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
                 continue
             if layer.providerType() != "gdal" or not layer.crs().isValid():
                 continue
@@ -118,14 +117,15 @@ class ListenController:
                 local = transform.transform(point)
             except QgsCsException:
                 continue
-            if layer.extent().contains(local):
-                return layer
+            if not layer.extent().contains(local) or product_of(layer):
+                continue
+            return layer
         return None
 
     def listen_at(self, point: QgsPointXY, button: Any = None) -> ListenTask | None:
         """Start listening at ``point`` (canvas CRS); returns the task, None if it cannot."""
         crs = self.canvas.mapSettings().destinationCrs()
-        where = f"{point.x():.6g}, {point.y():.6g} ({crs.authid() or 'custom CRS'})"
+        where = describe_point(point, crs)
         self.dock.show()
         settings = QgsSettings()
         bank = settings.value(BANK_SETTINGS_KEY, "", type=str)
@@ -133,14 +133,18 @@ class ListenController:
             self.dock.show_error("choose an audio bank in Plugins ▸ geosound ▸ Settings… first")
             return None
         try:
-            environment = find_environment(settings.value(SETTINGS_KEY, "", type=str))
+            environment = qgis_environment()
         except EnvironmentNotFound as error:
             self.dock.show_error(str(error))
             return None
         layer = self.raster_under(point, crs)
         if layer is None:
-            self.dock.show_error("no imagery (a GDAL raster with a CRS) under this spot")
+            self.dock.show_error(
+                "no imagery under this spot (a raster file with a CRS that is not a geosound "
+                "output)"
+            )
             return None
+        where = describe_point(point, crs, layer.crs())
         if self.task is not None and not self._finished(self.task):
             self.task.cancel()
         from qgis.core import QgsProviderRegistry
@@ -161,7 +165,8 @@ class ListenController:
                           lambda done: self._done(done, where))  # fmt: skip
         task.progressChanged.connect(self.dock.set_progress)
         self.task = task
-        self.dock.show_running(f"{where} over {layer.name()}")
+        self.layer_name = layer.name()
+        self.dock.show_running(where, layer.name())
         QgsApplication.taskManager().addTask(task)
         return task
 
@@ -180,7 +185,7 @@ class ListenController:
         except (OSError, ValueError) as error:
             self.dock.show_error(f"cannot read the sidecar of {task.wav}: {error}")
             return
-        self.dock.show_sounds(where, str(task.wav), sources, task.result.note)
+        self.dock.show_sounds(where, str(task.wav), sources, task.result.note, self.layer_name)
 
     @staticmethod
     def _finished(task: QgsTask) -> bool:
@@ -188,3 +193,40 @@ class ListenController:
             return task.status() in (QgsTask.Complete, QgsTask.Terminated)
         except RuntimeError:  # the C++ task was already deleted by the task manager
             return True
+
+
+def _grouped(value: float, decimals: int) -> str:
+    return f"{value:,.{decimals}f}"
+
+
+def format_in(point: QgsPointXY, crs: QgsCoordinateReferenceSystem) -> str:
+    """A point in its CRS, as a GIS user reads it: projected metres as ``488,248 E 5,206,940 N``
+    (whole units), geographic degrees as ``47.02000° N, 99.16000° W``."""
+    if crs.isGeographic():
+        lat = f"{abs(point.y()):.5f}° {'N' if point.y() >= 0 else 'S'}"
+        lon = f"{abs(point.x()):.5f}° {'E' if point.x() >= 0 else 'W'}"
+        return f"{lat}, {lon}"
+    return f"{_grouped(point.x(), 0)} E, {_grouped(point.y(), 0)} N"
+
+
+def describe_point(
+    point: QgsPointXY,
+    crs: QgsCoordinateReferenceSystem,
+    layer_crs: QgsCoordinateReferenceSystem | None = None,
+) -> str:
+    """Where a click was: in the layer's CRS (or the map's) with its code, and in lon/lat."""
+    target = layer_crs if layer_crs is not None and layer_crs.isValid() else crs
+    parts = []
+    try:
+        local = QgsCoordinateTransform(crs, target, QgsProject.instance()).transform(point)
+        parts.append(f"{format_in(local, target)} ({target.authid() or 'custom CRS'})")
+    except QgsCsException:
+        local = None
+    if not target.isGeographic() or local is None:
+        wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+        try:
+            lonlat = QgsCoordinateTransform(crs, wgs84, QgsProject.instance()).transform(point)
+            parts.append(format_in(lonlat, wgs84))
+        except QgsCsException:
+            pass
+    return " · ".join(parts) or f"{point.x():.6g}, {point.y():.6g}"

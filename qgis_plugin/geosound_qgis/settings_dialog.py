@@ -16,14 +16,9 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from .environment import (
-    BANK_SETTINGS_KEY,
-    SETTINGS_KEY,
-    EnvironmentNotFound,
-    candidates,
-    find_environment,
-)
+from .environment import BANK_SETTINGS_KEY, SETTINGS_KEY, EnvironmentNotFound
 from .listen import K_SETTINGS_KEY, SECONDS_SETTINGS_KEY
+from .profile import looked_at, qgis_environment
 
 
 class SettingsDialog(QDialog):
@@ -41,7 +36,7 @@ class SettingsDialog(QDialog):
         self.python = QgsFileWidget(self)
         self.python.setStorageMode(QgsFileWidget.GetFile)
         self.python.setFilePath(settings.value(SETTINGS_KEY, "", type=str))
-        self.python.lineEdit().setPlaceholderText("empty: detect (GEOSOUND_PYTHON, .venv, PATH)")
+        self.python.lineEdit().setPlaceholderText("empty: detect it (see Check the environment)")
         form.addRow("Python of the geosound environment", self.python)
 
         self.bank = QgsFileWidget(self)
@@ -75,9 +70,9 @@ class SettingsDialog(QDialog):
     def check(self) -> str:
         """Find the environment as the algorithms will, and say what was found."""
         try:
-            environment = find_environment(self.python.filePath())
+            environment = qgis_environment(self.python.filePath())
         except EnvironmentNotFound as error:
-            tried = ", ".join(source for _, source in candidates(self.python.filePath()))
+            tried = ", ".join(looked_at(self.python.filePath()))
             text = f"{error}" + (f" (looked at: {tried})" if tried else "")
         else:
             text = (f"geosound {environment.version} at {environment.python} "

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from html import escape
 from typing import Any
 
+from qgis.core import QgsSettings
 from qgis.gui import QgsDockWidget
-from qgis.PyQt.QtCore import QUrl
+from qgis.PyQt.QtCore import Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
@@ -22,7 +24,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from .media import AudioPlayer
+from .media import PLAYER_SETTINGS_KEY, AudioPlayer
 
 HINT = "Choose the Listen tool and click the map over imagery to hear what the spot sounds like."
 
@@ -35,7 +37,7 @@ class SoundDock(QgsDockWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("geosound: listen", parent)
         self.setObjectName("geosoundListenDock")
-        self.player = AudioPlayer()
+        self.player = AudioPlayer(QgsSettings().value(PLAYER_SETTINGS_KEY, "", type=str))
         self.wav: str | None = None
         self.sources: list[dict[str, Any]] = []
 
@@ -43,6 +45,8 @@ class SoundDock(QgsDockWidget):
         layout = QVBoxLayout(body)
         self.status = QLabel(HINT, body)
         self.status.setWordWrap(True)
+        self.status.setOpenExternalLinks(True)
+        self.status.setTextInteractionFlags(Qt.TextBrowserInteraction)
         layout.addWidget(self.status)
         self.progress = QProgressBar(body)
         self.progress.setRange(0, 100)
@@ -70,6 +74,11 @@ class SoundDock(QgsDockWidget):
         self.table.cellDoubleClicked.connect(self._open_row)
         layout.addWidget(self.table)
 
+        self.table.setMinimumHeight(140)
+        self.playback = QLabel(self.player.description(), body)
+        self.playback.setWordWrap(True)
+        self.playback.setStyleSheet("color: #555;")
+        layout.addWidget(self.playback)
         self.note = QLabel("", body)
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #555; font-style: italic;")
@@ -79,30 +88,52 @@ class SoundDock(QgsDockWidget):
 
     # -- states --------------------------------------------------------------------------------
 
-    def show_running(self, where: str) -> None:
-        self.status.setText(f"Listening at {where} …")
+    def show_running(self, where: str, layer: str | None = None) -> None:
+        over = f" over <b>{escape(layer)}</b>" if layer else ""
+        self.status.setText(f"Listening at {escape(where)}{over} …")
         self.progress.setValue(0)
         self.progress.setVisible(True)
+        self.clear()
+
+    def clear(self) -> None:
+        """No sounds listed: the table, the note and the mix are emptied."""
+        self.player.stop()
         self.table.setRowCount(0)
         self.note.setText("")
         self.wav, self.sources = None, []
         self._set_buttons(False)
 
+    def fit_to(self, window: QWidget | None) -> None:
+        """A useful first size: a third of the window's width, tall enough for several rows."""
+        if window is None or self.isFloating():
+            return
+        width = max(360, min(520, window.width() // 3))
+        main = window if hasattr(window, "resizeDocks") else None
+        if main is not None:
+            main.resizeDocks([self], [width], Qt.Horizontal)
+            main.resizeDocks([self], [max(320, window.height() // 2)], Qt.Vertical)
+
     def set_progress(self, percent: float) -> None:
         self.progress.setValue(int(percent))
 
     def show_error(self, message: str) -> None:
+        """The reason, and nothing of an earlier spot left that could be taken for this one."""
         self.progress.setVisible(False)
-        self.status.setText(f"<b>Could not listen here:</b> {message}")
-        self._set_buttons(False)
+        self.status.setText(f"<b>Could not listen here:</b> {escape(message)}")
+        self.clear()
 
     def show_sounds(
-        self, where: str, wav: str, sources: Sequence[dict[str, Any]], note: str = ""
-    ) -> None:
+        self, where: str, wav: str, sources: Sequence[dict[str, Any]], note: str = "",
+        layer: str | None = None,
+    ) -> None:  # fmt: skip
         """The mix and its recordings, best first."""
         self.progress.setVisible(False)
         self.wav, self.sources = wav, list(sources)
-        self.status.setText(f"{where}: {len(self.sources)} nearest recordings, mixed into {wav}")
+        over = f" over <b>{escape(layer)}</b>" if layer else ""
+        self.status.setText(
+            f"{escape(where)}{over}: the {len(self.sources)} nearest recordings, mixed into "
+            f"<a href=\"{QUrl.fromLocalFile(wav).toString()}\">{escape(os.path.basename(wav))}</a>"
+        )
         self.table.setRowCount(len(self.sources))
         for row, source in enumerate(self.sources):
             path = str(source.get("path", ""))
@@ -133,16 +164,21 @@ class SoundDock(QgsDockWidget):
         tooltip = "" if self.player.available else self.player.reason
         for button in [*self.play_buttons(), self.stop_button]:
             button.setEnabled(enabled)
-            button.setToolTip(tooltip or ("Play" if button is not self.stop_button else "Stop"))
+            default = "Stop playing" if button is self.stop_button else "Play this recording"
+            if button is self.play_mix:
+                default = "Play the mix of the recordings"
+            button.setToolTip(tooltip or default)
 
     def _play_mix(self) -> None:
         if self.wav:
             self.player.play(self.wav)
 
     def _open_row(self, row: int, column: int) -> None:
-        """Open a recording in the system's player: works even without Qt Multimedia."""
+        """Double-click: play the recording (any backend), else open it in the system's player."""
         if 0 <= row < len(self.sources):
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.sources[row].get("path", ""))))
+            path = str(self.sources[row].get("path", ""))
+            if not self.player.play(path):
+                QDesktopServices.openUrl(QUrl.fromLocalFile(path))
 
     def closeEvent(self, event: Any) -> None:
         self.player.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -79,11 +80,18 @@ class IfaceStub:
     """The parts of ``QgisInterface`` the plugin uses, with a real window and map canvas."""
 
     def __init__(self) -> None:
-        from qgis.gui import QgsMapCanvas
+        from qgis.core import QgsProject
+        from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsMapCanvas, QgsMessageBar
 
         self.window = QMainWindow()
+        self.window.resize(QSize(1200, 800))
         self.canvas = QgsMapCanvas(self.window)
         self.canvas.resize(QSize(400, 400))
+        self.window.setCentralWidget(self.canvas)
+        # As in QGIS: the canvas draws the project's layer tree, top layer first.
+        root = QgsProject.instance().layerTreeRoot()
+        self.bridge = QgsLayerTreeMapCanvasBridge(root, self.canvas, self.canvas)  # Qt-owned
+        self.bar = QgsMessageBar(self.window)
         self.toolbars: list[QToolBar] = []
         self.menu: dict[str, list[Any]] = {}
         self.removed_menu: list[Any] = []
@@ -95,6 +103,9 @@ class IfaceStub:
 
     def mapCanvas(self) -> Any:
         return self.canvas
+
+    def messageBar(self) -> Any:
+        return self.bar
 
     def activeLayer(self) -> Any:
         return self.active
@@ -233,12 +244,41 @@ class Checks:
                     "widgets": len(dialog.mainWidget().wrappers),
                     "parameters": len(algorithm.parameterDefinitions()),
                     "batch_columns": batch.mainWidget().tblParameters.columnCount(),
+                    **self._dialog_layout(dialog, algorithm),
                 }
                 dialog.deleteLater()
                 batch.deleteLater()
         finally:
             qgis.utils.iface = None
         return report
+
+    @staticmethod
+    def _dialog_layout(dialog: Any, algorithm: Any) -> Report:
+        """What the user sees of a dialog at its first size: the help as rendered, and
+        whether every browse button lies inside the visible part of the parameter panel."""
+        from qgis.gui import QgsFileWidget
+        from qgis.PyQt.QtCore import QPoint, QRect
+        from qgis.PyQt.QtWidgets import QScrollArea, QTextBrowser, QToolButton
+
+        dialog.show()
+        QgsApplication.processEvents()
+        helps = [b.toPlainText() for b in dialog.findChildren(QTextBrowser) if b.toPlainText()]
+        hidden, overflow = [], []
+        for area in dialog.findChildren(QScrollArea):
+            viewport = area.viewport()
+            if area.widget() is not None and area.widget().findChildren(QgsFileWidget):
+                overflow.append(area.widget().minimumSizeHint().width() - viewport.width())
+            visible = QRect(QPoint(0, 0), viewport.size())
+            for widget in area.widget().findChildren(QgsFileWidget) if area.widget() else []:
+                for button in widget.findChildren(QToolButton):
+                    if not button.isVisibleTo(dialog):
+                        continue
+                    corner = button.mapTo(viewport, QPoint(button.width() - 1, 0))
+                    if corner.x() >= visible.width():
+                        hidden.append(widget.objectName() or type(widget).__name__)
+        dialog.hide()
+        return {"help_rendered": " ".join(helps), "help_source": algorithm.ALG_HELP,
+                "hidden_browse_buttons": hidden, "overflow": overflow}
 
     # -- algorithms ----------------------------------------------------------------------------
 
@@ -253,9 +293,14 @@ class Checks:
             feedback=feedback,
         )
         self.bank = result["OUTPUT"]
-        QgsSettings().setValue("geosound/bank", self.bank)
-        return {"outputs": result, "files": sorted(os.listdir(result["OUTPUT"])),
-                "progress": feedback.progress, "commands": feedback.commands}  # fmt: skip
+        default_output = QgsApplication.processingRegistry().algorithmById(
+            "geosound:buildindex").parameterDefinition("OUTPUT").defaultValue()  # fmt: skip
+        return {
+            "outputs": result, "default_bank": QgsSettings().value("geosound/bank", ""),
+            "default_output": default_output, "profile": QgsApplication.qgisSettingsDirPath(),
+            "files": sorted(os.listdir(result["OUTPUT"])),
+            "progress": feedback.progress, "commands": feedback.commands,
+        }  # fmt: skip
 
     def check_soundscapemap(self) -> Report:
         feedback = Feedback()
@@ -463,12 +508,16 @@ class Checks:
         iface = IfaceStub()
         plugin = geosound_qgis.classFactory(iface)
         plugin.initGui()
+        menu = iface.menu.get("&geosound", [])
         report: Report = {
             "provider_after_init": registry.providerById("geosound") is not None,
             "algorithms": sorted(a.id() for a in registry.providerById("geosound").algorithms()),
             "toolbar": [a.text() for a in iface.toolbars[0].actions()],
-            "menu": [a.text() for a in iface.menu.get("&geosound", [])],
+            "menu": [a.text() for a in menu],
+            "tooltips": {a.text(): a.toolTip() for a in menu},
+            "icons": {a.text(): _icon_bytes(a.icon()) for a in menu},
             "docks": [d.objectName() for d in iface.docks],
+            "environment_problem": plugin.check_environment(),
         }
         opened: list[str] = []
         original = self.processing.execAlgorithmDialog
@@ -479,8 +528,14 @@ class Checks:
         finally:
             self.processing.execAlgorithmDialog = original
         report["opened"] = opened
+        setup = plugin.open_setup()
+        report["setup_dialog"] = setup.windowTitle()
+        setup.close()
+        iface.window.show()
         plugin.listen_action.trigger()
         report["listen_tool_active"] = iface.canvas.mapTool() is plugin.map_tool
+        report["dock_size"] = [plugin.dock.width(), plugin.dock.height()]
+        report["layers"] = self._loaded_layers(iface)
         report["listen"] = self._listen(plugin, iface) if self.bank else {"skipped": "no bank"}
         plugin.listen_action.trigger()
         report["listen_tool_off"] = iface.canvas.mapTool() is not plugin.map_tool
@@ -490,25 +545,83 @@ class Checks:
         report["docks_after_unload"] = len(iface.docks)
         return report
 
-    def _listen(self, plugin: Any, iface: IfaceStub) -> Report:
-        """Click the map over the scene and wait for the dock to list the sounds."""
-        scene = QgsRasterLayer(str(self.scene), "scene")
-        QgsProject.instance().addMapLayer(scene)
+    def _loaded_layers(self, iface: IfaceStub) -> Report:
+        """A soundscape map and a concept map run as the Toolbox runs them (outputs loaded
+        into the project); what the Layers panel then shows."""
+        from qgis.core import QgsLayerTreeModel
+
+        project = QgsProject.instance()
+        self.scene_layer = QgsRasterLayer(str(self.scene), "scene")
+        project.addMapLayer(self.scene_layer)
         iface.canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
-        iface.canvas.setLayers([scene])
+        result = self.processing.runAndLoadResults(
+            "geosound:soundscapemap",
+            {"INPUT": str(self.scene), "TILE": 64,
+             "QUERIES": "birds chirping in trees\ncars driving on a road",
+             "OUTPUT": str(self.work / "loaded" / "similarity.tif")},
+        )  # fmt: skip
+        concepts = self.processing.runAndLoadResults(
+            "geosound:conceptmap",
+            {"INPUT": str(self.scene), "TILE": 64, "OUTPUT": str(self.work / "loaded" / "c.tif"),
+             "SUBTILE": str(self.work / "loaded" / "c_subtile.tif")},
+        )  # fmt: skip
+        root = project.layerTreeRoot()
+        model = QgsLayerTreeModel(root)
+        tree = []
+        for group in root.children():
+            if not hasattr(group, "findLayers") or group.nodeType() != 0:  # groups only
+                continue
+            entries = []
+            for node in group.findLayers():
+                layer = node.layer()
+                legend = [n.data(0) for n in model.layerLegendNodes(node)]
+                entries.append({
+                    "name": layer.name(), "opacity": layer.renderer().opacity(),
+                    "legend": [str(text) for text in legend],
+                    "product": layer.customProperty("geosound/product"),
+                    "bands": layer.bandCount(),
+                })  # fmt: skip
+            tree.append({"group": group.name(), "layers": entries})
+        # Listen after a map run: the newest output is the active layer, as in QGIS.
+        newest = root.findGroups()[0].findLayers()[0].layer()
+        iface.active = newest
+        iface.canvas.refresh()
+        QgsApplication.processEvents()
+        # The output re-styled by hand (another .qml, no property): still recognised.
+        from geosound_qgis.styling import product_of
+
+        restyled = QgsRasterLayer(result["QUERY_RASTERS"][0], "restyled")
+        restyled.setRenderer(self.scene_layer.renderer().clone())
+        # geosound's own output folder (the algorithm's work folder): map.json names the file.
+        from qgis.core import QgsProcessingUtils
+
+        temp = Path(QgsProcessingUtils.tempFolder())
+        work = [f for f in temp.glob("geosound_soundscapemap_*/similarity.tif")
+                if f.with_name("map.json").is_file()]  # fmt: skip
+        cli_output = QgsRasterLayer(str(work[0]), "cli") if work else None
+        return {
+            "tree": tree, "query_rasters": result["QUERY_RASTERS"],
+            "canvas_top": [layer.name() for layer in iface.canvas.layers()][:3],
+            "active": newest.name(),
+            "restyled_product": product_of(restyled),
+            "scene_product": product_of(self.scene_layer),
+            "cli_product": product_of(cli_output) if cli_output is not None else "no cli output",
+            "subtile": concepts.get("SUBTILE"),
+        }
+
+    def _listen(self, plugin: Any, iface: IfaceStub) -> Report:
+        """Click the map over the scene (outputs above it, one active) and wait for the dock."""
+        dock = plugin.dock
         report: Report = {"raster_outside": plugin.listener.raster_under(
             QgsPointXY(0.0, 0.0), QgsCoordinateReferenceSystem("EPSG:4326")) is None}  # fmt: skip
+        chosen = plugin.listener.raster_under(
+            QgsPointXY(-99.160, 47.020), QgsCoordinateReferenceSystem("EPSG:4326")
+        )
+        report["chosen"] = chosen.name() if chosen is not None else None
         task = plugin.listener.listen_at(QgsPointXY(-99.160, 47.020))
         report["task_started"] = task is not None
-        deadline = time.monotonic() + 180
-        dock = plugin.dock
-        while (
-            time.monotonic() < deadline
-            and dock.wav is None
-            and "Could not" not in (dock.status.text())
-        ):
-            QgsApplication.processEvents()
-            time.sleep(0.05)
+        report["running_status"] = dock.status.text()
+        wait_for(lambda: dock.wav is not None or "Could not" in dock.status.text(), 180)
         buttons = dock.play_buttons()
         report.update(
             status=dock.status.text(),
@@ -518,18 +631,119 @@ class Checks:
             wav_exists=bool(dock.wav) and os.path.isfile(dock.wav),
             note=dock.note.text(),
             player_available=dock.player.available,
+            player_backend=dock.player.backend,
             player_reason=dock.player.reason,
             buttons_enabled=[b.isEnabled() for b in buttons],
             button_tooltips=sorted({b.toolTip() for b in buttons}),
+            playback_line=dock.playback.text(),
         )
         if dock.player.available:  # press "Play the mix", then a recording's button
             dock.play_mix.click()
             report["playing_mix"] = dock.player.current == dock.wav
+            report["qt_media_mix"] = dock.player.media_url()
             buttons[1].click()
             report["playing_first"] = dock.player.current == dock.sources[0]["path"]
+            report["qt_media_first"] = dock.player.media_url()
             dock.player.stop()
-        QgsProject.instance().removeMapLayer(scene.id())
+        report["external"] = self._external_player(dock.wav) if dock.wav else None
+        # A failing click afterwards: the old sounds must not stay under the error.
+        plugin.listener.listen_at(QgsPointXY(0.0, 0.0))
+        report["after_error"] = {
+            "status": dock.status.text(), "rows": dock.table.rowCount(), "wav": dock.wav,
+            "mix_enabled": dock.play_mix.isEnabled(),
+        }  # fmt: skip
         return report
+
+    def _external_player(self, wav: str) -> Report:
+        """The fallback without Qt Multimedia: an external player command gets the file."""
+        from geosound_qgis.media import AudioPlayer
+
+        record = self.work / "played.txt"
+        script = self.work / "fake_player.py"
+        script.write_text(
+            "import sys\n"
+            f"open({str(record)!r}, 'w').write(sys.argv[-1])\n"
+        )
+        player = AudioPlayer(f"{sys.executable} {script}", use_qt=False)
+        started = player.play(wav)
+        wait_for(lambda: record.exists() and record.read_text() == wav, 30)
+        return {"backend": player.backend, "started": started,
+                "played": record.read_text() if record.exists() else None}  # fmt: skip
+
+    # -- setting up an environment from a wheel -------------------------------------------------
+
+    def check_setup(self) -> Report:
+        """The managed environment: detected when present; "Set up geosound" creates it from a
+        wheel of this repository (offline: --no-deps --no-index, the venv's packages shared)."""
+        from geosound_qgis.environment import ENV_VAR, find_environment
+        from geosound_qgis.profile import looked_at, managed_folder, profile_folder
+        from geosound_qgis.setup_dialog import SetupDialog
+
+        wheel = os.environ.get("GEOSOUND_TEST_WHEEL", "")
+        shared = os.environ.get("GEOSOUND_TEST_SHARED_SITE", "")
+        if not wheel:
+            return {"ok": False, "error": "GEOSOUND_TEST_WHEEL not set"}
+        saved = os.environ.pop(ENV_VAR, None)
+        settings = QgsSettings()
+        settings.remove("geosound/python")
+        report: Report = {"profile": profile_folder(), "managed": str(managed_folder()),
+                          "before": looked_at("")}  # fmt: skip
+        try:
+            dialog = SetupDialog()
+            dialog.from_wheel.setChecked(True)
+            dialog.wheel.setFilePath(wheel)
+            dialog.shared.setText(shared)
+            dialog.pip_options.setText("--no-deps --no-index")
+            progress: list[int] = []
+            dialog.progress.valueChanged.connect(progress.append)
+            task = dialog.install()
+            report["task_started"] = task is not None
+            wait_for(lambda: dialog.task is None, 600)
+            report.update(
+                status=dialog.status.text(), progress=progress,
+                log=dialog.log.toPlainText()[-3000:],
+                diagnostics=dialog.copy_diagnostics(),
+                clipboard=QgsApplication.clipboard().text()[:200],
+                setting=settings.value("geosound/python", "", type=str),
+            )  # fmt: skip
+            settings.remove("geosound/python")  # detection alone must find it now
+            report["after"] = looked_at("")
+            found = find_environment("", profile_folder())
+            report["found"] = {"python": str(found.python), "source": found.source,
+                               "version": found.version}  # fmt: skip
+            done = subprocess.run(
+                [str(found.python), "-c", "import geosound, sys; print(geosound.__file__)"],
+                capture_output=True, text=True, timeout=120, cwd=str(self.work),
+            )  # fmt: skip
+            report["geosound_file"] = done.stdout.strip()
+            dialog.deleteLater()
+            QgsApplication.processEvents()
+        finally:
+            if saved is not None:
+                os.environ[ENV_VAR] = saved
+        return report
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Process Qt events until ``condition`` holds; the deadline only bounds a hang."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.05)
+    return condition()
+
+
+def _icon_bytes(icon: Any) -> str:
+    """The icon drawn at 32 px, hashed: equal hashes mean identical icons."""
+    import hashlib
+
+    from qgis.PyQt.QtCore import QBuffer, QByteArray, QIODevice
+
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.WriteOnly)
+    icon.pixmap(32, 32).save(buffer, "PNG")
+    return hashlib.sha1(bytes(data)).hexdigest()
 
 
 def as_vector_layer(value: Any) -> QgsVectorLayer:
@@ -546,7 +760,8 @@ def _extent(layer: Any) -> list[float]:
 
 
 ORDER = ("environment", "registration", "dialogs", "buildindex", "soundscapemap", "conceptmap",
-         "retrievetiles", "retrievepoints", "synthesizepoint", "errors", "plugin")  # fmt: skip
+         "retrievetiles", "retrievepoints", "synthesizepoint", "errors", "plugin",
+         "setup")  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
@@ -567,6 +782,7 @@ def main(argv: list[str]) -> int:
             report_path.write_text(json.dumps(report, indent=1, default=str))
             print(f"{name}: {'ok' if report[name]['ok'] else 'FAILED'} "
                   f"({report[name]['seconds']} s)", flush=True)  # fmt: skip
+    QgsProject.instance().clear()  # layers and tree nodes go before the application does
     app.exitQgis()
     return 0
 

@@ -48,14 +48,19 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..environment import (
     BANK_SETTINGS_KEY,
-    SETTINGS_KEY,
     EnvironmentNotFound,
     GeosoundEnvironment,
     child_environment,
-    find_environment,
 )
+from ..profile import qgis_environment
 from ..runner import GeosoundCanceled, GeosoundRunError, RunResult, run_geosound
-from ..styling import StylePostProcessor
+from ..styling import (
+    PRODUCT_PROPERTY,
+    StylePostProcessor,
+    load_qml,
+    mark_product,
+    save_default_style,
+)
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 Parameters = dict[str, Any]
@@ -110,6 +115,9 @@ class GeosoundAlgorithm(QgsProcessingAlgorithm):
     ALG_GROUP: ClassVar[str] = ""
     ALG_GROUP_ID: ClassVar[str] = ""
     ALG_HELP: ClassVar[str] = ""
+    ALG_TIP: ClassVar[str] = ""
+    """One line naming what the action does (toolbar and menu tooltips)."""
+    ALG_ICON: ClassVar[str] = "icon.svg"
     ALG_TAGS: ClassVar[tuple[str, ...]] = ()
 
     NOTE = "NOTE"
@@ -131,13 +139,18 @@ class GeosoundAlgorithm(QgsProcessingAlgorithm):
         return self.ALG_GROUP_ID
 
     def shortHelpString(self) -> str:
-        return self.tr(self.ALG_HELP)
+        """The help as HTML paragraphs: Processing renders it as rich text, so plain text
+        would lose its paragraph breaks (and anything that looks like markup)."""
+        import html
+
+        paragraphs = [p.strip() for p in self.tr(self.ALG_HELP).split("\n\n") if p.strip()]
+        return "".join(f"<p>{html.escape(p, quote=False)}</p>" for p in paragraphs)
 
     def tags(self) -> list[str]:
         return [*self.ALG_TAGS, "geosound", "soundscape", "sound", "audio"]
 
     def icon(self) -> QIcon:
-        return plugin_icon()
+        return plugin_icon(self.ALG_ICON)
 
     def createInstance(self) -> GeosoundAlgorithm:
         return type(self)()
@@ -197,9 +210,8 @@ class GeosoundAlgorithm(QgsProcessingAlgorithm):
 
     def environment(self) -> GeosoundEnvironment:
         """The geosound environment from the settings (or auto-detected), checked."""
-        configured = QgsSettings().value(SETTINGS_KEY, "", type=str)
         try:
-            return find_environment(configured)
+            return qgis_environment()
         except EnvironmentNotFound as error:
             raise QgsProcessingException(str(error)) from None
 
@@ -258,7 +270,7 @@ class GeosoundAlgorithm(QgsProcessingAlgorithm):
         self.add_advanced(
             QgsProcessingParameterFile(
                 self.CHECKPOINT,
-                self.tr("Sat2Sound checkpoint (empty: the model shipped with geosound)"),
+                self.tr("Sat2Sound checkpoint"),
                 behavior=QgsProcessingParameterFile.File,
                 fileFilter="Checkpoints (*.pt *.ckpt)",
                 optional=True,
@@ -270,7 +282,7 @@ class GeosoundAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile(
                 self.BANK,
-                self.tr("Audio bank folder (from 'Build audio bank')"),
+                self.tr("Audio bank folder"),
                 behavior=QgsProcessingParameterFile.Folder,
                 defaultValue=default,
             )
@@ -329,12 +341,43 @@ class GeosoundAlgorithm(QgsProcessingAlgorithm):
         destination: str,
         name: str,
         style: Callable[[QgsMapLayer], None] | None,
+        **where: Any,
     ) -> None:
-        """Name and style an output when Processing loads it into the project."""
+        """Name and style an output when Processing loads it into the project.
+
+        ``where`` goes to :meth:`StylePostProcessor.create` (``group``, ``title``, ``product``).
+        """
         if destination and context.willLoadLayerOnCompletion(destination):
             details = context.layerToLoadOnCompletionDetails(destination)
             details.name = name
-            details.setPostProcessor(StylePostProcessor.create(style, name))
+            details.setPostProcessor(StylePostProcessor.create(style, name, **where))
+
+    def load_on_completion(
+        self,
+        context: QgsProcessingContext,
+        path: str,
+        name: str,
+        style: Callable[[QgsMapLayer], None] | None,
+        **where: Any,
+    ) -> None:
+        """Have Processing load one more file when the algorithm is done (a per-query layer)."""
+        details = QgsProcessingContext.LayerDetails(name, context.project(), name)
+        details.setPostProcessor(StylePostProcessor.create(style, name, **where))
+        context.addLayerToLoadOnCompletion(path, details)
+
+    @staticmethod
+    def styled_product(
+        path: str, name: str, product: str, style: Callable[[QgsRasterLayer], None]
+    ) -> Callable[[QgsMapLayer], None]:
+        """Mark ``path`` as a geosound product, style it, save the ``.qml``; returns the loader.
+
+        The product property is set before the style is saved, so the ``.qml`` carries it.
+        """
+        mark_product(path, product)
+        layer = QgsRasterLayer(path, name, "gdal")
+        style(layer)
+        layer.setCustomProperty(PRODUCT_PROPERTY, product)
+        return load_qml(save_default_style(layer))
 
 
 class MapAlgorithm(GeosoundAlgorithm):
@@ -354,13 +397,13 @@ class MapAlgorithm(GeosoundAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterExtent(
-                self.EXTENT, self.tr("Extent (empty: the whole raster)"), optional=True
+                self.EXTENT, self.tr("Extent (empty: whole raster)"), optional=True
             )
         )
         self.addParameter(
             number_parameter(
                 self.TILE,
-                self.tr("Tile size (pixels; one output pixel per tile)"),
+                self.tr("Tile size (pixels)"),
                 int,
                 64,
                 8,
@@ -369,14 +412,14 @@ class MapAlgorithm(GeosoundAlgorithm):
         )
         self.add_advanced(
             number_parameter(
-                self.STRIDE, self.tr("Tile step (pixels; 0: the tile size)"), int, 0, 0, 4096
+                self.STRIDE, self.tr("Tile step (pixels; 0: tile size)"), int, 0, 0, 4096
             )
         )
         self.add_checkpoint_parameter()
         self.add_advanced(
             QgsProcessingParameterFile(
                 self.CACHE,
-                self.tr("Region cache folder (empty: one per raster and tiling, reused)"),
+                self.tr("Region cache folder"),
                 behavior=QgsProcessingParameterFile.Folder,
                 optional=True,
             )

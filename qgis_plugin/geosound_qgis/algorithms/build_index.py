@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
+    QgsSettings,
 )
 
+from ..environment import BANK_SETTINGS_KEY
 from ..runner import RunResult
 from .base import GeosoundAlgorithm, Parameters
 
@@ -25,16 +28,20 @@ class BuildIndexAlgorithm(GeosoundAlgorithm):
     """``geosound index build``: the audio bank that retrieval and synthesis search."""
 
     ALG_NAME = "buildindex"
+    ALG_TIP = "Build audio bank: index a folder or table of recordings for retrieval"
+    ALG_ICON = "icons/build_bank.svg"
     ALG_DISPLAY = "Build audio bank"
     ALG_GROUP = "Audio banks"
     ALG_GROUP_ID = "banks"
     ALG_TAGS = ("index", "bank", "faiss", "recordings")
     ALG_HELP = (
         "Embeds recordings (WAV, FLAC, OGG, MP3, AIFF) into geosound's shared space and saves "
-        "a searchable bank folder. Give a folder (every audio file under it) or a CSV/Parquet "
-        "table with a 'path' column and optional 'label', 'licence', 'lon', 'lat' columns — "
-        "labels become the class_i attributes of retrieval outputs, licences go into every "
-        "mix's sidecar."
+        "a searchable bank folder.\n\n"
+        "Give a folder (every audio file under it) or a CSV/Parquet table with a 'path' column "
+        "and optional 'label', 'licence', 'lon', 'lat' columns. Labels become the class_i "
+        "attributes of retrieval outputs; licences go into every mix's sidecar.\n\n"
+        "The new bank becomes the default audio bank of the Listen tool and the other "
+        "algorithms (Plugins ▸ geosound ▸ Settings… changes it)."
     )
 
     INPUT = "INPUT"
@@ -52,7 +59,7 @@ class BuildIndexAlgorithm(GeosoundAlgorithm):
         )  # fmt: skip
         self.addParameter(
             QgsProcessingParameterFile(
-                self.TABLE, self.tr("…or a table of recordings (CSV/Parquet with a 'path' column)"),
+                self.TABLE, self.tr("…or a table (CSV/Parquet)"),
                 behavior=QgsProcessingParameterFile.File,
                 fileFilter="Tables (*.csv *.parquet)", optional=True,
             )
@@ -64,7 +71,9 @@ class BuildIndexAlgorithm(GeosoundAlgorithm):
         )
         self.add_checkpoint_parameter()
         self.addParameter(
-            QgsProcessingParameterFolderDestination(self.OUTPUT, self.tr("Audio bank folder"))
+            QgsProcessingParameterFolderDestination(
+                self.OUTPUT, self.tr("Audio bank folder"), defaultValue=default_bank_folder()
+            )
         )
         self.addOutput(QgsProcessingOutputNumber(self.COUNT, self.tr("Recordings indexed")))
 
@@ -97,4 +106,15 @@ class BuildIndexAlgorithm(GeosoundAlgorithm):
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         count = int(result.payload.get("count") or 0)
         feedback.pushInfo(f"{count} recordings indexed into {out}")
+        QgsSettings().setValue(BANK_SETTINGS_KEY, out)
+        feedback.pushInfo(f"{out} is now the default audio bank (Listen tool, retrieval)")
         return {self.OUTPUT: out, self.COUNT: count}
+
+
+def default_bank_folder() -> str:
+    """A new folder under the QGIS profile (``geosound/banks/bank_<time>``), which outlives
+    the session, unlike Processing's temporary outputs."""
+    from ..profile import profile_folder
+
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    return str(Path(profile_folder()) / "geosound" / "banks" / f"bank_{stamp}")

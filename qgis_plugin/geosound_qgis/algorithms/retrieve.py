@@ -70,6 +70,8 @@ class RetrieveTilesAlgorithm(MapAlgorithm):
     """``geosound map --retrieve K --bank B``: tile footprints with their top-k recordings."""
 
     ALG_NAME = "retrievetiles"
+    ALG_TIP = "Retrieve sounds for tiles: the nearest recordings of a bank for every tile"
+    ALG_ICON = "icons/retrieve_tiles.svg"
     ALG_DISPLAY = "Retrieve sounds for tiles"
     ALG_GROUP = "Sounds"
     ALG_GROUP_ID = "sounds"
@@ -146,6 +148,8 @@ class RetrievePointsAlgorithm(GeosoundAlgorithm):
     """``geosound synthesize --points``: the top-k recordings (and a mix) for every point."""
 
     ALG_NAME = "retrievepoints"
+    ALG_TIP = "Retrieve sounds for points: the nearest recordings and a mix for every point"
+    ALG_ICON = "icons/retrieve_points.svg"
     ALG_DISPLAY = "Retrieve sounds for points"
     ALG_GROUP = "Sounds"
     ALG_GROUP_ID = "sounds"
@@ -179,12 +183,12 @@ class RetrievePointsAlgorithm(GeosoundAlgorithm):
         self.addParameter(number_parameter(self.K, self.tr("Recordings per point"), int, 3, 1, 20))
         self.addParameter(
             number_parameter(
-                self.SECONDS, self.tr("Length of each mix (seconds)"), float, 10.0, 1.0, 600.0
+                self.SECONDS, self.tr("Length of each mix (s)"), float, 10.0, 1.0, 600.0
             )
         )
         self.add_advanced(
             number_parameter(
-                self.CHIP_SIZE, self.tr("Image chip around each point (pixels)"), int, 64, 8, 4096
+                self.CHIP_SIZE, self.tr("Image chip size (pixels)"), int, 64, 8, 4096
             )
         )
         self.add_checkpoint_parameter()

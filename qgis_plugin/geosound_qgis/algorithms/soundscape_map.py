@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,10 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
-    QgsRasterLayer,
 )
 
 from ..runner import RunResult
-from ..styling import StylePostProcessor, load_qml, save_default_style, style_similarity
+from ..styling import SIMILARITY_TITLE, style_similarity
 from .base import MapAlgorithm, Parameters
 
 DEFAULT_QUERIES = "birds chirping in trees\ncars driving on a road\nwind blowing over open fields"
@@ -31,6 +31,14 @@ DEFAULT_QUERIES = "birds chirping in trees\ncars driving on a road\nwind blowing
 def query_lines(text: str) -> list[str]:
     """One query per non-empty line; lines starting with # are comments."""
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def query_name(band: str) -> str:
+    """A band's query as a layer name: ``text: birds chirping`` → ``birds chirping``."""
+    for prefix in ("similarity: ", "text: "):
+        if band.startswith(prefix):
+            band = band[len(prefix):]
+    return band
 
 
 def slug(text: str, limit: int = 48) -> str:
@@ -46,13 +54,18 @@ class SoundscapeMapAlgorithm(MapAlgorithm):
     ALG_GROUP = "Soundscape maps"
     ALG_GROUP_ID = "maps"
     ALG_TAGS = ("map", "similarity", "query", "text", "raster")
+    ALG_TIP = "Soundscape map: where each sound query is likely heard on the imagery"
+    ALG_ICON = "icons/soundscape_map.svg"
     ALG_HELP = (
-        "Maps where sounds are likely heard: every tile of the imagery is embedded into "
-        "geosound's shared image–sound–text space and compared with each query (one sound "
-        "description per line, and/or recordings). The output has one band per query (cosine "
-        "similarity per tile, higher = more alike), styled with a colour ramp on band 1.\n\n"
+        "Maps where sounds are likely heard. Every tile of the imagery is embedded into "
+        "geosound's shared image–sound–text space and compared with each query: one sound "
+        "description per line, and/or recordings.\n\n"
+        "Each query becomes its own layer, named by the query, grouped under the run and "
+        "drawn half-transparent over the imagery; the value is the cosine similarity of a tile "
+        "to the query (higher = more alike). The similarity output holds all queries as bands "
+        "of one raster, for scripts and models.\n\n"
         "Embeddings are kept in a region cache, so more queries on the same raster and tiling "
-        "take seconds. Runs geosound in its own Python environment (plugin settings)."
+        "take seconds. Runs geosound in its own Python environment (Plugins ▸ geosound)."
     )
 
     QUERIES = "QUERIES"
@@ -69,7 +82,7 @@ class SoundscapeMapAlgorithm(MapAlgorithm):
         self.addParameter(
             QgsProcessingParameterString(
                 self.QUERIES,
-                self.tr("Sound queries (one description per line)"),
+                self.tr("Sound queries (one per line)"),
                 defaultValue=DEFAULT_QUERIES,
                 multiLine=True,
                 optional=True,
@@ -85,13 +98,13 @@ class SoundscapeMapAlgorithm(MapAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterRasterDestination(
-                self.OUTPUT, self.tr("Similarity (one band per query)")
+                self.OUTPUT, self.tr("Similarity (all queries)")
             )
         )
         self.addParameter(
             QgsProcessingParameterRasterDestination(
                 self.PROBABILITY,
-                self.tr("Probability (softmax over the queries)"),
+                self.tr("Probability (softmax)"),
                 optional=True,
                 createByDefault=False,
             )
@@ -99,7 +112,7 @@ class SoundscapeMapAlgorithm(MapAlgorithm):
         self.addParameter(
             QgsProcessingParameterFolderDestination(
                 self.QUERY_FOLDER,
-                self.tr("Folder for one similarity raster per query"),
+                self.tr("Folder of per-query rasters"),
                 optional=True,
                 createByDefault=False,
             )
@@ -145,61 +158,64 @@ class SoundscapeMapAlgorithm(MapAlgorithm):
         sidecar = self.read_sidecar(work)
         bands = [str(b) for b in sidecar["products"]["queries"]["bands"]]
         outputs: dict[str, Any] = {self.BAND_COUNT: len(bands), self.BANDS: "\n".join(bands)}
+        layer, _ = self.raster_file(parameters, self.INPUT, context)
+        group = f"soundscape map of {layer.name()} ({datetime.now():%H:%M:%S})"
 
         destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        outputs[self.OUTPUT] = self._styled_copy(
-            work / "similarity.tif", destination, context, f"similarity: {bands[0]}"
-        )
+        self.copy_product(work / "similarity.tif", destination)
+        stack = f"similarity: {len(bands)} queries (band 1: {query_name(bands[0])})"
+        self.styled_product(destination, stack, "similarity", style_similarity)
+        outputs[self.OUTPUT] = destination
         probability = self.parameterAsOutputLayer(parameters, self.PROBABILITY, context)
-        outputs[self.PROBABILITY] = (
-            self._styled_copy(
-                work / "probability.tif", probability, context, f"probability: {bands[0]}"
-            )
-            if probability
-            else None
-        )
+        outputs[self.PROBABILITY] = None
+        if probability:
+            self.copy_product(work / "probability.tif", probability)
+            name = f"probability over {len(bands)} queries (band 1: {query_name(bands[0])})"
+            load_p = self.styled_product(probability, name, "probability", style_similarity)
+            self.style_on_load(context, probability, name, load_p, group=group,
+                               title="probability (softmax over the queries)")  # fmt: skip
+            outputs[self.PROBABILITY] = probability
         folder = self.parameterAsFileOutput(parameters, self.QUERY_FOLDER, context)
-        rasters: list[str] = []
-        if folder:
-            rasters = self._split_bands(work / "similarity.tif", Path(folder), bands, context)
-        outputs[self.QUERY_FOLDER] = folder or None
+        if not folder:  # one layer per query, always: beside the stack unless asked elsewhere
+            folder = str(Path(destination).with_name(Path(destination).stem + "_queries"))
+        rasters = self._split_bands(Path(destination), Path(folder), bands, context, group)
+        if context.willLoadLayerOnCompletion(destination):
+            # The layers of the queries replace the stack, whose legend shows band 1 only.
+            loading = context.layersToLoadOnCompletion()
+            loading.pop(destination, None)
+            context.setLayersToLoadOnCompletion(loading)
+        outputs[self.QUERY_FOLDER] = folder
         outputs[self.QUERY_RASTERS] = rasters
         outputs.update(self.region_cache_output())
         return outputs
 
-    def _styled_copy(
-        self, source: Path, destination: str, context: QgsProcessingContext, name: str
-    ) -> str:
-        self.copy_product(source, destination)
-        layer = QgsRasterLayer(destination, name, "gdal")
-        style_similarity(layer)
-        qml = save_default_style(layer)
-        self.style_on_load(context, destination, name, load_qml(qml))
-        return destination
-
     def _split_bands(
-        self, source: Path, folder: Path, bands: list[str], context: QgsProcessingContext
-    ) -> list[str]:
-        """One single-band GeoTIFF per query, each styled and loaded as its own layer."""
+        self, source: Path, folder: Path, bands: list[str], context: QgsProcessingContext,
+        group: str,
+    ) -> list[str]:  # fmt: skip
+        """One single-band GeoTIFF per query, each styled, named by its query, in the group."""
         from osgeo import gdal  # QGIS always ships GDAL's Python bindings
 
         folder.mkdir(parents=True, exist_ok=True)
         written = []
         for index, band in enumerate(bands, start=1):
-            path = folder / f"{index:02d}_{slug(band)}.tif"
+            path = folder / f"{index:02d}_{slug(query_name(band))}.tif"
             done = gdal.Translate(
                 str(path), str(source), bandList=[index],
                 creationOptions=["COMPRESS=DEFLATE", "TILED=YES"],
             )  # fmt: skip
             if done is None:
                 raise QgsProcessingException(f"could not write {path}")
+            out_band = done.GetRasterBand(1)
+            out_band.SetDescription(f"cosine similarity to “{query_name(band)}”")
+            out_band.SetColorInterpretation(gdal.GCI_Undefined)
             done = None  # closes the file
-            name = f"similarity: {band}"
-            layer = QgsRasterLayer(str(path), name, "gdal")
-            style_similarity(layer)
-            qml = save_default_style(layer)
-            details = QgsProcessingContext.LayerDetails(name, context.project(), name)
-            details.setPostProcessor(StylePostProcessor.create(load_qml(qml), name))
-            context.addLayerToLoadOnCompletion(str(path), details)
+            name = query_name(band)
+            product = f"similarity: {band}"
+            load = self.styled_product(str(path), name, product, style_similarity)
+            self.load_on_completion(
+                context, str(path), name, load, group=group, title=SIMILARITY_TITLE,
+                product=product,
+            )  # fmt: skip
             written.append(str(path))
         return written

@@ -35,6 +35,8 @@ class SynthesizePointAlgorithm(GeosoundAlgorithm):
     """``geosound synthesize --x --y --crs``: one WAV, its sidecar, and optionally a point."""
 
     ALG_NAME = "synthesizepoint"
+    ALG_TIP = "Synthesise the soundscape at a point: a WAV mixed from the nearest recordings"
+    ALG_ICON = "icons/synthesize.svg"
     ALG_DISPLAY = "Synthesise the soundscape at a point"
     ALG_GROUP = "Sounds"
     ALG_GROUP_ID = "sounds"
@@ -73,7 +75,7 @@ class SynthesizePointAlgorithm(GeosoundAlgorithm):
         )
         self.add_advanced(
             number_parameter(
-                self.CHIP_SIZE, self.tr("Image chip around the point (pixels)"), int, 64, 8, 4096
+                self.CHIP_SIZE, self.tr("Image chip size (pixels)"), int, 64, 8, 4096
             )
         )
         self.add_checkpoint_parameter()
