@@ -167,3 +167,20 @@ def test_the_dev_esc50_folder_indexes_with_its_classes(dev_data: Path):
     assert len(table) == len(index)
     assert table["label"].notna().all() and set(table["label"]) == set(index["class"])
     assert table["licence"].str.contains("CC").all()
+
+
+@pytest.mark.slow
+def test_build_reports_the_encoding_of_the_recordings(
+    tmp_path: Path, recordings: Path, run_cli, random_checkpoint
+):
+    checkpoint = random_checkpoint(tmp_path / "a.pt", seed=0)
+    env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
+    built = run_cli(
+        "index", "build", str(recordings), "-o", str(tmp_path / "bank"),
+        "--checkpoint", str(checkpoint), "--progress", "json", env=env,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    lines = [json.loads(line) for line in built.stdout.splitlines()]
+    encoding = [line for line in lines if "encoded 3/3" in line.get("message", "")]
+    assert encoding and 0.0 < encoding[-1]["progress"] <= 0.9
+    assert lines[-1]["ok"] is True

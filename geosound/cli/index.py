@@ -115,6 +115,7 @@ def build_command(
     if checkpoint is not None:
         check_checkpoint_file(checkpoint, "--checkpoint")
     from geosound.audio import load_audio
+    from geosound.progress import stage
     from geosound.retrieval.bank import AudioBank
     from geosound.space.shared import SharedSpace
 
@@ -124,7 +125,7 @@ def build_command(
     space = SharedSpace.from_checkpoint(checkpoint)
     with progress_reporter(progress, "index") as report:
         report(0.0, f"embedding {len(table)} recordings")
-        vectors = space.embed_recordings(list(table["path"]))
+        vectors = space.embed_recordings(list(table["path"]), progress=stage(report, 0.0, 0.9))
         report(0.9, "building the index")
         bank = AudioBank.build(vectors, table, space.space_id, kind=kind)  # type: ignore[arg-type]
         bank.save(out)

@@ -22,6 +22,7 @@ from geosound.encoders.base import encoder_from_id
 from geosound.models import ModalityOutput
 from geosound.models.checkpoint import LoadedModel, load_checkpoint
 from geosound.models.default import load_default_model
+from geosound.progress import Progress
 
 
 class SharedSpace:
@@ -72,12 +73,18 @@ class SharedSpace:
         with torch.inference_mode():
             return self.model.encode_text(encoding.tokens, encoding.mask).embedding.numpy()
 
-    def embed_recordings(self, recordings: Sequence[object]) -> np.ndarray:
-        """(N, D) unit vectors of recordings: file paths, or ``Clip`` objects."""
+    def embed_recordings(
+        self, recordings: Sequence[object], progress: Progress | None = None
+    ) -> np.ndarray:
+        """(N, D) unit vectors of recordings: file paths, or ``Clip`` objects.
+
+        ``progress`` hears of each batch the audio encoder runs (cached recordings cost none).
+        """
         from geosound.audio import load_audio
 
         features = self._audio_cache.encode(
             list(recordings),
+            progress=progress,
             prepare=lambda item: (
                 load_audio(item, sample_rate=None) if isinstance(item, str | os.PathLike) else item
             ),
