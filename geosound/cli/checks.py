@@ -108,16 +108,6 @@ def check_bbox(bbox: Bbox, *, geographic: bool, option: str = "--bbox") -> None:
         )  # fmt: skip
 
 
-def check_tile_fits(raster: Path, width: int, height: int, tile: int, option: str) -> None:
-    """A tile larger than the whole raster is an error naming the raster (there is no map)."""
-    if tile > max(width, height):
-        raise InputError(
-            f"the raster is {width} x {height} px, smaller than one tile ({option} {tile}); "
-            f"give {option} {min(max(width, height), 64)} or less",
-            raster,
-        )
-
-
 def check_scheduler(address: str, option: str = "--scheduler") -> None:
     """Refuse a Dask scheduler address that is malformed or does not accept a connection.
 

@@ -15,7 +15,6 @@ from geosound.cli.checks import (
     check_input_file,
     check_output_folder,
     check_scheduler,
-    check_tile_fits,
     crs_callback,
     parse_crs,
 )
@@ -76,7 +75,9 @@ def map_command(
     Rerunning on the same --out (or --cache) resumes an interrupted run and re-queries a mapped
     region without re-encoding it.
     """
-    _check_map_options(raster, out, audio or [], checkpoint, tile, bbox, bbox_crs, scheduler)
+    _check_map_options(
+        raster, out, audio or [], checkpoint, tile, stride, bbox, bbox_crs, scheduler
+    )
     from geosound.mapping.maps import map_region
 
     with progress_reporter(progress, "map") as report:
@@ -96,17 +97,19 @@ def _check_map_options(
     audio: list[Path],
     checkpoint: Path | None,
     tile: int,
+    stride: int | None,
     bbox: Bbox | None,
     bbox_crs: str | None,
     scheduler: str | None,
 ) -> None:
     """Refuse what is wrong with the options in seconds, before the model and the encoders load.
 
-    The raster is opened (a text file, a raster without CRS, a tile larger than it fail here),
+    The raster is opened (a text file, a raster without CRS, one with no tile to map fail here:
+    :func:`~geosound.geo.check_tileable`, which the library runs again for its own callers),
     the bbox checked in its CRS, the output folder, the query recordings and the checkpoint
     looked at, and the scheduler asked for a connection.
     """
-    from geosound.geo import RasterSource
+    from geosound.geo import RasterSource, check_tileable
 
     check_output_folder(out, "--out")
     for path in audio:
@@ -114,9 +117,9 @@ def _check_map_options(
     if checkpoint is not None:
         check_checkpoint_file(checkpoint, "--checkpoint")
     with RasterSource(raster) as source:
-        check_tile_fits(raster, source.width, source.height, tile, "--tile")
         if bbox is not None:
             crs = parse_crs(bbox_crs, "--bbox-crs") if bbox_crs else source.crs
             check_bbox(bbox, geographic=bool(crs.is_geographic))
+        check_tileable(source, tile, stride, bounds=bbox, bounds_crs=bbox_crs)
     if scheduler is not None:
         check_scheduler(scheduler, "--scheduler")

@@ -176,9 +176,9 @@ def check_tileable(
     covered = min(source.width, tile_size) * min(source.height, tile_size)
     if covered < min_valid_fraction * tile_size * tile_size:
         raise RasterError(
-            f"the raster is {source.width}×{source.height} pixels, too small for one "
-            f"{tile_size}-pixel tile (a tile needs {min_valid_fraction:.0%} of its pixels on "
-            "the raster); use a smaller --tile",
+            f"the raster is {source.width}×{source.height} pixels, too small for one tile "
+            f"(--tile {tile_size}: a tile needs {min_valid_fraction:.0%} of its pixels on the "
+            "raster); use a smaller --tile",
             source.path,
         )
     window = _tiles_window(source, tile_size, stride or tile_size, bounds, bounds_crs)
