@@ -294,8 +294,7 @@ def open_or_create_cache(
         if existing is not None:
             _check_reusable(path, existing, spec)
             return RegionCache(path, existing)
-        _clear_owned_folder(path)
-    _create_store(path, spec, dims)
+    _create_store(path, spec, dims)  # over an owned folder, replaced only once the new one is built
     return RegionCache(path, spec)
 
 
@@ -339,11 +338,9 @@ def _write_marker(path: Path) -> None:
     write_json(path / STORE_MARKER, {"format": CACHE_FORMAT})
 
 
-def _clear_owned_folder(path: Path, keep_marker: bool = True) -> None:
-    """Empty a marked cache folder (all of it is ours), keeping the marker unless told not to."""
+def _clear_owned_folder(path: Path) -> None:
+    """Empty a marked cache folder (all of it is ours), or an empty folder the user gave."""
     for child in path.iterdir():
-        if child.name == STORE_MARKER and keep_marker:
-            continue
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
         else:
@@ -445,7 +442,7 @@ def _build_then_rename(path: Path, template: xr.Dataset) -> None:
             warnings.simplefilter("ignore")
             template.to_zarr(staging, compute=False, mode="a", consolidated=False, zarr_format=2)
         if path.exists():  # an empty folder the user gave, or our own emptied one
-            _clear_owned_folder(path, keep_marker=False)
+            _clear_owned_folder(path)
         os.rename(staging, path)  # replaces an empty folder in one step (POSIX rename)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
