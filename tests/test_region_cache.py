@@ -265,7 +265,7 @@ def test_a_kill_at_any_moment_leaves_nothing_or_a_valid_resumable_cache(
         return len(list((target / "_geosound_done").glob("*.ok")))
 
     moments: dict[str, Callable[[Path], bool]] = {
-        "while created": lambda t: any(t.parent.glob(f".{t.name}.*.creating")),
+        "while created": lambda t: any(t.parent.glob(f".{t.name}.*.tmp")),
         "after the first chunk": lambda t: markers(t) >= 1,
         "halfway": lambda t: markers(t) >= chunks // 2,
     }
@@ -283,7 +283,7 @@ def test_a_kill_at_any_moment_leaves_nothing_or_a_valid_resumable_cache(
         else:
             assert 1 <= markers(target) < chunks and read_spec(target) is not None
         subprocess.run([sys.executable, str(script), str(target), str(raster)], check=True)
-        assert not list(tmp_path.glob(f".{target.name}.*.creating"))
+        assert not list(tmp_path.glob(f".{target.name}.*.tmp"))
         np.testing.assert_array_equal(
             embeddings(RegionCache(target, read_spec(target))), expected
         )

@@ -31,7 +31,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -41,11 +40,10 @@ from typing import TypeGuard
 import dask.array as da
 import geopandas as gpd
 import numpy as np
-import psutil
 import xarray as xr
 from affine import Affine
 
-from geosound.atomic import write_json
+from geosound.atomic import atomic_folder, write_json
 from geosound.errors import InputError
 from geosound.geo import (
     BandPreset,
@@ -136,10 +134,7 @@ class RegionCache:
         Written only after the chunk's data, so a marker never vouches for a half-written
         chunk; the checksums let a later run tell a chunk that was since deleted or damaged.
         """
-        self.done_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.done_dir / f".{chunk.index}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"files": self._chunk_digests(chunk)}, sort_keys=True) + "\n")
-        os.replace(tmp, self._marker(chunk))
+        write_json(self._marker(chunk), {"files": self._chunk_digests(chunk)})
 
     def is_intact(self, chunk: ChunkPlan) -> bool:
         """Whether a done chunk's files are exactly those its marker recorded.
@@ -281,7 +276,6 @@ def open_or_create_cache(
             cache made with another model or other settings.
     """
     path = Path(path)
-    _remove_stale_staging(path)
     if _is_ours(path):
         try:
             existing: RegionSpec | None = read_spec(path)
@@ -336,15 +330,6 @@ def _is_ours(path: Path) -> bool:
 
 def _write_marker(path: Path) -> None:
     write_json(path / STORE_MARKER, {"format": CACHE_FORMAT})
-
-
-def _clear_owned_folder(path: Path) -> None:
-    """Empty a marked cache folder (all of it is ours), or an empty folder the user gave."""
-    for child in path.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
 
 
 def _check_reusable(path: Path, existing: RegionSpec, spec: RegionSpec) -> None:
@@ -422,38 +407,18 @@ def _create_store(path: Path, spec: RegionSpec, dims: dict[str, int]) -> None:
     _build_then_rename(path, template)
 
 
-def _staging_folder(path: Path, pid: int) -> Path:
-    return path.parent / f".{path.name}.{pid}.creating"
-
-
 def _build_then_rename(path: Path, template: xr.Dataset) -> None:
-    """Write a new cache's marker and metadata beside ``path``, then rename it into place.
+    """Write a new cache's marker and metadata beside ``path``, then swap it into place.
 
-    A kill at any moment leaves either no cache (and a staging folder the next run removes)
-    or a complete, valid one; never a folder that every rerun would refuse.
+    A kill at any moment leaves either the folder as it was (and a staging folder the next
+    write removes, :func:`geosound.atomic.remove_stale_temporaries`) or a complete, valid
+    cache; never a folder that every rerun would refuse.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = _staging_folder(path, os.getpid())
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with atomic_folder(path) as staging:
         _write_marker(staging)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             template.to_zarr(staging, compute=False, mode="a", consolidated=False, zarr_format=2)
-        if path.exists():  # an empty folder the user gave, or our own emptied one
-            _clear_owned_folder(path)
-        os.rename(staging, path)  # replaces an empty folder in one step (POSIX rename)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _remove_stale_staging(path: Path) -> None:
-    """Remove staging folders of ``path`` left by runs that were killed while creating it."""
-    for staging in path.parent.glob(f".{path.name}.*.creating"):
-        pid = staging.name[len(path.name) + 2 : -len(".creating")]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def cache_transform(ds: xr.Dataset) -> Affine:
