@@ -564,16 +564,30 @@ class Sat2Sound(nn.Module):
         self, head: str, tokens: Tensor, mask: Tensor | None, metadata: Tensor | None = None
     ) -> ModalityOutput:
         tokens, mask = self._check(head, tokens, mask)
-        queries = self.heads[head](tokens)
+        return self.encode_projected(self.heads[head](tokens), mask, metadata)
+
+    def project_image(self, tokens: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The image head's output ``(B, T, D)`` and the mask: everything before metadata.
+
+        A map of a place at many hours runs the image encoder and this head once per tile and
+        :meth:`encode_projected` once per hour (geosound/mapping/region.py caches these).
+        """
+        tokens, mask = self._check("image", tokens, mask)
+        return self.heads["image"](tokens), mask
+
+    def encode_projected(
+        self, queries: Tensor, mask: Tensor, metadata: Tensor | None = None
+    ) -> ModalityOutput:
+        """Projected tokens → (metadata fusion →) codebook: the second half of every encode."""
         if metadata is not None and self.metadata_fusion is not None:
-            if metadata.shape != (tokens.shape[0], self.config.metadata_dim):
+            if metadata.shape != (queries.shape[0], self.config.metadata_dim):
                 raise ValueError(
                     f"metadata {tuple(metadata.shape)} should be "
-                    f"{(tokens.shape[0], self.config.metadata_dim)}"
+                    f"{(queries.shape[0], self.config.metadata_dim)}"
                 )
-            keep = torch.ones(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+            keep = torch.ones(queries.shape[0], dtype=torch.bool, device=queries.device)
             if self.training and self.config.metadata_drop > 0:
-                keep = torch.rand(tokens.shape[0], device=tokens.device) >= (
+                keep = torch.rand(queries.shape[0], device=queries.device) >= (
                     self.config.metadata_drop
                 )
             queries = self.metadata_fusion(queries, mask, metadata.to(queries.dtype), keep)
