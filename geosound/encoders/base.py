@@ -4,11 +4,17 @@ A backend turns a batch of inputs of one modality into an :class:`Encoding`: a p
 per item plus the token-level outputs (image feature-map cells, audio frames or blocks, text
 tokens) that Sat2Sound's codebook max-pools over. Backends load their weights lazily, on the
 first ``encode`` call, so that building the registry, the CLI and ``--help`` stay instant.
+
+Some encoders can run their network on another inference runtime than torch (an
+:data:`EncoderBackend`). Which one is a process-wide setting, :func:`encoder_backend`, read
+from ``GEOSOUND_ENCODER_BACKEND`` so that Dask workers started from the process inherit it;
+the backend changes speed, never the encoder id: every backend's outputs agree to 1e-4.
 """
 
 from __future__ import annotations
 
 import abc
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +26,38 @@ import torch
 from geosound.errors import EncoderError
 
 Modality = Literal["image", "audio", "text"]
+EncoderBackend = Literal["torch", "onnx", "openvino"]
+ENCODER_BACKENDS: tuple[EncoderBackend, ...] = ("torch", "onnx", "openvino")
+BACKEND_VARIABLE = "GEOSOUND_ENCODER_BACKEND"
+
+
+def encoder_backend() -> EncoderBackend:
+    """The inference runtime encoders that offer a choice use (``torch`` unless set).
+
+    Raises:
+        EncoderError: ``GEOSOUND_ENCODER_BACKEND`` names no backend.
+    """
+    return check_backend(os.environ.get(BACKEND_VARIABLE) or "torch", BACKEND_VARIABLE)
+
+
+def set_encoder_backend(backend: str) -> EncoderBackend:
+    """Make ``backend`` the process's default (and its future Dask workers', via the environment).
+
+    Raises:
+        EncoderError: Not one of :data:`ENCODER_BACKENDS`.
+    """
+    checked = check_backend(backend)
+    os.environ[BACKEND_VARIABLE] = checked
+    return checked
+
+
+def check_backend(backend: str, source: str = "encoder backend") -> EncoderBackend:
+    """``backend`` as an :data:`EncoderBackend`, or an error naming ``source`` and the choices."""
+    for known in ENCODER_BACKENDS:
+        if backend == known:
+            return known
+    choices = ", ".join(ENCODER_BACKENDS)
+    raise EncoderError(f"{source}: unknown encoder backend {backend!r}; choose one of {choices}")
 
 
 @dataclass(frozen=True)
