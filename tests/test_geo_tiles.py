@@ -10,13 +10,42 @@ from geosound.errors import OutsideRasterError
 from geosound.geo import RasterSource, read_tiles, read_tms_tiles, tile_grid, tms_tile_grid
 
 
-def test_grid_covers_raster_with_padded_edge_tiles(data_raster):
+def test_grid_reaches_every_edge_with_tiles_of_real_pixels(data_raster):
     with RasterSource(data_raster("utm_uint16.tif")) as src:
         grid = tile_grid(src, 32)
     assert len(grid) == 4 * 3  # ceil(100/32) x ceil(80/32)
     assert grid.crs.to_epsg() == 32632
+    # Each tile centred on its cell (100/4 = 25 and 80/3 px), kept inside: no padded tile.
+    assert sorted(grid["col_off"].unique()) == [0, 22, 47, 68]
+    assert sorted(grid["row_off"].unique()) == [0, 24, 48]
+    assert (grid.geometry.area == 320.0 * 320.0).all()
     assert shapely.union_all(grid.geometry).area == pytest.approx(100 * 80 * 10 * 10)
     assert grid.geometry.iloc[0].bounds == (500000.0, 5199680.0, 500320.0, 5200000.0)
+    assert grid.attrs["cell_start"] == (0.0, 0.0)
+    assert grid.attrs["cell_size"] == pytest.approx((25.0, 80 / 3))
+
+
+def test_a_stride_that_fits_keeps_the_plain_stride_grid(make_raster):
+    with RasterSource(make_raster(width=128, height=96)) as src:
+        grid = tile_grid(src, 32)
+        overlapping = tile_grid(src, 64, stride=16)
+    assert sorted(grid["col_off"].unique()) == [0, 32, 64, 96]
+    assert (grid["col"] * 32 == grid["col_off"]).all()
+    assert (grid["row"] * 32 == grid["row_off"]).all()
+    assert grid.attrs["cell_size"] == (32.0, 32.0) and grid.attrs["cell_start"] == (0.0, 0.0)
+    assert sorted(overlapping["col_off"].unique()) == list(range(0, 65, 16))
+    assert overlapping.attrs["cell_size"] == (16.0, 16.0)
+    assert overlapping.attrs["cell_start"] == (24.0, 24.0)  # cells centred on their tiles
+
+
+def test_a_raster_narrower_than_a_tile_gets_one_padded_tile(make_raster):
+    with RasterSource(make_raster(width=20, height=40)) as src:
+        grid = tile_grid(src, 32)
+        (batch,) = read_tiles(src, grid, indexes=(1,))
+    assert grid["col_off"].tolist() == [0, 0] and grid["row_off"].tolist() == [0, 8]
+    assert grid.attrs["cell_size"] == (20.0, 20.0)  # the one column's cell: the whole width
+    assert batch.pixels.mask[:, 0, :, 20:].all() and not batch.pixels.mask[:, 0, :, :20].any()
+    assert grid.geometry.iloc[0].bounds == (500000.0, 5199680.0, 500200.0, 5200000.0)
 
 
 def test_drop_keeps_whole_tiles_only(data_raster):
@@ -29,7 +58,8 @@ def test_drop_keeps_whole_tiles_only(data_raster):
 def test_overlapping_stride_adds_no_redundant_tiles(make_raster):
     with RasterSource(make_raster(width=100, height=64)) as src:
         grid = tile_grid(src, 64, stride=32)
-    assert sorted(grid["col_off"].unique()) == [0, 32, 64]
+    # Three tiles as a 32-px stride needs to reach the edge, spread so the last one ends there.
+    assert sorted(grid["col_off"].unique()) == [0, 18, 36]
     assert sorted(grid["row_off"].unique()) == [0]
 
 
@@ -55,7 +85,7 @@ def test_bounds_outside_raster_raise(make_raster):
         tile_grid(src, 16, bounds=(0.0, 0.0, 10.0, 10.0))
 
 
-def test_read_tiles_matches_windows_and_masks_padding(make_raster):
+def test_read_tiles_matches_windows(make_raster):
     with RasterSource(make_raster(width=50, height=40)) as src:
         grid = tile_grid(src, 32)
         batches = list(read_tiles(src, grid, indexes=(1,), batch_size=3))
@@ -64,9 +94,9 @@ def test_read_tiles_matches_windows_and_masks_padding(make_raster):
     assert list(ids) == list(grid["tile_id"])
     assert pixels.shape == (4, 1, 32, 32)
     last = grid.set_index("tile_id").loc[3]
-    assert (last.row_off, last.col_off) == (32, 32)
-    assert pixels[3, 0, 0, 0] == 32 * 100 + 32
-    assert pixels.mask[3, 0, 8:, :].all() and pixels.mask[3, 0, :, 18:].all()
+    assert (last.row_off, last.col_off) == (8, 18)  # shifted inward: ends at the edge
+    assert pixels[3, 0, 0, 0] == 8 * 100 + 18 and pixels[3, 0, 31, 31] == 39 * 100 + 49
+    assert not np.ma.getmaskarray(pixels).any()
 
 
 def test_read_tiles_on_a_filtered_grid(make_raster):

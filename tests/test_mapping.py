@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
+from rasterio.windows import Window
 
-from geosound.geo import RasterSource, is_valid_cog, tile_grid
+from geosound.geo import RasterSource, get_preset, is_valid_cog, read_rgb, tile_grid
 from geosound.mapping import layer_transform, layers_dataset, tiles_to_layers
 from geosound.mapping.similarity import text_similarity_map, write_similarity_layers
 from geosound.space.imagenet_bridge import imagenet_class_names
@@ -22,6 +24,49 @@ def test_layer_pixels_sit_on_tile_centres(data_raster):
     assert (transform.a, transform.e) == (100.0, -100.0)  # one pixel per 10-px stride
     first = grid.geometry.iloc[0].centroid
     assert transform @ (0.5, 0.5) == pytest.approx((first.x, first.y))
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "tile", "stride"),
+    [(97, 61, 32, 32), (100, 80, 32, 32), (130, 70, 64, 20), (128, 96, 64, 16), (90, 50, 16, 24)],
+)
+def test_a_layer_ends_exactly_at_the_raster_edges(make_raster, width, height, tile, stride):
+    """Also where the stride does not fit the raster: no cell sticks out, none is missing."""
+    with RasterSource(make_raster(width=width, height=height)) as src:
+        grid = tile_grid(src, tile, stride)
+        left, bottom, right, top = src.bounds
+    ds = layers_dataset(grid, np.ones(len(grid)), ["a"], "similarity")
+    # Overlapping tiles leave a margin of half the overlap where no tile is centred.
+    margin = max(0, tile - stride) / 2 * 10.0
+    expected = (left + margin, bottom + margin, right - margin, top - margin)
+    assert ds.rio.bounds() == pytest.approx(expected, abs=1e-6)
+    assert ds.sizes["x"] * ds.sizes["y"] == len(grid)
+
+
+def test_each_tile_is_centred_on_its_cell_and_lies_inside_the_raster(make_raster):
+    with RasterSource(make_raster(width=100, height=72)) as src:
+        grid = tile_grid(src, 32)
+    transform = layer_transform(grid)
+    for row, col, footprint in zip(grid["row"], grid["col"], grid.geometry, strict=True):
+        cell_x, cell_y = transform @ (col + 0.5, row + 0.5)
+        centre = footprint.centroid
+        # Half a source pixel of rounding; the edge tiles, kept inside, by (tile - cell) / 2.
+        assert abs(centre.x - cell_x) <= (32 - 25) / 2 * 10 + 5
+        assert abs(centre.y - cell_y) <= (32 - 24) / 2 * 10 + 5
+    # Every tile whole (none padded), the last ones ending at the right and bottom edges.
+    assert (grid.geometry.area == 320.0 * 320.0).all()
+    assert grid.total_bounds.tolist() == [500000.0, 5200000.0 - 720.0, 501000.0, 5200000.0]
+
+
+def test_an_area_of_interest_layer_lies_on_the_whole_raster_layer(make_raster):
+    with RasterSource(make_raster(width=100, height=72)) as src:
+        whole = tile_grid(src, 32)
+        aoi = tile_grid(src, 32, bounds=(500600.0, 5199400.0, 500950.0, 5199600.0))
+    assert 0 < len(aoi) < len(whole)
+    first_row, first_col = int(aoi["row"].min()), int(aoi["col"].min())
+    assert layer_transform(aoi) == layer_transform(whole) @ Affine.translation(
+        first_col, first_row
+    )
 
 
 def test_tiles_scatter_onto_grid_and_missing_tiles_are_nan(make_raster):
@@ -88,3 +133,22 @@ def test_nodata_tiles_become_nodata(make_raster):
     ds = text_similarity_map(path, ["wind"], tile_size=32)
     values = ds["similarity"].values[0, 0]
     assert np.isnan(values[0]) and np.isfinite(values[1])
+
+
+@pytest.mark.slow
+def test_edge_cells_of_a_map_are_the_model_on_the_inward_shifted_tiles(make_raster):
+    """The shipped model on a raster the tiles do not fit: the edge is mapped, not nodata."""
+    from geosound.space import default_space
+
+    path = make_raster(width=100, height=72, count=3, dtype="uint8", nodata=None)
+    space = default_space()
+    ds = text_similarity_map(path, ["birds chirping"], tile_size=32, space=space)
+    similarity = ds["similarity"].values[0]
+    assert similarity.shape == (3, 4) and np.isfinite(similarity).all()
+    with RasterSource(path) as src:
+        assert ds.rio.bounds() == pytest.approx(src.bounds, abs=1e-6)
+        # The last column's tiles end at the right edge, the last row's at the bottom edge.
+        windows = [Window(100 - 32, 72 - 32, 32, 32), Window(100 - 32, 0, 32, 32)]
+        rgb = read_rgb(src, windows, get_preset(ds.attrs["band_preset"]))
+    expected = space.embed_rgb(rgb) @ space.embed_texts(["birds chirping"])[0]
+    np.testing.assert_allclose([similarity[2, 3], similarity[0, 3]], expected, atol=1e-5)

@@ -64,6 +64,14 @@ def tile_grid(
 ) -> gpd.GeoDataFrame:
     """Lay a grid of square pixel tiles over the raster, in the raster's CRS.
 
+    The grid is made for maps: each tile has a *cell*, and the cells of a grid are a regular
+    raster that ends exactly at the raster's edges (see :func:`_axis_layout`). Where
+    ``stride`` does not fit the raster, the cells are slightly narrower than ``stride`` and
+    each tile is centred on its cell, so the edge cells are mapped from tiles of real pixels
+    instead of from half-empty tiles that stick out of the scene. Shifting only the last tile
+    inward would keep the other origins on multiples of ``stride`` but then no regular layer
+    could place each value over its own tile (cells drift from their tiles by up to a tile).
+
     Args:
         source: An open raster.
         tile_size: Tile edge in pixels.
@@ -72,8 +80,9 @@ def tile_grid(
         bounds: Optional area of interest (minx, miny, maxx, maxy); only tiles that
             intersect it are kept.
         bounds_crs: CRS of ``bounds`` (default: the raster's CRS).
-        partial: What to do with tiles that cross the raster edge: ``"pad"`` keeps them (their
-            outside pixels are read as masked), ``"drop"`` keeps whole tiles only.
+        partial: ``"pad"``: tiles reach every edge (only an axis shorter than one tile
+            gets a tile reaching past the raster, whose outside pixels are read as masked);
+            ``"drop"``: only whole tiles at multiples of ``stride``, leaving the edge out.
         clip_footprints: Clip footprints of edge tiles to the raster extent.
         rows: Only the grid rows ``[start, stop)`` (row indices of the whole-raster grid): a
             region worked on chunk by chunk builds one chunk's tiles at a time, so memory
@@ -83,6 +92,9 @@ def tile_grid(
         One row per tile: ``tile_id``, ``row``, ``col`` (position in the grid over the whole
         raster, also when ``bounds`` select part of it), ``row_off``,
         ``col_off`` (pixel offset of the tile's corner) and the footprint ``geometry``.
+        ``attrs`` hold the raster path, ``tile_size``, ``stride``, the raster's ``transform``
+        and, in pixels per axis (x, y), the ``cell_start`` and ``cell_size`` of the layer
+        cells (:func:`geosound.mapping.layers.layer_transform`).
 
     Raises:
         OutsideRasterError: ``bounds`` do not overlap the raster.
@@ -91,10 +103,10 @@ def tile_grid(
     if tile_size < 1 or stride < 1:
         raise ValueError("tile_size and stride must be positive")
     col_start, row_start, col_stop, row_stop = _aoi_window(source, bounds, bounds_crs)
-    col_index, col_offsets = _offsets(col_start, col_stop, tile_size, stride, source.width, partial)
-    row_index, row_offsets = _offsets(
-        row_start, row_stop, tile_size, stride, source.height, partial
-    )
+    x_axis = _axis_layout(source.width, tile_size, stride, partial)
+    y_axis = _axis_layout(source.height, tile_size, stride, partial)
+    col_index, col_offsets = _offsets(col_start, col_stop, tile_size, stride, x_axis, partial)
+    row_index, row_offsets = _offsets(row_start, row_stop, tile_size, stride, y_axis, partial)
     if rows is not None:
         keep = (row_index >= rows[0]) & (row_index < rows[1])
         row_index, row_offsets = row_index[keep], row_offsets[keep]
@@ -131,6 +143,8 @@ def tile_grid(
             "stride": stride,
             "kind": "pixel",
             "transform": tuple(source.transform)[:6],
+            "cell_start": (x_axis.cell_start, y_axis.cell_start),
+            "cell_size": (x_axis.cell_size, y_axis.cell_size),
         }
     )
     return grid
@@ -198,8 +212,10 @@ def _tiles_window(
 ) -> Window:
     """The pixels (inside the raster) that the tiles of the grid over ``bounds`` read."""
     col_start, row_start, col_stop, row_stop = _aoi_window(source, bounds, bounds_crs)
-    _, cols = _offsets(col_start, col_stop, tile_size, stride, source.width, "pad")
-    _, rows = _offsets(row_start, row_stop, tile_size, stride, source.height, "pad")
+    x_axis = _axis_layout(source.width, tile_size, stride, "pad")
+    y_axis = _axis_layout(source.height, tile_size, stride, "pad")
+    _, cols = _offsets(col_start, col_stop, tile_size, stride, x_axis, "pad")
+    _, rows = _offsets(row_start, row_stop, tile_size, stride, y_axis, "pad")
     col_first, row_first = int(cols.min()), int(rows.min())
     col_stop = min(source.width, int(cols.max()) + tile_size)
     row_stop = min(source.height, int(rows.max()) + tile_size)
@@ -376,24 +392,63 @@ def _aoi_window(
     return col_start, row_start, col_stop, row_stop
 
 
-def _offsets(
-    start: int, stop: int, tile: int, stride: int, extent: int, partial: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Grid indices and tile origins along one axis that intersect [start, stop).
+@dataclass(frozen=True)
+class _AxisLayout:
+    """The whole-raster grid along one axis: tile origins, and the layer cells they map to.
 
-    Origins are always those of the grid over the whole raster (multiples of ``stride``), so an
-    area of interest selects tiles of the same grid, and per-tile caches stay reusable.
+    Cell ``k`` spans pixels ``[cell_start + k * cell_size, cell_start + (k + 1) * cell_size)``
+    and holds the value of tile ``k``.
+    """
+
+    origins: np.ndarray
+    cell_start: float
+    cell_size: float
+
+
+def _axis_layout(extent: int, tile: int, stride: int, partial: str) -> _AxisLayout:
+    """Tile origins and layer cells along one axis of the grid over the whole raster.
+
+    ``"pad"`` (the mapping grid): as many tiles as stride-spaced tiles need to reach the edge,
+    ``n = ceil((extent - tile) / stride) + 1``; their ``n`` cells split the axis evenly —
+    less a margin of ``(tile - stride) / 2`` on each side where overlapping tiles centre no
+    tile — so a layer ends exactly at the raster's edge, and each tile is the ``tile``-pixel
+    window centred on its cell (rounded to a whole pixel, kept inside the raster). Where the
+    stride fits the raster exactly (``stride <= tile`` and ``extent - tile`` a multiple of
+    ``stride``), cells are ``stride`` pixels wide and origins are the multiples of
+    ``stride``, as a plain stride grid has them; otherwise cells are a little narrower than
+    the stride and every tile still holds only real pixels. An axis no longer than one tile
+    has one tile (reaching past the raster where shorter; its outside is masked) whose cell
+    is the whole axis.
+
+    ``"drop"``: whole tiles at the multiples of ``stride`` only; cells ``stride`` wide,
+    centred on the tiles.
     """
     if partial == "drop":
         origins = np.arange(0, extent - tile + 1, stride)
-    elif partial == "pad":
-        # Enough tiles to cover the raster, but none that only repeats what the last one covered.
-        covering = [0]
-        while covering[-1] + tile < extent:
-            covering.append(covering[-1] + stride)
-        origins = np.asarray(covering)
-    else:
+        return _AxisLayout(origins, (tile - stride) / 2, float(stride))
+    if partial != "pad":
         raise ValueError(f"partial must be 'pad' or 'drop', not {partial!r}")
+    if extent <= tile:
+        return _AxisLayout(np.zeros(1, dtype=np.int64), 0.0, float(extent))
+    count = -(-(extent - tile) // stride) + 1
+    margin2 = max(0, tile - stride)  # twice the margin: integer arithmetic, exact origins
+    span = extent - margin2
+    k = np.arange(count, dtype=np.int64)
+    # origin_k = round(margin + (k + 1/2) * span / count - tile / 2), times 2 * count.
+    origins = (count * margin2 + (2 * k + 1) * span - count * tile + count) // (2 * count)
+    origins = np.clip(origins, 0, extent - tile)
+    return _AxisLayout(origins, margin2 / 2, span / count)
+
+
+def _offsets(
+    start: int, stop: int, tile: int, stride: int, layout: _AxisLayout, partial: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid indices and tile origins along one axis that intersect [start, stop).
+
+    Origins are always those of the grid over the whole raster, so an area of interest selects
+    tiles of the same grid, and per-tile caches stay reusable.
+    """
+    origins = layout.origins
     index = np.flatnonzero((origins < stop) & (origins + tile > start))
     if index.size == 0 and partial == "pad":
         raise RasterError(

@@ -1,8 +1,12 @@
 """From per-tile values to georeferenced layers.
 
-A pixel tile grid with stride ``s`` becomes a raster with one pixel per tile: pixels are
-``s`` source pixels wide and centred on their tile's centre, so overlapping tiles give a
-finer map and non-overlapping tiles give exactly the tile footprints.
+A pixel tile grid becomes a raster with one pixel per tile: the tile's *cell*, recorded by
+:func:`geosound.geo.tile_grid`. Cells split the raster evenly and end exactly at its edges
+(less a margin of half the overlap, where overlapping tiles centre no tile), so a layer
+never sticks out of its scene. With a stride that fits the raster, cells are ``stride``
+source pixels wide and centred on their tiles — overlapping tiles give a finer map,
+non-overlapping tiles give exactly the tile footprints; otherwise they are a little
+narrower, and each tile is centred on its cell.
 """
 
 from __future__ import annotations
@@ -25,15 +29,18 @@ NODATA = -9999.0
 
 
 def layer_transform(grid: gpd.GeoDataFrame) -> Affine:
-    """Affine transform of the one-pixel-per-tile layer of a pixel grid."""
+    """Affine transform of the one-pixel-per-tile layer of a pixel grid (or part of one).
+
+    The layer's first pixel is the cell of the grid's first row and column, so the layer of an
+    area of interest or of a chunk of rows lies exactly on the whole raster's layer.
+    """
     source = Affine(*grid.attrs["transform"])
-    tile, stride = int(grid.attrs["tile_size"]), int(grid.attrs["stride"])
-    first_col, first_row = int(grid["col_off"].min()), int(grid["row_off"].min())
-    centre_shift = (tile - stride) / 2
+    (x_start, y_start), (x_size, y_size) = grid.attrs["cell_start"], grid.attrs["cell_size"]
+    first_col, first_row = int(grid["col"].min()), int(grid["row"].min())
     return (
         source
-        @ Affine.translation(first_col + centre_shift, first_row + centre_shift)
-        @ Affine.scale(stride)
+        @ Affine.translation(x_start + first_col * x_size, y_start + first_row * y_size)
+        @ Affine.scale(x_size, y_size)
     )
 
 

@@ -61,7 +61,10 @@ from geosound.progress import Progress
 from geosound.space import ConceptSpace, EmbeddingSpace
 from geosound.space.shared import load_shared_space
 
-CACHE_FORMAT = "geosound-region-cache-1"
+FORMAT_PREFIX = "geosound-region-cache-"
+CACHE_FORMAT = f"{FORMAT_PREFIX}2"
+"""Format 2: the tile grid whose cells end at the raster's edges (format 1 caches, whose grid
+stuck out of rasters the stride does not fit, are made again on reuse)."""
 STORE_MARKER = "geosound-region-cache.json"
 TOP_CONCEPTS = 8
 TOKEN_TOP_CONCEPTS = 4
@@ -316,7 +319,9 @@ def _is_ours(path: Path) -> bool:
     if (path / STORE_MARKER).is_file():
         return True
     if (path / ".zattrs").is_file() or (path / "zarr.json").is_file():
-        read_spec(path)  # a cache from before markers: adopt it only if it really is one
+        # A cache from before markers: adopt it only if it really is one (of any format).
+        if not _stored_format(path).startswith(FORMAT_PREFIX):
+            read_spec(path)  # raises, naming what is wrong
         _write_marker(path)
         return True
     if any(path.iterdir()):
@@ -347,15 +352,34 @@ def _check_reusable(path: Path, existing: RegionSpec, spec: RegionSpec) -> None:
         )
 
 
-def read_spec(path: str | os.PathLike[str]) -> RegionSpec:
-    """The spec recorded in a cache, with a clear error when ``path`` is not a region cache."""
+def _store_attrs(path: str | os.PathLike[str]) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            attrs = xr.open_zarr(path, consolidated=False).attrs
+            return dict(xr.open_zarr(path, consolidated=False).attrs)
     except (OSError, ValueError, KeyError) as error:
         raise InputError(f"not a geosound region cache ({error})", path) from None
+
+
+def _stored_format(path: Path) -> str:
+    """The format a zarr store records ('' where it is not readable or records none)."""
+    try:
+        return str(_store_attrs(path).get("format", ""))
+    except InputError:
+        return ""
+
+
+def read_spec(path: str | os.PathLike[str]) -> RegionSpec:
+    """The spec recorded in a cache, with a clear error when ``path`` is not a region cache."""
+    attrs = _store_attrs(path)
     if attrs.get("format") != CACHE_FORMAT:
+        found = str(attrs.get("format", ""))
+        if found.startswith(FORMAT_PREFIX):
+            raise InputError(
+                f"a region cache of another geosound version ({found}, this one reads "
+                f"{CACHE_FORMAT}); rerun `geosound map` with it to make it again",
+                path,
+            )
         raise InputError("not a geosound region cache", path)
     data = json.loads(attrs["spec"])
     if data.get("bounds") is not None:
