@@ -378,3 +378,52 @@ def test_a_raster_without_one_mappable_tile_is_refused_before_anything_is_writte
     with pytest.raises(InputError, match=r"sliver\.tif"):
         embed(tmp_path / "cache.zarr", sliver)
     assert not (tmp_path / "cache.zarr").exists()
+
+
+@pytest.mark.parametrize("stride", [None, 16])
+def test_a_raster_the_tiles_do_not_fit_is_mapped_to_its_edges_from_whole_tiles(
+    make_raster, tmp_path: Path, stride: int | None
+):
+    """100 × 72 pixels and 32-pixel tiles: the cache's grid ends at the raster's edges (less
+    half the overlap with a 16-pixel stride) and its edge cells hold the embeddings of the
+    tiles that end at the edges, read here straight from the raster."""
+    from rasterio.windows import Window
+
+    from geosound.geo import RasterSource, get_preset, read_rgb
+    from geosound.mapping.region import cache_transform, embedding_at
+
+    raster = make_raster("scene.tif", width=100, height=72, count=3, dtype="uint8")
+    cache = embed(tmp_path / "cache.zarr", raster, stride=stride)
+    values, valid = cache.embeddings()
+    assert valid.all()  # no nodata row or column at the edges
+    transform = cache_transform(cache.dataset())
+    rows, cols = valid.shape
+    margin = 0.0 if stride is None else (32 - 16) / 2 * 10.0
+    with RasterSource(raster) as src:
+        left, bottom, right, top = src.bounds
+        windows = [Window(100 - 32, 72 - 32, 32, 32), Window(0, 0, 32, 32)]
+        expected = MeanColourSpace().embed_rgb(read_rgb(src, windows, get_preset("rgb8")))
+    layer = (transform.c, transform.f + rows * transform.e, transform.c + cols * transform.a,
+             transform.f)  # fmt: skip
+    expected_bounds = (left + margin, bottom + margin, right - margin, top - margin)
+    assert layer == pytest.approx(expected_bounds, abs=1e-6)
+    np.testing.assert_allclose(values.values[-1, -1], expected[0], rtol=1e-6)
+    np.testing.assert_allclose(values.values[0, 0], expected[1], rtol=1e-6)
+    # A place one metre inside the layer's bottom-right corner is the corner tile's.
+    corner = embedding_at(tmp_path / "cache.zarr", layer[2] - 1, layer[1] + 1, "EPSG:32632")
+    np.testing.assert_array_equal(corner, values.values[-1, -1])
+    with pytest.raises(InputError, match="outside the cached region"):
+        embedding_at(tmp_path / "cache.zarr", layer[2] + 1, layer[1] + 1, "EPSG:32632")
+
+
+def test_a_cache_of_an_earlier_format_is_made_again(spec: RegionSpec, tmp_path: Path):
+    """Format 1 laid other tiles on rasters the stride does not fit: never reused as is."""
+    folder = tmp_path / "cache.zarr"
+    open_or_create_cache(folder, spec, {"dim": 4})
+    attrs = json.loads((folder / ".zattrs").read_text())
+    (folder / ".zattrs").write_text(json.dumps({**attrs, "format": "geosound-region-cache-1"}))
+    with pytest.raises(InputError, match=r"another geosound version \(geosound-region-cache-1"):
+        read_spec(folder)
+
+    cache = open_or_create_cache(folder, spec, {"dim": 4})
+    assert read_spec(folder) == spec and cache.dataset().attrs["format"] == CACHE_FORMAT
