@@ -9,7 +9,6 @@ banks made before the change valid.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +17,20 @@ import torch
 
 from geosound.config import assets_dir
 from geosound.encoders import get_encoder
-from geosound.encoders.base import BACKEND_VARIABLE, encoder_backend, set_encoder_backend
+from geosound.encoders.base import (
+    BACKEND_VARIABLE,
+    EncoderBackend,
+    backend_installed,
+    encoder_backend,
+    set_encoder_backend,
+)
 from geosound.encoders.efficientnet_folded import FoldedEfficientNet
 from geosound.encoders.runtimes import EXPORT_FORMAT, export_dir
 from geosound.errors import EncoderError
 from geosound.geo import RasterSource, get_preset, read_tiles, tile_grid, to_rgb
 
 TOLERANCE = 1e-4
-BACKENDS = ["torch", "onnx", "openvino"]
-
-
-def _installed(backend: str) -> bool:
-    module = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}[backend]
-    return importlib.util.find_spec(module) is not None
+BACKENDS: list[EncoderBackend] = ["torch", "onnx", "openvino"]
 
 
 @pytest.fixture(autouse=True)
@@ -61,8 +61,10 @@ def _wheel_tokens(images: np.ndarray) -> torch.Tensor:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_backends_match_the_wheel_on_demo_tiles(backend: str, demo_tiles: np.ndarray) -> None:
-    if not _installed(backend):
+def test_backends_match_the_wheel_on_demo_tiles(
+    backend: EncoderBackend, demo_tiles: np.ndarray
+) -> None:
+    if not backend_installed(backend):
         pytest.skip(f"{backend} backend: its runtime is not installed")
     assert demo_tiles.shape == (80, 3, 64, 64) and demo_tiles.std() > 0.05  # real imagery
     expected = _wheel_tokens(demo_tiles)
@@ -89,7 +91,7 @@ def test_folding_keeps_other_tile_sizes_exact() -> None:
 
 @pytest.mark.slow
 def test_onnx_export_is_cached_by_encoder_id_and_size(demo_tiles: np.ndarray) -> None:
-    if not _installed("onnx"):
+    if not backend_installed("onnx"):
         pytest.skip("onnx backend: onnxruntime is not installed")
     get_encoder("efficientnet-lite0", backend="onnx").encode(demo_tiles[:2])
     exported = export_dir() / f"efficientnet-lite0@1.64x64.v{EXPORT_FORMAT}.onnx"

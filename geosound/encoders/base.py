@@ -14,6 +14,7 @@ the backend changes speed, never the encoder id: every backend's outputs agree t
 from __future__ import annotations
 
 import abc
+import importlib.util
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -29,6 +30,12 @@ Modality = Literal["image", "audio", "text"]
 EncoderBackend = Literal["torch", "onnx", "openvino"]
 ENCODER_BACKENDS: tuple[EncoderBackend, ...] = ("torch", "onnx", "openvino")
 BACKEND_VARIABLE = "GEOSOUND_ENCODER_BACKEND"
+#: The package each backend runs on (``openvino`` is the optional extra ``geosound[openvino]``).
+BACKEND_PACKAGES: dict[EncoderBackend, str] = {
+    "torch": "torch",
+    "onnx": "onnxruntime",
+    "openvino": "openvino",
+}
 
 
 def encoder_backend() -> EncoderBackend:
@@ -49,6 +56,11 @@ def set_encoder_backend(backend: str) -> EncoderBackend:
     checked = check_backend(backend)
     os.environ[BACKEND_VARIABLE] = checked
     return checked
+
+
+def backend_installed(backend: EncoderBackend) -> bool:
+    """Whether ``backend``'s runtime package can be imported here (without importing it)."""
+    return importlib.util.find_spec(BACKEND_PACKAGES[backend]) is not None
 
 
 def check_backend(backend: str, source: str = "encoder backend") -> EncoderBackend:
