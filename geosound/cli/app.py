@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -37,6 +37,7 @@ from geosound.cli.checks import (
     check_output_folder,
     crs_callback,
 )
+from geosound.cli.evaluate import evaluate_command
 from geosound.cli.index import index_app
 from geosound.cli.maps import map_command
 from geosound.cli.progress import (
@@ -50,7 +51,7 @@ from geosound.cli.progress import (
 from geosound.cli.query_auc import evaluate_queries_command
 from geosound.cli.sonify import pairs_command, sonify_command
 from geosound.cli.synthesize import synthesize_command
-from geosound.cli.train import evaluate_command, train_command
+from geosound.cli.train import train_command
 from geosound.errors import GeosoundError
 from geosound.errors import InputError as GeosoundInputError
 from geosound.version import __version__
@@ -213,35 +214,37 @@ def audio_embed(
 
     from geosound.atomic import atomic_path
     from geosound.audio import load_audio
+    from geosound.audio.pipeline import prefetch_map
     from geosound.encoders import get_encoder
 
     audio_encoder = get_encoder(encoder)
     if audio_encoder.modality != "audio":
         raise GeosoundInputError(f"{encoder} is a {audio_encoder.modality} encoder, not audio")
     # Encoders that stream long recordings (aiSFX) embed those one by one in flat memory;
-    # the others, and short recordings, are loaded and encoded a batch at a time.
+    # the others, and short recordings, are decoded by a worker thread a batch ahead of the
+    # encoder, which runs on a batch at a time.
     stream = getattr(audio_encoder, "pooled_long", None)
     pooled: dict[int, np.ndarray] = {}
     with progress_reporter(progress, "embedding") as report:
-        batch: list[int] = []
 
-        def encode_batch() -> None:
-            clips = [load_audio(files[i], sample_rate=None) for i in batch]
-            pooled.update(zip(batch, audio_encoder.encode(clips).pooled.numpy(), strict=True))
-            batch.clear()
+        def done(indices: list[int], vectors: Iterable[np.ndarray]) -> None:
+            pooled.update(zip(indices, vectors, strict=True))
             report(len(pooled) / len(files), f"embedded {len(pooled)}/{len(files)} recordings")
 
+        short: list[int] = []
         for i, path in enumerate(files):
             vector = stream(path) if stream is not None else None
-            if vector is not None:
-                pooled[i] = vector
-                report(len(pooled) / len(files), f"embedded {len(pooled)}/{len(files)} recordings")
-                continue
-            batch.append(i)
-            if len(batch) == audio_encoder.batch_size:
-                encode_batch()
-        if batch:
-            encode_batch()
+            if vector is None:
+                short.append(i)
+            else:
+                done([i], [vector])
+        size = max(1, int(audio_encoder.batch_size))
+        batches = [short[start : start + size] for start in range(0, len(short), size)]
+        clips = prefetch_map(
+            lambda batch: [load_audio(files[i], sample_rate=None) for i in batch], batches, ahead=1
+        )
+        for batch, batch_clips in zip(batches, clips, strict=True):
+            done(batch, audio_encoder.encode(batch_clips).pooled.numpy())
     with atomic_path(out) as tmp, open(tmp, "wb") as handle:
         np.savez(
             handle,
