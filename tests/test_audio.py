@@ -355,3 +355,75 @@ def test_real_esc50_clip() -> None:
     assert np.isfinite(measure_lufs(clip.samples, clip.sample_rate))
     windows = fixed_windows(clip.samples, clip.sample_rate, 5.0)
     assert windows.shape == (1, 80000)
+
+
+# --- work ahead of its consumer (geosound.audio.pipeline) --------------------------------------
+
+
+def test_prefetch_map_keeps_order_and_bounds_how_far_it_runs_ahead() -> None:
+    import threading
+
+    from geosound.audio.pipeline import prefetch_map
+
+    started: list[int] = []
+    threads: set[str] = set()
+    lock = threading.Lock()
+
+    def work(item: int) -> int:
+        with lock:
+            started.append(item)
+            threads.add(threading.current_thread().name)
+        return item * item
+
+    results = prefetch_map(work, range(20), workers=2, ahead=3)
+    assert next(results) == 0
+    # One result consumed; at most 1 + ahead items were ever submitted.
+    assert len(started) <= 1 + 3 + 1
+    assert list(results) == [i * i for i in range(1, 20)]
+    assert sorted(started) == list(range(20))
+    assert all(name.startswith("geosound-prefetch") for name in threads)
+    assert list(prefetch_map(work, [3, 4], workers=0)) == [9, 16]  # inline
+
+
+def test_prefetch_map_raises_at_the_failing_items_place() -> None:
+    from geosound.audio.pipeline import prefetch_map
+
+    def work(item: int) -> int:
+        if item == 3:
+            raise AudioError("is corrupt", f"clip{item}.wav")
+        return item
+
+    seen: list[int] = []
+    with pytest.raises(AudioError, match=r"clip3\.wav"):
+        for value in prefetch_map(work, range(6), workers=2):
+            seen.append(value)
+    assert seen == [0, 1, 2]
+    with pytest.raises(InputError, match="workers"):
+        list(prefetch_map(work, [1], workers=-1))
+
+
+def test_in_background_produces_in_order_and_passes_errors_on() -> None:
+    import threading
+
+    from geosound.audio.pipeline import in_background
+
+    producers: set[str] = set()
+
+    def windows(fail_at: int | None = None):
+        for i in range(8):
+            producers.add(threading.current_thread().name)
+            if i == fail_at:
+                raise AudioError("truncated or corrupt audio", "long.flac")
+            yield np.full(4, i, dtype=np.float32)
+
+    assert [int(w[0]) for w in in_background(windows())] == list(range(8))
+    assert producers == {"geosound-background"}
+    seen: list[int] = []
+    with pytest.raises(AudioError, match=r"long\.flac"):
+        for window in in_background(windows(fail_at=5)):
+            seen.append(int(window[0]))
+    assert seen == [0, 1, 2, 3, 4]
+    early = in_background(windows(), ahead=1)
+    assert int(next(early)[0]) == 0
+    early.close()  # stops the producer; must not hang
+    assert not any(t.name == "geosound-background" for t in threading.enumerate())
