@@ -1,4 +1,5 @@
-"""AudioBank: exact and approximate search, metadata, recall, atomic saves, and clear errors.
+"""AudioBank and ShardedBank: exact and approximate search, metadata, recall, atomic saves,
+sharded search (in process and on a real Dask cluster), and clear errors.
 
 Synthetic vectors are small (D ≤ 64) so the file runs in seconds; one dev-data test embeds
 real ESC-50 clips with aiSFX and checks that a clip finds itself.
@@ -6,6 +7,7 @@ real ESC-50 clips with aiSFX and checks that a clip finds itself.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -16,8 +18,17 @@ import pytest
 
 from geosound import atomic
 from geosound.errors import InputError
-from geosound.retrieval import IVFPQ_MIN_VECTORS, AudioBank, BankError, BankHits
-from geosound.retrieval import bank as bank_module
+from geosound.retrieval import (
+    AUTO_FLAT_LIMIT,
+    IVFPQ_MIN_VECTORS,
+    AudioBank,
+    BankError,
+    BankHits,
+    ShardedBank,
+    choose_kind,
+    open_bank,
+)
+from geosound.retrieval import shards as bank_shards
 
 SPACE = "aisfx@1"
 
@@ -135,11 +146,15 @@ def test_add_appends_vectors_and_metadata():
     assert hits.to_frame()["path"].tolist() == ["d.flac"]
 
 
-def test_auto_picks_flat_for_small_banks():
+def test_auto_is_exact_below_the_limit_and_ivf_from_it():
     bank = AudioBank.build(np.eye(8, dtype=np.float32), paths(8), SPACE, kind="auto")
     assert bank.kind == "flat" and bank.recall is None
-    assert bank_module._choose_kind("auto", bank_module.AUTO_FLAT_LIMIT) == "hnsw"
-    assert bank_module._choose_kind("auto", bank_module.AUTO_HNSW_LIMIT) == "ivfpq"
+    assert choose_kind("auto", AUTO_FLAT_LIMIT - 1) == "flat"
+    assert choose_kind("auto", AUTO_FLAT_LIMIT) == "ivf"
+    assert choose_kind("auto", 10**9) == "ivf"  # bigger collections are sharded, not PQ-only
+    assert [choose_kind(k, 10) for k in ("flat", "ivf", "hnsw", "ivfpq")] == [
+        "flat", "ivf", "hnsw", "ivfpq"
+    ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- approximate
@@ -183,6 +198,44 @@ def test_ivfpq_trains_measures_recall_and_compresses(clustered_set):
     assert bank.recall_at_k(queries, vectors=vectors) == pytest.approx(bank.recall["value"])
 
 
+def test_ivf_reranks_exactly_with_high_recall_and_maps_its_vectors(clustered_set, tmp_path):
+    vectors, queries = clustered_set
+    flat = AudioBank.build(vectors, paths(len(vectors)), SPACE, kind="flat")
+    bank = AudioBank.build(vectors, paths(len(vectors)), SPACE, kind="ivf", recall_queries=queries)
+    assert bank.kind == "ivf" and set(bank.params) >= {"nlist", "m", "nprobe", "k_factor"}
+    # On this set the PQ alone (ivfpq) finds about half the true top 10; the exact
+    # re-ranking of 10·k candidates must find nearly all of them.
+    exact = flat.search(queries, 10)
+    hits = bank.search(queries, 10)
+    found = np.mean(
+        [np.isin(e, h).mean() for e, h in zip(exact.indices, hits.indices, strict=True)]
+    )
+    assert found >= 0.95
+    assert bank.recall is not None and bank.recall["value"] == pytest.approx(found)
+    # Re-ranked scores are exact cosines (PQ scores are off by ~1e-2 here).
+    cosines = np.einsum("qd,qkd->qk", unit(queries), unit(vectors)[hits.indices])
+    np.testing.assert_allclose(hits.scores, cosines, atol=1e-5)
+    assert bank.recall_at_k(queries) == pytest.approx(found)  # vectors read back
+
+    folder = bank.save(tmp_path / "ivf")
+    assert json.loads((folder / "bank.json").read_text())["format"] == 2
+    loaded = AudioBank.load(folder, expected_space_id=SPACE)
+    assert loaded.kind == "ivf" and loaded._memory_mapped
+    assert loaded.index.k_factor == bank.params["k_factor"]
+    assert faiss.downcast_index(loaded.index.base_index).nprobe == bank.params["nprobe"]
+    np.testing.assert_array_equal(loaded.search(queries, 10).indices, hits.indices)
+    # A mapped index cannot grow (faiss would abort): add() reads it into memory first.
+    loaded.add(vectors[:5] * -1, paths(5))
+    assert len(loaded) == len(vectors) + 5 and not loaded._memory_mapped
+    assert loaded.search(-vectors[2], 1).indices.tolist() == [[len(vectors) + 2]]
+
+
+def test_other_kinds_are_still_written_as_format_1(random_bank, tmp_path):
+    bank, _ = random_bank
+    info = json.loads((bank.save(tmp_path / "flat") / "bank.json").read_text())
+    assert info["format"] == 1 and info["kind"] == "flat"
+
+
 def test_default_recall_queries_sample_the_bank(clustered_set):
     vectors, _ = clustered_set
     bank = AudioBank.build(vectors[:3000], paths(3000), SPACE, kind="hnsw")
@@ -190,10 +243,129 @@ def test_default_recall_queries_sample_the_bank(clustered_set):
     assert bank.recall["query_source"] == "bank sample" and bank.recall["queries"] == 1000
 
 
-def test_ivfpq_refuses_too_few_vectors():
+@pytest.mark.parametrize("kind", ["ivfpq", "ivf"])
+def test_ivf_kinds_refuse_too_few_vectors(kind):
     vectors = unit(np.random.default_rng(2).standard_normal((500, 16)))
     with pytest.raises(BankError, match=rf"at least {IVFPQ_MIN_VECTORS} vectors.*got 500"):
-        AudioBank.build(vectors, paths(500), SPACE, kind="ivfpq")
+        AudioBank.build(vectors, paths(500), SPACE, kind=kind)
+
+
+# --------------------------------------------------------------------------- shards
+
+
+@pytest.fixture(scope="module")
+def sharded_set(tmp_path_factory) -> tuple[Path, AudioBank, np.ndarray]:
+    """Three uneven flat shards of 2,000 vectors, the same vectors in one bank, queries."""
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((2000, 24)).astype(np.float32)
+    metadata = paths(2000).assign(label=[f"c{i % 5}" for i in range(2000)])
+    bounds = [0, 700, 1500, 2000]
+    parts = [(vectors[a:b], metadata.iloc[a:b]) for a, b in itertools.pairwise(bounds)]
+    folder = tmp_path_factory.mktemp("sharded") / "bank"
+    ShardedBank.build(folder, iter(parts), SPACE, kind="flat")
+    whole = AudioBank.build(vectors, metadata, SPACE, kind="flat")
+    return folder, whole, rng.standard_normal((30, 24)).astype(np.float32)
+
+
+def test_sharded_search_equals_one_bank(sharded_set):
+    folder, whole, queries = sharded_set
+    sharded = open_bank(folder, expected_space_id=SPACE)
+    assert isinstance(sharded, ShardedBank)
+    assert len(sharded) == 2000 and sharded.counts == [700, 800, 500] and sharded.dim == 24
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "bank.json", "shard-00000", "shard-00001", "shard-00002"
+    ]  # fmt: skip
+    for k in (1, 10, 50):
+        hits, expected = sharded.search(queries, k), whole.search(queries, k)
+        np.testing.assert_array_equal(hits.indices, expected.indices)
+        np.testing.assert_allclose(hits.scores, expected.scores, atol=1e-6)
+    # Every clip: the same ranking up to swaps of scores equal to float rounding (a shard's
+    # dot products are summed in other blocks than the whole bank's).
+    hits, expected = sharded.search(queries, 5000), whole.search(queries, 5000)
+    assert hits.indices.shape == (30, 2000)
+    np.testing.assert_allclose(hits.scores, expected.scores, atol=1e-6)
+    assert (np.sort(hits.indices, axis=1) == np.arange(2000)).all()
+    assert (hits.indices == expected.indices).mean() > 0.999
+    frame = sharded.search(queries, 5).to_frame()
+    pd.testing.assert_frame_equal(frame, whole.search(queries, 5).to_frame())
+
+    one_at_a_time = ShardedBank.load(folder, keep_open=False)
+    np.testing.assert_array_equal(
+        one_at_a_time.search(queries, 7).indices, whole.search(queries, 7).indices
+    )
+    assert one_at_a_time._open == {}
+
+
+@pytest.mark.slow
+def test_sharded_search_on_a_dask_cluster_equals_one_bank(sharded_set):
+    from distributed import Client, LocalCluster
+
+    folder, whole, queries = sharded_set
+    sharded = ShardedBank.load(folder)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        for _ in range(2):  # the second search finds the shards open on the workers
+            hits = sharded.search(queries, 10, client=client)
+            np.testing.assert_array_equal(hits.indices, whole.search(queries, 10).indices)
+            np.testing.assert_allclose(hits.scores, whole.search(queries, 10).scores, atol=1e-6)
+        ran = client.run(
+            lambda: len(__import__("geosound.retrieval.shards").retrieval.shards._WORKER_SHARDS)
+        )
+        assert sum(ran.values()) == 3  # each shard opened once, on some worker
+
+
+def _open_shard_count() -> int:
+    return len(bank_shards._WORKER_SHARDS)
+
+
+def test_merge_top_k_skips_missing_hits():
+    scores, rows = bank_shards.merge_top_k(
+        [
+            (np.array([[0.9, 0.1]], np.float32), np.array([[1, -1]])),
+            (np.array([[0.5, 0.4]], np.float32), np.array([[0, 1]])),
+        ],
+        offsets=[0, 10],
+        k=3,
+    )
+    assert rows.tolist() == [[1, 10, 11]]
+    np.testing.assert_allclose(scores, [[0.9, 0.5, 0.4]])
+
+
+def test_shards_of_another_space_or_dimension_are_refused(tmp_path):
+    rng = np.random.default_rng(6)
+    first = (rng.standard_normal((20, 8)), paths(20))
+    with pytest.raises(BankError, match="shard 1 has dimension 6, shard 0 has 8"):
+        ShardedBank.build(tmp_path / "b", [first, (rng.standard_normal((5, 6)), paths(5))], SPACE)
+    clap = AudioBank.build(rng.standard_normal((5, 8)), paths(5), "clap-audio@1")
+    with pytest.raises(BankError, match=r"shard 1 holds vectors of embedding space 'clap-audio@1'"):
+        ShardedBank.build(tmp_path / "b", [first, clap], SPACE)
+    assert list(tmp_path.iterdir()) == []  # nothing partial left
+    with pytest.raises(BankError, match="no shards"):
+        ShardedBank.build(tmp_path / "b", [], SPACE)
+
+    folder = ShardedBank.build(tmp_path / "b", [first, first], SPACE).folder
+    shard_info = folder / "shard-00001" / "bank.json"
+    info = json.loads(shard_info.read_text())
+    shard_info.write_text(json.dumps({**info, "space_id": "clap-audio@1", "dim": 6}))
+    with pytest.raises(BankError) as caught:
+        ShardedBank.load(folder)
+    message = str(caught.value)
+    assert str(folder / "shard-00001") in message
+    assert "embedding space 'clap-audio@1', the bank 'aisfx@1'" in message
+    assert "dimension 6, the bank 8" in message
+    with pytest.raises(BankError, match="is a sharded bank"):
+        AudioBank.load(folder)
+    with pytest.raises(BankError, match="not a sharded one"):
+        ShardedBank.load(folder / "shard-00000")
+    with pytest.raises(BankError, match="queries will come from 'other@1'"):
+        open_bank(folder, expected_space_id="other@1")
+    (folder / "shard-00000" / "bank.json").unlink()
+    with pytest.raises(BankError, match=r"bank\.json is missing"):
+        ShardedBank.load(folder)
 
 
 # --------------------------------------------------------------------------- bad input

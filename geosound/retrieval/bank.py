@@ -11,6 +11,24 @@ from another space still returns neighbours — just meaningless ones — so the
 beside the index and checked when a caller says which space it will query from
 (:meth:`AudioBank.load` with ``expected_space_id``).
 
+**Index kinds**, and what ``kind="auto"`` picks (:func:`choose_kind`):
+
+* ``flat`` — exact search over the float vectors; auto's choice below
+  :data:`AUTO_FLAT_LIMIT` vectors, where a scan costs milliseconds a query.
+* ``ivf`` — IVF-PQ finds ``k_factor·k`` candidates, which faiss (``IndexRefineFlat``)
+  re-ranks exactly against the float vectors: recall@10 0.99+ and exact scores at a fraction
+  of a flat scan's time (see :func:`ivf_params`). The float vectors are memory-mapped from
+  ``index.faiss`` when the bank is loaded, so the process holds only the PQ codes, lists and
+  centroids (~7 % of flat at D=512) and the kernel pages in the rows re-ranking touches.
+  Auto's choice from :data:`AUTO_FLAT_LIMIT` vectors on.
+* ``hnsw`` — a graph over the float vectors, all in memory (~106 % of flat); fast to search
+  but minutes per million vectors to build. Never chosen by auto since ``ivf`` exists.
+* ``ivfpq`` — PQ codes only, ~7 % of flat on disk and in memory, recall@10 ~0.55 and
+  approximate scores; for when even the float vectors on disk are too many.
+
+Collections larger than one machine's memory or disk are split into shards
+(:class:`geosound.retrieval.shards.ShardedBank`), each a bank folder like this one.
+
 On disk a bank is a folder of three files, written together or not at all:
 
 * ``index.faiss`` — the faiss index (row ``i`` of the metadata is vector ``i``);
@@ -41,27 +59,25 @@ from geosound.sidecar import now_iso, sidecar
 
 __all__ = [
     "AUTO_FLAT_LIMIT",
-    "AUTO_HNSW_LIMIT",
     "INDEX_KINDS",
     "IVFPQ_MIN_VECTORS",
     "AudioBank",
     "BankError",
     "BankHits",
     "IndexKind",
+    "choose_kind",
+    "ivf_params",
     "ivfpq_params",
 ]
 
-IndexKind = Literal["flat", "hnsw", "ivfpq"]
-INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
+IndexKind = Literal["flat", "ivf", "hnsw", "ivfpq"]
+INDEX_KINDS: tuple[str, ...] = ("flat", "ivf", "hnsw", "ivfpq")
 
-#: ``kind="auto"`` searches exactly below this many vectors: at D=512 a flat scan of 200k
-#: vectors is a ~0.2 GFLOP matrix product per query, a few ms, so approximation buys little.
+#: ``kind="auto"`` searches exactly below this many vectors and uses ``ivf`` from here on: at
+#: D=512 a flat scan of 200k vectors is a ~0.2 GFLOP matrix product per query, a few ms, so
+#: approximation buys little; beyond it ``ivf`` answers at recall@10 ≥ 0.99 many times faster
+#: and holds a small part of flat's memory (benchmarks/results/bank_*.txt).
 AUTO_FLAT_LIMIT = 200_000
-#: ``kind="auto"`` uses HNSW below this many vectors and IVF-PQ from here on: HNSW keeps every
-#: float vector plus its graph (~4.4 GB at D=512) and builds for minutes per million on 2
-#: cores; IVF-PQ keeps 1/16 of that, at a recall@10 near 0.55 instead of 0.94 (see
-#: :func:`ivfpq_params`).
-AUTO_HNSW_LIMIT = 2_000_000
 #: IVF-PQ's product quantiser has 256 centroids per sub-space; faiss wants ~39 training points
 #: per centroid, so fewer vectors than this train a poor quantiser and the bank refuses.
 IVFPQ_MIN_VECTORS = 39 * 256
@@ -75,13 +91,20 @@ audio embeddings (benchmarks/bench_bank.py)."""
 PQ_TRAIN_ITERATIONS = 10
 """k-means iterations of each PQ sub-quantiser (faiss's default is 25)."""
 
+IVF_K_FACTOR = 10
+"""``ivf`` re-ranks ``IVF_K_FACTOR·k`` PQ candidates exactly (see :func:`ivf_params`)."""
+IVF_NPROBE = 8
+"""IVF lists an ``ivf`` query visits (see :func:`ivf_params`)."""
+
 RECALL_QUERIES = 1000
 """Bank vectors sampled as queries when the builder measures recall and is given none."""
 
 INDEX_FILE = "index.faiss"
 METADATA_FILE = "metadata.parquet"
 INFO_FILE = "bank.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Format 2 added the ``ivf`` kind and sharded banks; other banks are still written as 1, so
+an older geosound keeps reading them."""
 
 _HIT_COLUMNS = ("query", "rank", "index", "score")
 
@@ -98,8 +121,8 @@ class BankHits:
     """The ``k`` nearest clips of each of ``Q`` queries.
 
     Attributes:
-        scores: ``(Q, k)`` float32 cosine similarities, best first (approximate for IVF-PQ,
-            whose vectors are compressed).
+        scores: ``(Q, k)`` float32 cosine similarities, best first (exact for ``flat``,
+            ``ivf`` and ``hnsw``; approximate for ``ivfpq``, whose vectors are compressed).
         indices: ``(Q, k)`` int64 bank rows; ``-1`` where the index found fewer than ``k``.
         metadata: The bank's metadata table, to look the rows up in.
     """
@@ -153,8 +176,8 @@ class AudioBank:
     Attributes:
         index: The faiss index (inner-product metric).
         space_id: The embedding space of the vectors, e.g. ``"aisfx@1"``.
-        kind: ``"flat"`` (exact), ``"hnsw"`` or ``"ivfpq"`` (approximate).
-        params: The index parameters (HNSW ``M``/``ef_*``, IVF-PQ ``nlist``/``m``/…).
+        kind: ``"flat"`` (exact), ``"ivf"``, ``"hnsw"`` or ``"ivfpq"`` (approximate).
+        params: The index parameters (HNSW ``M``/``ef_*``, IVF ``nlist``/``m``/``nprobe``/…).
         recall: What the builder measured for an approximate index (``k``, ``value``, how many
             queries, from where), or None for an exact one.
         created: When the bank was built (ISO 8601, UTC).
@@ -170,6 +193,7 @@ class AudioBank:
         params: Mapping[str, int] | None = None,
         recall: Mapping[str, float | str] | None = None,
         created: str | None = None,
+        memory_mapped: bool = False,
     ) -> None:
         if index.ntotal != len(metadata):
             raise BankError(
@@ -182,6 +206,8 @@ class AudioBank:
         self.params: dict[str, int] = dict(params or {})
         self.recall: dict[str, float | str] | None = None if recall is None else dict(recall)
         self.created = created or now_iso()
+        # faiss aborts the process (a C++ assertion) when a memory-mapped index grows.
+        self._memory_mapped = memory_mapped
 
     # ----------------------------------------------------------------------- build
 
@@ -199,6 +225,7 @@ class AudioBank:
         nlist: int | None = None,
         pq_m: int | None = None,
         nprobe: int | None = None,
+        k_factor: int | None = None,
         recall_k: int = 10,
         recall_queries: npt.ArrayLike | None = None,
         measure_recall: bool = True,
@@ -211,16 +238,16 @@ class AudioBank:
                 place.
             metadata: ``N`` rows, row ``i`` describing vector ``i``; needs a ``path`` column.
             space_id: The embedding space of ``vectors`` (queries must come from the same).
-            kind: ``"flat"``, ``"hnsw"``, ``"ivfpq"``, or ``"auto"``: flat below
-                :data:`AUTO_FLAT_LIMIT` vectors, HNSW below :data:`AUTO_HNSW_LIMIT`, else
-                IVF-PQ.
+            kind: ``"flat"``, ``"ivf"``, ``"hnsw"``, ``"ivfpq"``, or ``"auto"`` (see
+                :func:`choose_kind`: flat below :data:`AUTO_FLAT_LIMIT` vectors, else ivf).
             hnsw_m: HNSW links per node (default 16).
             ef_construction: HNSW build-time beam (default 40).
             ef_search: HNSW query-time beam (default 128).
-            nlist: IVF lists (default: the power of two nearest √N, at least 39 vectors each).
-            pq_m: PQ sub-quantisers (default: the largest divisor of D that is ≤ D/4, i.e.
-                about one byte per 4 dimensions).
-            nprobe: IVF lists visited per query (default nlist/64, at least 8).
+            nlist: IVF lists (defaults: :func:`ivf_params`, :func:`ivfpq_params`).
+            pq_m: PQ sub-quantisers (defaults as for ``nlist``).
+            nprobe: IVF lists visited per query (defaults as for ``nlist``).
+            k_factor: ``ivf`` only: candidates re-ranked per hit (default
+                :data:`IVF_K_FACTOR`).
             recall_k: The ``k`` of the stored recall@k.
             recall_queries: Queries to measure recall with (best: drawn like real queries).
                 Default: up to :data:`RECALL_QUERIES` of the bank's own vectors, which is
@@ -235,12 +262,12 @@ class AudioBank:
         Raises:
             BankError: No vectors ("no vectors to index"), bad shapes, zero or non-finite
                 vectors, metadata without ``path`` or of the wrong length, an unknown kind,
-                or too few vectors to train IVF-PQ.
+                or too few vectors to train IVF-PQ (``ivf`` and ``ivfpq``).
         """
         data = _normalised(vectors, "vectors")
         table = _check_metadata(metadata, len(data))
         count, dim = data.shape
-        chosen = _choose_kind(kind, count)
+        chosen = choose_kind(kind, count)
         rng = np.random.default_rng(seed)
         if chosen == "flat":
             index: faiss.Index = faiss.IndexFlatIP(dim)
@@ -253,8 +280,14 @@ class AudioBank:
             }
             index = _new_hnsw(dim, params)
         else:
-            params = ivfpq_params(count, dim, nlist=nlist, pq_m=pq_m, nprobe=nprobe)
-            index = _new_ivfpq(dim, params)
+            if chosen == "ivf":
+                params = ivf_params(
+                    count, dim, nlist=nlist, pq_m=pq_m, nprobe=nprobe, k_factor=k_factor
+                )
+                index = _new_ivf(dim, params)
+            else:
+                params = ivfpq_params(count, dim, nlist=nlist, pq_m=pq_m, nprobe=nprobe)
+                index = _new_ivfpq(dim, params)
             sample = rng.choice(count, size=params["train_size"], replace=False)
             index.train(data[np.sort(sample)])
         index.add(data)
@@ -278,15 +311,20 @@ class AudioBank:
     def add(self, vectors: npt.ArrayLike, metadata: pd.DataFrame) -> None:
         """Append clips: vectors are normalised and indexed, metadata rows appended.
 
-        An IVF-PQ bank encodes new vectors with the quantisers trained at build time, so add
-        data like what it was built on. The stored recall stays the build-time figure (its
-        ``count`` says on how many vectors it was measured).
+        An IVF bank encodes new vectors with the quantisers trained at build time, so add
+        data like what it was built on. A memory-mapped bank (an ``ivf`` one, loaded) is
+        read into memory first, as the mapped file cannot grow. The stored recall stays the
+        build-time figure (its ``count`` says on how many vectors it was measured).
 
         Raises:
             BankError: Bad vectors or metadata (as in :meth:`build`).
         """
         data = _normalised(vectors, "vectors", dim=self.dim)
         table = _check_metadata(metadata, len(data))
+        if self._memory_mapped:  # a mapped index is read-only: copy it into memory first
+            self.index = faiss.deserialize_index(faiss.serialize_index(self.index))
+            _apply_search_params(self.index, self.params)
+            self._memory_mapped = False
         self.index.add(data)
         self._metadata = pd.concat([self._metadata, table], ignore_index=True)
 
@@ -326,7 +364,7 @@ class AudioBank:
             queries: ``(Q, D)`` queries, ideally drawn like real ones.
             k: How many neighbours count.
             vectors: The bank's vectors, in bank order. Needed for IVF-PQ (it keeps only
-                compressed codes); read back from a flat or HNSW index otherwise.
+                compressed codes); read back from the index otherwise.
 
         Returns:
             Recall@k in [0, 1]; 1.0 for a flat (exact) bank.
@@ -343,7 +381,12 @@ class AudioBank:
                     "an IVF-PQ bank keeps only compressed codes; pass the original vectors= "
                     "to measure recall against exact search"
                 )
-            reference = self.index.reconstruct_n(0, self.index.ntotal)
+            stored = (
+                cast(faiss.IndexRefine, self.index).refine_index
+                if self.kind == "ivf"
+                else self.index
+            )
+            reference = stored.reconstruct_n(0, self.index.ntotal)
         else:
             reference = _normalised(vectors, "vectors", dim=self.dim)
             if len(reference) != len(self):
@@ -383,7 +426,7 @@ class AudioBank:
         """What ``bank.json`` holds: enough to check a bank without opening its index."""
         return sidecar(
             "audio bank",
-            format=FORMAT_VERSION,
+            format=FORMAT_VERSION if self.kind == "ivf" else 1,
             space_id=self.space_id,
             kind=self.kind,
             metric="inner_product",
@@ -416,16 +459,7 @@ class AudioBank:
             BankError: ``folder`` is a file or a non-empty folder that is not a bank (never
                 replaced: it may be anything), or the metadata cannot be stored as Parquet.
         """
-        folder = Path(folder)
-        if folder.exists():
-            if not folder.is_dir():
-                raise BankError("exists and is not a folder; not replacing it", folder)
-            if not (folder / INFO_FILE).is_file() and any(folder.iterdir()):
-                raise BankError(
-                    f"is a non-empty folder without {INFO_FILE} (not an audio bank); "
-                    "not replacing it",
-                    folder,
-                )
+        folder = check_destination(folder)
         with atomic_folder(folder) as staging:
             faiss.write_index(self.index, str(staging / INDEX_FILE))
             try:
@@ -439,7 +473,11 @@ class AudioBank:
 
     @classmethod
     def load(
-        cls, folder: str | os.PathLike[str], expected_space_id: str | None = None
+        cls,
+        folder: str | os.PathLike[str],
+        expected_space_id: str | None = None,
+        *,
+        memory_map: bool | None = None,
     ) -> AudioBank:
         """Open a saved bank, checking that its files agree with each other.
 
@@ -448,6 +486,10 @@ class AudioBank:
             expected_space_id: The space the caller's queries come from; checked before the
                 index is read, because searching a bank of another space silently returns
                 meaningless neighbours.
+            memory_map: Map the index's float vectors from the file instead of reading them
+                (faiss ``IO_FLAG_MMAP_IFC``): the process then holds only what the vectors do
+                not, and the kernel pages in the rows a search touches. Default: for ``ivf``
+                banks, whose re-ranking touches a few rows per query.
 
         Returns:
             The bank, with the saved search parameters (``ef_search``, ``nprobe``) in force.
@@ -462,7 +504,7 @@ class AudioBank:
             raise BankError("audio bank not found", folder)
         if not folder.is_dir():
             raise BankError("is not an audio bank folder", folder)
-        info = _read_info(folder)
+        info = read_info(folder, INDEX_KINDS)
         space_id = info["space_id"]
         if expected_space_id is not None and space_id != expected_space_id:
             raise BankError(
@@ -473,7 +515,8 @@ class AudioBank:
             )
         if info["count"] == 0:
             raise BankError("the bank is empty (no vectors to index)", folder)
-        index = _read_index(folder / INDEX_FILE)
+        mapped = info["kind"] == "ivf" if memory_map is None else memory_map
+        index = _read_index(folder / INDEX_FILE, memory_map=mapped)
         metadata = _read_metadata(folder / METADATA_FILE)
         problems = []
         if index.d != info["dim"]:
@@ -498,6 +541,7 @@ class AudioBank:
             params=params,
             recall=info.get("recall"),
             created=info.get("created"),
+            memory_mapped=mapped,
         )
 
 
@@ -536,11 +580,9 @@ def ivfpq_params(
             f"(256 centroids × 39 points), got {count}; use kind='flat' (exact) or 'hnsw'"
         )
     if nlist is None:
-        nlist = 2 ** round(math.log2(math.sqrt(count)))
-        while nlist > 1 and count / nlist < 39:
-            nlist //= 2
+        nlist = _nearest_power_of_two(math.sqrt(count), count)
     if pq_m is None:
-        pq_m = max(m for m in range(1, max(1, dim // 4) + 1) if dim % m == 0)
+        pq_m = _largest_divisor(dim, dim // 4)
     if dim % pq_m:
         raise BankError(f"pq_m={pq_m} does not divide the dimension {dim}")
     if nprobe is None:
@@ -549,17 +591,78 @@ def ivfpq_params(
     return {"nlist": nlist, "m": pq_m, "nbits": 8, "nprobe": nprobe, "train_size": train_size}
 
 
-def _choose_kind(kind: str, count: int) -> IndexKind:
-    """Resolve ``"auto"`` by size; reject unknown kinds."""
+def ivf_params(
+    count: int,
+    dim: int,
+    *,
+    nlist: int | None = None,
+    pq_m: int | None = None,
+    nprobe: int | None = None,
+    k_factor: int | None = None,
+) -> dict[str, int]:
+    """Parameters of the ``ivf`` kind: IVF-PQ candidates, re-ranked exactly.
+
+    The PQ only has to put each query's true neighbours among its ``k_factor·k`` best
+    candidates, not order them (the exact re-ranking does), so it can be coarse: one byte per
+    8 dimensions (``m`` = the largest divisor of D ≤ D/8) trains 4× faster than ``ivfpq``'s
+    one per 4 and scans half the bytes. ``nlist`` ≈ 2√N keeps each probe to ~√N/2 codes,
+    and the coarse quantiser's share of a query (nlist·D multiply-adds) small. At most 39
+    training vectors per list, as faiss advises: the build is mostly k-means. ``nprobe`` and
+    ``k_factor`` were tuned on the benchmark's real-like banks (benchmarks/bench_bank.py),
+    whose near neighbours differ by a few thousandths of cosine.
+
+    Raises:
+        BankError: Fewer than :data:`IVFPQ_MIN_VECTORS` vectors, or ``pq_m`` not dividing D.
+    """
+    if nlist is None:
+        nlist = _nearest_power_of_two(2 * math.sqrt(count), count)
+    if pq_m is None:
+        pq_m = _largest_divisor(dim, dim // 8)
+    nprobe = nprobe or min(nlist, IVF_NPROBE)
+    params = ivfpq_params(count, dim, nlist=nlist, pq_m=pq_m, nprobe=nprobe)
+    params["k_factor"] = k_factor or IVF_K_FACTOR
+    params["train_size"] = min(count, max(39 * nlist, IVFPQ_MIN_VECTORS))
+    return params
+
+
+def choose_kind(kind: str, count: int) -> IndexKind:
+    """The index kind a bank of ``count`` vectors gets; ``"auto"`` decides by size.
+
+    The rule: ``flat`` (exact) below :data:`AUTO_FLAT_LIMIT` vectors, ``ivf`` from there on.
+    Below the limit an exact scan takes a few ms a query; above it ``ivf`` keeps recall@10
+    ≥ 0.95 with exact scores, builds several times faster than HNSW and holds the float
+    vectors on disk, not in memory. HNSW and IVF-PQ are only used when asked for. A
+    collection too large for one machine is sharded (:mod:`geosound.retrieval.shards`), and
+    this rule applies within each shard.
+
+    Raises:
+        BankError: An unknown kind.
+    """
     if kind == "auto":
-        if count < AUTO_FLAT_LIMIT:
-            return "flat"
-        return "hnsw" if count < AUTO_HNSW_LIMIT else "ivfpq"
+        return "flat" if count < AUTO_FLAT_LIMIT else "ivf"
     if kind not in INDEX_KINDS:
         raise BankError(
             f"unknown index kind {kind!r}; choose one of auto, {', '.join(INDEX_KINDS)}"
         )
     return cast(IndexKind, kind)
+
+
+def _nearest_power_of_two(target: float, count: int) -> int:
+    """The power of two nearest ``target``, halved until each list gets ≥ 39 vectors."""
+    nlist = 2 ** round(math.log2(max(1.0, target)))
+    while nlist > 1 and count / nlist < 39:
+        nlist //= 2
+    return nlist
+
+
+def _largest_divisor(dim: int, at_most: int) -> int:
+    return max(m for m in range(1, max(1, at_most) + 1) if dim % m == 0)
+
+
+def _new_ivf(dim: int, params: Mapping[str, int]) -> faiss.Index:
+    index = faiss.IndexRefineFlat(_new_ivfpq(dim, params))
+    index.k_factor = float(params["k_factor"])
+    return index
 
 
 def _new_hnsw(dim: int, params: Mapping[str, int]) -> faiss.Index:
@@ -592,6 +695,9 @@ def _apply_search_params(index: faiss.Index, params: Mapping[str, int]) -> None:
     """Re-apply query-time parameters after reading an index (faiss may not store them all)."""
     if "ef_search" in params and hasattr(index, "hnsw"):
         index.hnsw.efSearch = int(params["ef_search"])
+    if isinstance(index, faiss.IndexRefine):
+        index.k_factor = float(params.get("k_factor", index.k_factor))
+        index = faiss.downcast_index(index.base_index)
     if "nprobe" in params and hasattr(index, "nprobe"):
         index.nprobe = int(params["nprobe"])
 
@@ -645,7 +751,33 @@ def _check_metadata(metadata: object, count: int) -> pd.DataFrame:
     return metadata.reset_index(drop=True)
 
 
-def _read_info(folder: Path) -> dict[str, Any]:  # JSON: checked key by key below
+def check_destination(folder: str | os.PathLike[str]) -> Path:
+    """``folder``, if a bank may be written there: absent, empty, or a bank already.
+
+    Raises:
+        BankError: ``folder`` is a file or a non-empty folder that is not a bank (never
+            replaced: it may be anything).
+    """
+    folder = Path(folder)
+    if folder.exists():
+        if not folder.is_dir():
+            raise BankError("exists and is not a folder; not replacing it", folder)
+        if not (folder / INFO_FILE).is_file() and any(folder.iterdir()):
+            raise BankError(
+                f"is a non-empty folder without {INFO_FILE} (not an audio bank); not replacing it",
+                folder,
+            )
+    return folder
+
+
+def read_info(folder: Path, kinds: tuple[str, ...]) -> dict[str, Any]:  # checked key by key
+    """A bank folder's ``bank.json``, checked, for a bank of one of ``kinds``.
+
+    Raises:
+        BankError: The file is missing, unreadable, incomplete, of a newer format, or
+            describes a bank of another kind (a sharded bank opened as one bank, or the
+            other way round: the message says which opener to use).
+    """
     path = folder / INFO_FILE
     if not path.is_file():
         raise BankError(f"not an audio bank: {INFO_FILE} is missing", folder)
@@ -669,16 +801,24 @@ def _read_info(folder: Path) -> dict[str, Any]:  # JSON: checked key by key belo
             f"{FORMAT_VERSION}); upgrade geosound",
             path,
         )
-    if info["kind"] not in INDEX_KINDS:
+    if info["kind"] not in kinds:
+        if info["kind"] == "sharded":
+            raise BankError(
+                "is a sharded bank (several shard folders); open it with ShardedBank.load or "
+                "geosound.retrieval.open_bank",
+                folder,
+            )
+        if info["kind"] in INDEX_KINDS:
+            raise BankError(f"is a single {info['kind']} bank, not a sharded one", folder)
         raise BankError(f"corrupt: unknown index kind {info['kind']!r}", path)
     return info
 
 
-def _read_index(path: Path) -> faiss.Index:
+def _read_index(path: Path, memory_map: bool = False) -> faiss.Index:
     if not path.is_file():
         raise BankError("index file is missing", path)
     try:
-        return faiss.read_index(str(path))
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if memory_map else 0)
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
         raise BankError(f"index file is corrupt or truncated ({reason})", path) from exc
