@@ -108,6 +108,84 @@ def check_bbox(bbox: Bbox, *, geographic: bool, option: str = "--bbox") -> None:
         )  # fmt: skip
 
 
+def tile_m_callback(
+    ctx: typer.Context, param: typer.CallbackParam, value: float | None
+) -> float | None:
+    """Typer callback: a tile's ground size is a positive, finite number of metres."""
+    if value is not None and not 0 < value < math.inf:
+        raise option_error(_name(param), f"must be a positive number of metres; got {value:g}")
+    return value
+
+
+def hours_callback(
+    ctx: typer.Context, param: typer.CallbackParam, value: list[str] | None
+) -> list[float]:
+    """Typer callback: ``--hour`` values (``5``, ``5.5``, ``0-23``, ``5,17``) as sorted hours.
+
+    A range ``a-b`` is every whole hour from ``a`` to ``b`` inclusive (``22-2`` wraps past
+    midnight); each hour lies in [0, 24).
+    """
+    option = _name(param)
+    hours: list[float] = []
+    for text in value or []:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            hours.extend(_hour_values(part, option))
+    return sorted(set(hours))
+
+
+def _hour_values(part: str, option: str) -> list[float]:
+    def number(text: str) -> float:
+        try:
+            hour = float(text)
+        except ValueError:
+            raise option_error(
+                option, f"{part!r} is not an hour; give e.g. 5, 17.5, 0-23 or 5,17"
+            ) from None
+        if not 0 <= hour < 24:
+            raise option_error(option, f"{part!r}: hours lie in [0, 24)")
+        return hour
+
+    start, dash, stop = part.partition("-")
+    if not dash:
+        return [number(part)]
+    first, last = number(start), number(stop)
+    if first != int(first) or last != int(last):
+        raise option_error(option, f"{part!r}: a range goes from one whole hour to another")
+    span = (int(last) - int(first)) % 24
+    return [float((int(first) + i) % 24) for i in range(span + 1)]
+
+
+def check_tile_options(tile: int | None, tile_m: float | None) -> None:
+    """``--tile`` (pixels) and ``--tile-m`` (metres) choose the same thing: one at most."""
+    if tile is not None and tile_m is not None:
+        raise option_error("--tile-m", "give either --tile (pixels) or --tile-m (metres), not both")
+
+
+def check_time_options(checkpoint: Path | None, month: int | None, hours: list[float]) -> float:
+    """Refuse ``--month``/``--hour`` for a model without metadata; the model's tile metres.
+
+    Reads only the checkpoint's header (milliseconds), so both answers come before the model
+    and the encoders load.
+
+    Returns:
+        The ground size in metres of the tiles the model was trained on.
+    """
+    from geosound.models.checkpoint import read_header
+    from geosound.models.default import default_checkpoint_paths
+
+    path = checkpoint if checkpoint is not None else default_checkpoint_paths()[0]
+    header = read_header(path)
+    if (month is not None or hours) and not header.use_metadata:
+        option = "--month" if month is not None else "--hour"
+        raise option_error(
+            option,
+            f"the model {path.name} was trained without location and time "
+            "(use_metadata is off), so it cannot map a month or an hour; give a checkpoint "
+            "trained with metadata (docs/time_and_place.md)",
+        )
+    return header.tile_m
+
+
 def check_scheduler(address: str, option: str = "--scheduler") -> None:
     """Refuse a Dask scheduler address that is malformed or does not accept a connection.
 

@@ -16,8 +16,12 @@ from geosound.cli.checks import (
     check_input_file,
     check_output_folder,
     check_scheduler,
+    check_tile_options,
+    check_time_options,
     crs_callback,
+    hours_callback,
     parse_crs,
+    tile_m_callback,
 )
 from geosound.cli.progress import ProgressMode, ProgressOption, progress_reporter, report_outputs
 
@@ -45,9 +49,38 @@ def map_command(
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="Sat2Sound checkpoint (default: shipped).")
     ] = None,
-    tile: Annotated[int, typer.Option("--tile", help="Tile size in pixels.", min=1)] = 64,
+    tile_m: Annotated[
+        float | None,
+        typer.Option(
+            "--tile-m",
+            help="Tile ground size in metres, whatever the raster's pixel size (default: what "
+            "the model was trained on, 640 m if it does not say). Rasters in degrees are "
+            "converted at the raster's centre latitude.",
+            callback=tile_m_callback,
+        ),
+    ] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option("--tile", help="Tile size in pixels, instead of --tile-m.", min=1),
+    ] = None,
     stride: Annotated[
-        int | None, typer.Option("--stride", help="Tile step in pixels (default: --tile).", min=1)
+        int | None,
+        typer.Option("--stride", help="Tile step in pixels (default: the tile size).", min=1),
+    ] = None,
+    month: Annotated[
+        int | None,
+        typer.Option(
+            "--month", help="Month 1-12 (models trained with metadata only).", min=1, max=12
+        ),
+    ] = None,
+    hour: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hour",
+            help="Local hour(s) of day: 5, 17.5, 0-23 or 5,17, repeatable; one layer per hour "
+            "(models trained with metadata only; each tile's own lon/lat is used).",
+            callback=hours_callback,
+        ),
     ] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Band preset.")] = None,
     bbox: Annotated[
@@ -92,9 +125,11 @@ def map_command(
     Rerunning on the same --out (or --cache) resumes an interrupted run and re-queries a mapped
     region without re-encoding it.
     """
+    hours = [float(h) for h in hour or []]
     _check_map_options(
-        raster, out, audio or [], checkpoint, tile, stride, bbox, bbox_crs, scheduler
-    )
+        raster, out, audio or [], checkpoint, tile, tile_m, stride, bbox, bbox_crs, scheduler,
+        month, hours,
+    )  # fmt: skip
     _use_encoder_backend(encoder_backend)
     from geosound.mapping.maps import map_region
 
@@ -102,7 +137,8 @@ def map_command(
         result = map_region(
             raster, out, texts=text or (), recordings=[str(a) for a in audio or ()],
             concepts=concepts, retrieve=retrieve, bank=bank, checkpoint=checkpoint,
-            tile_size=tile, stride=stride, preset=preset, bbox=bbox, bbox_crs=bbox_crs,
+            tile_size=tile, tile_m=tile_m, stride=stride, month=month, hours=hours,
+            preset=preset, bbox=bbox, bbox_crs=bbox_crs,
             cache=cache, chunk_rows=chunk_rows, workers=workers, scheduler=scheduler,
             progress=report,
         )  # fmt: skip
@@ -114,31 +150,40 @@ def _check_map_options(
     out: Path,
     audio: list[Path],
     checkpoint: Path | None,
-    tile: int,
+    tile: int | None,
+    tile_m: float | None,
     stride: int | None,
     bbox: Bbox | None,
     bbox_crs: str | None,
     scheduler: str | None,
+    month: int | None,
+    hours: list[float],
 ) -> None:
     """Refuse what is wrong with the options in seconds, before the model and the encoders load.
 
     The raster is opened (a text file, a raster without CRS, one with no tile to map fail here:
     :func:`~geosound.geo.check_tileable`, which the library runs again for its own callers),
     the bbox checked in its CRS, the output folder, the query recordings and the checkpoint
-    looked at, and the scheduler asked for a connection.
+    looked at (its header only: does it take ``--hour``, what tile size was it trained on),
+    the tile size in metres turned into pixels of this raster, and the scheduler asked for a
+    connection.
     """
     from geosound.geo import RasterSource, check_tileable
+    from geosound.geo.ground import ground_tile
 
+    check_tile_options(tile, tile_m)
     check_output_folder(out, "--out")
     for path in audio:
         check_input_file(path, "recording", "--audio")
     if checkpoint is not None:
         check_checkpoint_file(checkpoint, "--checkpoint")
+    trained_m = check_time_options(checkpoint, month, hours)
     with RasterSource(raster) as source:
         if bbox is not None:
             crs = parse_crs(bbox_crs, "--bbox-crs") if bbox_crs else source.crs
             check_bbox(bbox, geographic=bool(crs.is_geographic))
-        check_tileable(source, tile, stride, bounds=bbox, bounds_crs=bbox_crs)
+        chosen = ground_tile(source, pixels=tile, tile_m=tile_m, trained_m=trained_m)
+        check_tileable(source, chosen.pixels, stride, bounds=bbox, bounds_crs=bbox_crs)
     if scheduler is not None:
         check_scheduler(scheduler, "--scheduler")
 

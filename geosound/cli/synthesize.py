@@ -18,14 +18,19 @@ from geosound.cli.checks import (
     check_checkpoint_file,
     check_output_file,
     check_output_folder,
+    check_tile_options,
+    check_time_options,
     crs_callback,
+    hours_callback,
     option_error,
+    tile_m_callback,
 )
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
     import geopandas as gpd
 
+    from geosound.mapping.timeplace import Moment
     from geosound.progress import Progress
     from geosound.retrieval.bank import AudioBank
     from geosound.space.shared import SharedSpace
@@ -84,7 +89,35 @@ def synthesize_command(
         ),
     ] = None,
     sample_rate: Annotated[int, typer.Option("--sample-rate", help="Hz.", min=1)] = 16000,
-    chip_size: Annotated[int, typer.Option("--chip-size", help="Chip edge in pixels.", min=1)] = 64,
+    tile_m: Annotated[
+        float | None,
+        typer.Option(
+            "--tile-m",
+            help="Ground size in metres of the chip embedded at each place (default: what the "
+            "model was trained on, 640 m if it does not say); rasters in degrees are converted "
+            "at the raster's centre latitude.",
+            callback=tile_m_callback,
+        ),
+    ] = None,
+    chip_size: Annotated[
+        int | None,
+        typer.Option("--chip-size", help="Chip edge in pixels, instead of --tile-m.", min=1),
+    ] = None,
+    month: Annotated[
+        int | None,
+        typer.Option(
+            "--month", help="Month 1-12 (models trained with metadata only).", min=1, max=12
+        ),
+    ] = None,
+    hour: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hour",
+            help="Local hour of day, e.g. 5 or 17.5 (models trained with metadata only; the "
+            "place's own lon/lat is used).",
+            callback=hours_callback,
+        ),
+    ] = None,
     preset: Annotated[
         str | None, typer.Option("--preset", help="Band preset (default: guessed).")
     ] = None,
@@ -109,11 +142,20 @@ def synthesize_command(
 
         what = "is not a folder" if bank.exists() else "not found"
         raise InputError(f"audio bank {what} (--bank; a folder from `geosound index build`)", bank)
+    check_tile_options(chip_size, tile_m)
+    hours = [float(h) for h in hour or []]
+    if len(hours) > 1:
+        raise option_error("--hour", "synthesize mixes one place at one hour: give one --hour")
     if checkpoint is not None:
         check_checkpoint_file(checkpoint, "--checkpoint")
+    trained_m = check_time_options(checkpoint, month, hours)
+    chip = 0
     if raster is not None:
-        _check_raster(raster, point_given, chip_size)
+        chip = _check_raster(raster, point_given, chip_size, tile_m, trained_m)
     layer = _read_points(points) if points is not None else None
+    from geosound.mapping.timeplace import Moment
+
+    moment = Moment(month, hours[0] if hours else None)
 
     from geosound.retrieval.bank import AudioBank
     from geosound.space.shared import SharedSpace
@@ -140,9 +182,10 @@ def synthesize_command(
                 out_dir,
                 options,
                 id_column=id_column,
-                chip_size=chip_size,
+                chip_size=chip,
                 preset=preset,
                 report=report,
+                moment=moment,
             )
             summary = f"{len(outputs) - 1} soundscapes and {outputs[-1]}"
         else:
@@ -155,9 +198,10 @@ def synthesize_command(
                 point_given,
                 out,
                 options,
-                chip_size=chip_size,
+                chip_size=chip,
                 preset=preset,
                 report=report,
+                moment=moment,
             )
             summary = f"{out} and its sidecar ({len(sources)} recordings)"
     _print_outcome(progress, outputs, summary, sources)
@@ -198,19 +242,29 @@ def _check_modes(
 
 
 def _check_raster(
-    raster: Path, point_given: tuple[float, float, str | None] | None, chip_size: int
-) -> None:
+    raster: Path,
+    point_given: tuple[float, float, str | None] | None,
+    chip_size: int | None,
+    tile_m: float | None,
+    trained_m: float,
+) -> int:
     """Open the raster (and place the one point on it) so bad input fails in seconds.
 
-    A missing, unreadable or CRS-less raster, or a point off it, fails before the model
-    loads, not after.
+    A missing, unreadable or CRS-less raster, a ``--tile-m`` it cannot take, or a point off
+    it, fails before the model loads, not after.
+
+    Returns:
+        The chip edge in pixels: ``--chip-size``, or the ground size in pixels of this raster.
     """
     from geosound.geo import RasterSource, chip_windows
+    from geosound.geo.ground import ground_tile
 
     with RasterSource(raster) as source:
+        chip = ground_tile(source, pixels=chip_size, tile_m=tile_m, trained_m=trained_m).pixels
         if point_given is not None:
             px, py, pcrs = point_given
-            chip_windows(source, [(px, py)], chip_size, pcrs or source.crs.to_wkt())
+            chip_windows(source, [(px, py)], chip, pcrs or source.crs.to_wkt())
+    return chip
 
 
 def _print_outcome(
@@ -299,6 +353,7 @@ def _synthesize_one(
     chip_size: int,
     preset: str | None,
     report: Progress,
+    moment: Moment,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     from geosound.errors import InputError
     from geosound.mapping.synthesis import (
@@ -310,22 +365,24 @@ def _synthesize_one(
 
     x, y, crs = point
     where: dict[str, Any] = {"x": x, "y": y}
+    if moment.given:
+        where["time"] = moment.record()
     if raster is not None:
         if crs is None:
             from geosound.geo import RasterSource
 
             with RasterSource(raster) as source:
                 crs = source.crs.to_string()
-        where.update(crs=crs, raster=str(raster))
+        where.update(crs=crs, raster=str(raster), chip_size=chip_size)
         report(0.1, "embedding the place")
-        embedding = place_embedding_from_raster(space, raster, x, y, crs, chip_size, preset)
+        embedding = place_embedding_from_raster(space, raster, x, y, crs, chip_size, preset, moment)
     else:
         assert cache is not None
         if crs is None:
             raise InputError("with --embedding-cache, give --crs for --x/--y (or use --lon/--lat)")
         where.update(crs=crs, embedding_cache=str(cache))
         report(0.1, "reading the place from the region cache")
-        embedding = embedding_from_region_cache(cache, x, y, crs, space=space)
+        embedding = embedding_from_region_cache(cache, x, y, crs, space=space, moment=moment)
     report(0.4, "retrieving and mixing recordings")
     synthesis = synthesize_at(space, bank, embedding, point=where, **options)
     wav, sidecar = write_synthesis(synthesis, out)
@@ -346,6 +403,7 @@ def _synthesize_layer(
     chip_size: int,
     preset: str | None,
     report: Progress,
+    moment: Moment,
 ) -> list[str]:
     import numpy as np
 
@@ -366,7 +424,9 @@ def _synthesize_layer(
         for point_id, geometry in zip(ids, layer.geometry, strict=True):
             try:
                 rows.append(
-                    embedding_from_region_cache(cache, geometry.x, geometry.y, crs, space=space)
+                    embedding_from_region_cache(
+                        cache, geometry.x, geometry.y, crs, space=space, moment=moment
+                    )
                 )
             except GeosoundError as error:
                 raise type(error)(f"point {point_id}: {error.message}", error.path) from error
@@ -385,6 +445,7 @@ def _synthesize_layer(
         preset=preset,
         embeddings=embeddings,
         progress=report,
+        moment=moment,
         **options,
     )
     gpkg = write_points_layer(result, out_dir / POINTS_LAYER_NAME)

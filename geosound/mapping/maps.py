@@ -18,6 +18,7 @@ import xarray as xr
 from geosound.atomic import atomic_path, write_json
 from geosound.errors import InputError
 from geosound.geo import RasterSource, get_preset, to_rgb, write_raster
+from geosound.geo.ground import GroundTile, ground_tile
 from geosound.locking import exclusive
 from geosound.mapping.layers import write_float_layers
 from geosound.mapping.preview import write_layers_preview
@@ -32,6 +33,8 @@ from geosound.mapping.products import (
     subtile_concept_layers,
 )
 from geosound.mapping.region import RegionCache, RegionSpec, embed_region
+from geosound.mapping.timeplace import Moment, at_moment, check_time_metadata, moments
+from geosound.models.checkpoint import trained_tile_m
 from geosound.progress import Progress
 from geosound.retrieval.bank import AudioBank
 from geosound.sidecar import write_sidecar
@@ -60,7 +63,7 @@ def map_region(
     retrieve: int = 0,
     bank: str | os.PathLike[str] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    tile_size: int = 64,
+    tile_size: int | None = None,
     stride: int | None = None,
     preset: str | None = None,
     bbox: Sequence[float] | None = None,
@@ -70,6 +73,10 @@ def map_region(
     workers: int = 0,
     scheduler: str | None = None,
     progress: Progress | None = None,
+    *,
+    tile_m: float | None = None,
+    month: int | None = None,
+    hours: Sequence[float] = (),
 ) -> MapResult:
     """Map a raster: embed its tiles once (cached, resumable), then write the layers asked for.
 
@@ -82,8 +89,8 @@ def map_region(
         retrieve: Also write the top ``retrieve`` recordings of ``bank`` per tile.
         bank: An audio bank folder (``geosound index build``) in the same space.
         checkpoint: Sat2Sound checkpoint (default: the shipped model).
-        tile_size: Tile edge in pixels.
-        stride: Step between tiles (default: ``tile_size``).
+        tile_size: Tile edge in pixels; wins over ``tile_m``.
+        stride: Step between tiles in pixels (default: the tile size).
         preset: Band preset (default: guessed).
         bbox: Area of interest (minx, miny, maxx, maxy) in ``bbox_crs``.
         bbox_crs: CRS of ``bbox`` (default: the raster's).
@@ -92,24 +99,42 @@ def map_region(
         workers: Dask worker processes (0: in-process).
         scheduler: Existing Dask scheduler address.
         progress: ``callback(fraction, message)``.
+        tile_m: Tile edge in metres on the ground (default: what the checkpoint was trained
+            on, ``info["tile_m"]``, 640 m where it does not say); see
+            :func:`geosound.geo.ground.ground_tile`.
+        month: Month (1-12) to embed the tiles at (metadata models only).
+        hours: Hours of day; each gives its own layers (metadata models only).
 
     Returns:
-        The query and concept layers (xarray) and every file written, ``map.json`` last.
+        The query and concept layers (xarray; with several hours, the query bands of every
+        hour and the concepts of the last) and every file written, ``map.json`` last.
+
+    Raises:
+        InputError: Nothing to map, ``--retrieve`` without a bank, a time for a model without
+            metadata, a tile size this raster cannot take, or any input problem of the cache.
     """
     if not (texts or recordings or concepts or retrieve):
         raise InputError("nothing to map: give --text/--audio queries, --concepts or --retrieve")
     if retrieve and bank is None:
         raise InputError("--retrieve needs --bank (an audio bank from `geosound index build`)")
+    checkpoint_path = None if checkpoint is None else str(Path(checkpoint).resolve())
+    space = load_shared_space(checkpoint_path)
+    check_time_metadata(space, month, hours)
+    with RasterSource(raster) as source:
+        tile = ground_tile(
+            source, pixels=tile_size, tile_m=tile_m, trained_m=trained_tile_m(space.loaded.info)
+        )
     out = Path(out_dir)
     cache_path = Path(cache) if cache else out / "region_cache.zarr"
     with exclusive(out, "output folder"):
         claim_output_folder(out)  # before the cache's lock file can appear inside it
         with exclusive(cache_path, "region cache"):
             region = embed_region(
-                cache_path, raster, None if checkpoint is None else str(checkpoint), tile_size,
-                stride, preset, bbox, bbox_crs, chunk_rows, workers, scheduler, progress,
+                cache_path, raster, checkpoint_path, tile.pixels, stride, preset, bbox,
+                bbox_crs, chunk_rows, workers, scheduler, progress, space=space,
             )  # fmt: skip
-            return _write_products(region, out, texts, recordings, concepts, retrieve, bank)
+            asked = _Asked(texts, recordings, concepts, retrieve, bank, moments(month, hours))
+            return _write_products(region, space, tile, out, asked)
 
 
 def claim_output_folder(out: Path) -> None:
@@ -136,40 +161,62 @@ def claim_output_folder(out: Path) -> None:
         write_json(out / OUTPUT_MARKER, {"written_by": "geosound map"})
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """The products asked of one ``geosound map`` run."""
+
+    texts: Sequence[str]
+    recordings: Sequence[str]
+    concepts: bool
+    retrieve: int
+    bank: str | os.PathLike[str] | None
+    moments: list[Moment]
+
+
 def _write_products(
-    region: RegionCache,
-    out: Path,
-    texts: Sequence[str],
-    recordings: Sequence[str],
-    concepts: bool,
-    retrieve: int,
-    bank: str | os.PathLike[str] | None,
+    region: RegionCache, space: SharedSpace, tile: GroundTile, out: Path, asked: _Asked
 ) -> MapResult:
-    """Every product asked for, from the region cache, and ``map.json`` describing them."""
-    space = load_shared_space(region.spec.checkpoint)
+    """Every product asked for, from the region cache, and ``map.json`` describing them.
+
+    With several hours, query layers get one band per query and hour (``… @ 05:00``) in one
+    file; concept and retrieval products get one file per hour (``concepts_h05.tif``).
+    """
     result = MapResult(note=space.note)
+    times = asked.moments
     sidecar: dict[str, object] = {
         "raster": region.spec.raster,
         "model": space.space_id,
         "encoders": space.loaded.encoders,
         "note": space.note,
-        "tiling": {"tile_size": region.spec.tile_size, "stride": region.spec.stride,
+        "tiling": {**tile.record(), "stride": region.spec.stride,
                    "preset": region.spec.preset, "bbox": region.spec.bounds,
                    "bbox_crs": region.spec.bounds_crs},
         "cache": str(region.path),
     }  # fmt: skip
+    if space.has_metadata:
+        sidecar["time_and_place"] = {
+            "times": [m.record() for m in times],
+            "location": "each tile centre's lon/lat (EPSG:4326, pyproj)",
+        }
+    views = [at_moment(region, space, moment) for moment in times]
     products: dict[str, object] = {}
-    if texts or recordings:
+    if asked.texts or asked.recordings:
         result.queries, written, products["queries"] = _query_products(
-            region, space, out, texts, recordings
+            views, times, space, out, asked.texts, asked.recordings
         )
         result.outputs += written
-    if concepts:
-        result.concepts, written, products["concepts"] = _concept_products(region, space, out)
-        result.outputs += written
-    if retrieve and bank is not None:  # checked by map_region: --retrieve comes with --bank
-        gpkg, products["retrieval"] = _retrieval_product(region, space, out, bank, retrieve)
-        result.outputs.append(gpkg)
+    for view, moment in zip(views, times, strict=True):
+        suffix = moment.suffix() if len(times) > 1 else ""
+        if asked.concepts:
+            result.concepts, written, products[f"concepts{suffix}"] = _concept_products(
+                view, space, out, suffix
+            )
+            result.outputs += written
+        if asked.retrieve and asked.bank is not None:  # map_region: --retrieve has --bank
+            gpkg, products[f"retrieval{suffix}"] = _retrieval_product(
+                view, space, out, asked.bank, asked.retrieve, suffix
+            )
+            result.outputs.append(gpkg)
     result.outputs.append(
         write_sidecar(out / "map.json", "soundscape map", **sidecar, products=products)
     )
@@ -177,14 +224,30 @@ def _write_products(
 
 
 def _query_products(
-    region: RegionCache,
+    views: Sequence[RegionCache],
+    times: Sequence[Moment],
     space: SharedSpace,
     out: Path,
     texts: Sequence[str],
     recordings: Sequence[str],
 ) -> tuple[xr.Dataset, list[Path], dict[str, object]]:
-    """Similarity and probability COGs and the preview; their sidecar entry."""
-    layers = query_layers(region, space, texts, recordings)
+    """Similarity and probability COGs and the preview; their sidecar entry.
+
+    Probabilities are a softmax over the queries of one moment, never across hours.
+    """
+    per_time = []
+    for view, moment in zip(views, times, strict=True):
+        layers = query_layers(view, space, texts, recordings)
+        if moment.given:
+            labels = [f"{band} @ {moment.label()}" for band in layers["band"].values]
+            layers = layers.assign_coords(band=labels)
+        per_time.append(layers)
+    layers = (
+        xr.concat(per_time, dim="band", combine_attrs="override")
+        if len(per_time) > 1
+        else per_time[0]
+    )
+    region = views[0]
     names = [str(b) for b in layers["band"].values]
     similarity = _write_float(out / "similarity.tif", layers["similarity"], names, "similarity")
     probability = _write_float(out / "probability.tif", layers["probability"], names, "probability")
@@ -193,27 +256,28 @@ def _query_products(
         "similarity": similarity.name, "probability": probability.name,
         "preview": preview.name, "bands": names,
         "probability_note": "softmax over the queries at the model's logit scale "
-                            f"({layers.attrs['logit_scale']:.1f})",
+                            f"({layers.attrs['logit_scale']:.1f})"
+                            + (", per hour" if len(times) > 1 else ""),
     }  # fmt: skip
     return layers, [similarity, probability, preview], product
 
 
 def _concept_products(
-    region: RegionCache, space: SharedSpace, out: Path
+    region: RegionCache, space: SharedSpace, out: Path, suffix: str = ""
 ) -> tuple[xr.Dataset, list[Path], dict[str, object]]:
     """The concept COG (with colour table), its weight and sub-tile scores; the sidecar entry."""
     names = concept_names(space)
     layers, legend = concept_layers(region, names)
     ids = layers["concept"].values.astype(np.uint16)
     concept_path = write_raster(
-        out / "concepts.tif", ids, layers.rio.transform(), layers.rio.crs,
+        out / f"concepts{suffix}.tif", ids, layers.rio.transform(), layers.rio.crs,
         band_descriptions=["strongest concept"], nodata=CONCEPT_NODATA,
         colormap=_full_colormap(legend, space.model.config.num_concepts),
         overview_resampling="nearest",
     )  # fmt: skip
     weight_path = _write_float(
-        out / "concept_weight.tif", layers["weight"], ["weight of the strongest concept"],
-        "concept weight",
+        out / f"concept_weight{suffix}.tif", layers["weight"],
+        ["weight of the strongest concept"], "concept weight",
     )  # fmt: skip
     written = [concept_path, weight_path]
     product: dict[str, object] = {
@@ -226,7 +290,7 @@ def _concept_products(
         strongest = strongest_concepts(region)
         fine = subtile_concept_layers(region, strongest)
         fine_path = _write_float(
-            out / "concepts_subtile.tif", fine["score"],
+            out / f"concepts_subtile{suffix}.tif", fine["score"],
             [names[c] for c in strongest], "sub-tile score of concept",
         )  # fmt: skip
         written.append(fine_path)
@@ -235,12 +299,17 @@ def _concept_products(
 
 
 def _retrieval_product(
-    region: RegionCache, space: SharedSpace, out: Path, bank: str | os.PathLike[str], k: int
+    region: RegionCache,
+    space: SharedSpace,
+    out: Path,
+    bank: str | os.PathLike[str],
+    k: int,
+    suffix: str = "",
 ) -> tuple[Path, dict[str, object]]:
     """The GeoPackage of each tile's top-k recordings; its sidecar entry."""
     audio_bank = AudioBank.load(bank, expected_space_id=space.space_id)
     table = retrieval_table(region, audio_bank, k)
-    gpkg = out / "retrieval.gpkg"
+    gpkg = out / f"retrieval{suffix}.gpkg"
     with atomic_path(gpkg) as tmp:
         table.to_file(tmp, driver="GPKG", layer="retrieval")
     return gpkg, {"file": gpkg.name, "k": k, "bank": str(bank)}

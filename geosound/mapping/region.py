@@ -40,6 +40,7 @@ from typing import TypeGuard
 import dask.array as da
 import geopandas as gpd
 import numpy as np
+import torch
 import xarray as xr
 from affine import Affine
 
@@ -57,9 +58,10 @@ from geosound.geo.identity import raster_identity
 from geosound.locking import exclusive
 from geosound.mapping.embed import embed_tiles
 from geosound.mapping.layers import cell_centres, layer_transform
+from geosound.models import ModalityOutput
 from geosound.progress import Progress
 from geosound.space import ConceptSpace, EmbeddingSpace
-from geosound.space.shared import load_shared_space
+from geosound.space.shared import SharedSpace, load_shared_space
 
 FORMAT_PREFIX = "geosound-region-cache-"
 CACHE_FORMAT = f"{FORMAT_PREFIX}2"
@@ -70,6 +72,9 @@ TOP_CONCEPTS = 8
 TOKEN_TOP_CONCEPTS = 4
 DONE_FOLDER = "_geosound_done"
 CONCEPT_VARIABLES = ("concept_ids", "concept_weights", "token_concept_ids", "token_concept_scores")
+METADATA_VARIABLES = ("image_queries", "lon", "lat")
+"""What a metadata model's cache adds: the time-free projected tokens and each tile's centre
+(geosound/mapping/timeplace.py fuses a month and an hour into them when a product asks)."""
 
 
 @dataclass(frozen=True)
@@ -271,7 +276,8 @@ def open_or_create_cache(
     Args:
         path: The ``.zarr`` folder: new, empty, or a geosound region cache.
         spec: What the cache must hold.
-        dims: ``{"dim": D}`` of the space, plus ``"tokens": T`` where the space has concepts.
+        dims: ``{"dim": D}`` of the space, plus ``"tokens": T`` where the space has concepts
+            and ``"queries": T`` where it takes location and time (:data:`METADATA_VARIABLES`).
         progress: Told when a cache is made again because its raster changed.
 
     Raises:
@@ -414,6 +420,15 @@ def _create_store(path: Path, spec: RegionSpec, dims: dict[str, int]) -> None:
             "token_concept_ids": empty(token_dims, tokens, "int32"),
             "token_concept_scores": empty(token_dims, tokens, "float32"),
         }
+    if "queries" in dims:
+        variables |= {
+            "image_queries": empty(
+                ("row", "col", "token", "dim"), (rows, cols, dims["queries"], dims["dim"]),
+                "float32",
+            ),
+            "lon": empty(("row", "col"), (rows, cols), "float64"),
+            "lat": empty(("row", "col"), (rows, cols), "float64"),
+        }  # fmt: skip
     xs, ys = cell_centres(transform, cols, rows)
     template = xr.Dataset(
         variables,
@@ -454,6 +469,22 @@ def cache_transform(ds: xr.Dataset) -> Affine:
 
 
 _SPACES: dict[str, EmbeddingSpace] = {}
+
+
+def has_metadata(space: EmbeddingSpace) -> TypeGuard[SharedSpace]:
+    """Whether tiles embedded in ``space`` take location and time (their cache keeps both)."""
+    return isinstance(space, SharedSpace) and space.has_metadata
+
+
+def embedding_outputs(output: ModalityOutput) -> dict[str, np.ndarray]:
+    """The cached form of a batch of image outputs: embeddings and their strongest concepts."""
+    values = {"embedding": output.embedding.numpy()}
+    if output.weights is not None and output.token_scores is not None:
+        top_w, top_i = output.weights.topk(TOP_CONCEPTS, dim=-1)
+        tok_s, tok_i = output.token_scores.topk(TOKEN_TOP_CONCEPTS, dim=-1)
+        for name, value in zip(CONCEPT_VARIABLES, (top_i, top_w, tok_i, tok_s), strict=True):
+            values[name] = value.numpy()
+    return values
 
 
 def has_concepts(space: EmbeddingSpace) -> TypeGuard[ConceptSpace]:
@@ -546,22 +577,31 @@ def _embed_with_concepts(
     preset: BandPreset,
     batch_size: int,
 ) -> dict[str, np.ndarray]:
-    """Per tile: embedding and validity; with concepts, the top concepts of tiles and tokens."""
+    """Per tile: embedding and validity; with concepts, the top concepts of tiles and tokens.
+
+    A model that takes location and time is run in two steps: the image encoder and head for
+    every tile (kept as ``image_queries``), then the fusion with each tile centre's lon/lat and
+    no time, the embedding a map without ``--month``/``--hour`` shows.
+    """
     collected: dict[str, list[np.ndarray]] = {}
 
     def embed(rgb: np.ndarray) -> np.ndarray:
+        if has_metadata(space):
+            queries, _ = space.project_images(rgb)
+            collected.setdefault("image_queries", []).append(queries.numpy())
+            return np.zeros((len(rgb), space.dim), np.float32)  # fused below, with the places
         if not has_concepts(space):
             return space.embed_rgb(rgb)
-        output = space.embed_images(rgb)
-        assert output.weights is not None and output.token_scores is not None
-        top_w, top_i = output.weights.topk(TOP_CONCEPTS, dim=-1)
-        tok_s, tok_i = output.token_scores.topk(TOKEN_TOP_CONCEPTS, dim=-1)
-        for name, value in zip(CONCEPT_VARIABLES, (top_i, top_w, tok_i, tok_s), strict=True):
-            collected.setdefault(name, []).append(value.numpy())
-        return output.embedding.numpy()
+        values = embedding_outputs(space.embed_images(rgb))
+        for name in CONCEPT_VARIABLES:
+            collected.setdefault(name, []).append(values[name])
+        return values["embedding"]
 
     embeddings = embed_tiles(source, grid, embed, space.dim, preset, batch_size)
     valid = ~np.isnan(embeddings).any(axis=1)
+    if has_metadata(space) and valid.any():
+        collected |= _fuse_places(space, grid, valid, np.concatenate(collected["image_queries"]))
+        embeddings[valid] = np.concatenate(collected.pop("embedding"))
     outputs: dict[str, np.ndarray] = {"embedding": embeddings, "valid": valid}
     for name, parts in collected.items():
         values = np.concatenate(parts)
@@ -569,6 +609,22 @@ def _embed_with_concepts(
         full[valid] = values
         outputs[name] = full
     return outputs
+
+
+def _fuse_places(
+    space: SharedSpace, grid: gpd.GeoDataFrame, valid: np.ndarray, queries: np.ndarray
+) -> dict[str, list[np.ndarray]]:
+    """Embeddings (and concepts) of the valid tiles at their own place, time unknown."""
+    from geosound.geo.ground import lonlat
+    from geosound.models import metadata_features
+
+    centres = grid.geometry.centroid[valid]
+    lon, lat = lonlat(centres.x.to_numpy(), centres.y.to_numpy(), grid.crs)
+    tokens = torch.from_numpy(queries)
+    mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
+    values = embedding_outputs(space.fuse_images(tokens, mask, metadata_features(lat, lon)))
+    fused = {name: [value] for name, value in values.items()}
+    return fused | {"image_queries": [queries], "lon": [lon], "lat": [lat]}
 
 
 def run_chunks(
@@ -642,6 +698,21 @@ def embedding_at(
     """The cached embedding of the tile whose cell contains a point (for synthesis at a place).
 
     Raises:
+        InputError: As :func:`values_at`.
+    """
+    return values_at(cache_path, x, y, crs)["embedding"]
+
+
+def values_at(
+    cache_path: str | os.PathLike[str],
+    x: float,
+    y: float,
+    crs: str = "EPSG:4326",
+    names: Sequence[str] = ("embedding",),
+) -> dict[str, np.ndarray]:
+    """Cached variables (``names``) of the tile whose cell contains a point.
+
+    Raises:
         InputError: The point is outside the cached region or on a nodata tile, or the chunk
             holding it is not embedded (or was damaged since): rerun ``geosound map``.
     """
@@ -666,7 +737,7 @@ def embedding_at(
         )
     if not bool(ds["valid"][row_i, col_i]):
         raise InputError(f"point ({x:.6g}, {y:.6g}) falls on a nodata tile", cache_path)
-    return ds["embedding"][row_i, col_i].values
+    return {name: ds[name][row_i, col_i].values for name in names}
 
 
 def embed_region(
@@ -716,6 +787,8 @@ def embed_region(
     dims = {"dim": space.dim}
     if has_concepts(space):
         dims["tokens"] = space.tokens_per_image(spec.tile_size)
+    if has_metadata(space):
+        dims["queries"] = space.tokens_per_image(spec.tile_size)
     with exclusive(cache_path, "region cache"):
         cache = open_or_create_cache(cache_path, spec, dims, progress)
         run_chunks(cache, workers, scheduler, batch_size, progress)

@@ -47,7 +47,9 @@ from geosound.geo import (
     read_rgb,
     resolve_preset,
 )
-from geosound.mapping.region import embedding_at, read_spec
+from geosound.geo.ground import lonlat
+from geosound.mapping.region import METADATA_VARIABLES, embedding_at, read_spec, values_at
+from geosound.mapping.timeplace import Moment, place_metadata
 from geosound.progress import Progress
 from geosound.sidecar import sidecar as sidecar_record
 
@@ -230,11 +232,13 @@ def place_embedding_from_raster(
     crs: str = "EPSG:4326",
     chip_size: int = 64,
     preset: str | BandPreset | None = None,
+    moment: Moment | None = None,
 ) -> np.ndarray:
     """Embed the image chip centred on a point: the "place" that :func:`synthesize_at` needs.
 
     The point is checked against the raster before the image encoder runs, so a point off the
-    map fails at once and clearly.
+    map fails at once and clearly. A model trained with metadata also gets the point's lon/lat
+    and ``moment``'s month and hour (unknown where not given).
 
     Args:
         space: The shared space to embed into.
@@ -244,6 +248,7 @@ def place_embedding_from_raster(
         crs: CRS of ``x``/``y``; they are reprojected to the raster's CRS.
         chip_size: Chip edge in pixels (pixels past the raster edge are black).
         preset: Band preset (name or :class:`BandPreset`); None guesses from bands and dtype.
+        moment: Month and hour of the place (models trained with metadata only).
 
     Returns:
         A ``(D,)`` float32 unit vector.
@@ -253,7 +258,11 @@ def place_embedding_from_raster(
         RasterError: The raster cannot be read, lacks a CRS or the preset's bands.
     """
     rgb = _chips_rgb(raster, [(float(x), float(y))], crs, chip_size, preset)
-    return space.embed_images(rgb).embedding.numpy()[0].astype(np.float32)
+    metadata = None
+    if space.has_metadata:
+        lon, lat = lonlat([float(x)], [float(y)], crs)
+        metadata = place_metadata(lon, lat, moment or Moment())
+    return space.embed_images(rgb, metadata).embedding.numpy()[0].astype(np.float32)
 
 
 def embedding_from_region_cache(
@@ -262,11 +271,13 @@ def embedding_from_region_cache(
     y: float,
     crs: str,
     space: EmbeddingSpace | None = None,
+    moment: Moment | None = None,
 ) -> np.ndarray:
     """The place embedding at a point, read from a region cache made by ``geosound map``.
 
     A cache spares the image encoder: the tile under the point was embedded when the region
-    was mapped.
+    was mapped. At a given ``moment`` (a metadata model), the tile's cached time-free tokens
+    and its lon/lat are fused with that month and hour.
 
     Args:
         cache_path: The region cache folder.
@@ -276,6 +287,7 @@ def embedding_from_region_cache(
         space: When given, the cache must have been made in this space: a vector of another
             model has the right width as often as not, and would retrieve meaningless
             neighbours silently.
+        moment: Month and hour (needs ``space``, a model trained with metadata).
 
     Returns:
         A ``(D,)`` float32 vector.
@@ -291,6 +303,21 @@ def embedding_from_region_cache(
                 f"model are {space.space_id!r}; map the region with the same checkpoint",
                 cache_path,
             )
+    if moment is not None and moment.given and space is not None and space.has_metadata:
+        import torch
+
+        try:
+            cell = values_at(cache_path, x, y, crs, METADATA_VARIABLES)
+        except KeyError:
+            raise InputError(
+                "this region cache lacks the time-free part of a metadata model; map the "
+                "region again into a new --cache",
+                cache_path,
+            ) from None
+        queries = torch.from_numpy(np.asarray(cell["image_queries"], np.float32)[None])
+        metadata = place_metadata(np.atleast_1d(cell["lon"]), np.atleast_1d(cell["lat"]), moment)
+        mask = torch.ones(queries.shape[:2], dtype=torch.bool)
+        return space.fuse_images(queries, mask, metadata).embedding.numpy()[0].astype(np.float32)
     return np.asarray(embedding_at(cache_path, x, y, crs), dtype=np.float32).reshape(-1)
 
 
@@ -376,6 +403,7 @@ def synthesize_points(
     preset: str | BandPreset | None = None,
     embeddings: np.ndarray | None = None,
     progress: Progress | None = None,
+    moment: Moment | None = None,
 ) -> gpd.GeoDataFrame:
     """One soundscape per point of a vector layer, returned as attributes of the layer.
 
@@ -406,6 +434,8 @@ def synthesize_points(
         embeddings: ``(N, D)`` place embeddings computed elsewhere (e.g. from a region
             cache), used instead of cutting chips from ``raster``.
         progress: Optional ``callback(fraction, message)``.
+        moment: Month and hour of every place (models trained with metadata; each point's
+            own lon/lat is used), recorded in each sidecar.
 
     Returns:
         A copy of ``points`` with ``wav`` (path of the WAV) and ``sources`` (JSON list of
@@ -425,7 +455,10 @@ def synthesize_points(
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder", out)
     ids, names = _point_ids(points, id_column)
-    vectors = _place_vectors(space, raster, points, ids, embeddings, chip_size, preset, report)
+    moment = moment or Moment()
+    vectors = _place_vectors(
+        space, raster, points, ids, embeddings, chip_size, preset, report, moment
+    )
 
     report(0.4, "retrieving recordings")
     hits = [_search(bank, vector, k, min_score) for vector in vectors]
@@ -438,7 +471,7 @@ def synthesize_points(
         return _parameters(k, seconds, sample_rate, lufs_range, seed + position, min_score)
 
     wavs, sources = _write_point_mixes(
-        space, raster, points, hits, ids, names, loader, parameters, out, report
+        space, raster, points, hits, ids, names, loader, parameters, out, report, moment
     )
     report(1.0, f"wrote {len(wavs)} soundscapes")
     result = points.copy()
@@ -456,6 +489,7 @@ def _place_vectors(
     chip_size: int,
     preset: str | BandPreset | None,
     report: Progress,
+    moment: Moment,
 ) -> np.ndarray:
     """The ``(N, D)`` place embeddings: the caller's, checked for shape, or embedded chips.
 
@@ -467,7 +501,7 @@ def _place_vectors(
             raise InputError("synthesize_points needs a raster or precomputed embeddings")
         _check_inside(raster, points, ids)
         report(0.05, f"embedding {len(points)} places")
-        return _embed_points(space, raster, points, chip_size, preset)
+        return _embed_points(space, raster, points, chip_size, preset, moment)
     vectors = np.asarray(embeddings, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(points):
         raise InputError(
@@ -488,6 +522,7 @@ def _write_point_mixes(
     parameters: Callable[[int], dict[str, Any]],
     out: Path,
     report: Progress,
+    moment: Moment,
 ) -> tuple[list[str], list[str]]:
     """Mix and write each point's WAV and sidecar; the WAV paths and the sources JSON.
 
@@ -506,6 +541,8 @@ def _write_point_mixes(
         for position, (table, point_id, name) in enumerate(zip(hits, ids, names, strict=True)):
             geometry = points.geometry.iloc[position]
             where = _point_record(point_id, geometry, crs_text, raster_text)
+            if moment.given:
+                where["time"] = moment.record()
             synthesis = _mix_hits(
                 table, loader, space=space, parameters=parameters(position), point=where
             )
@@ -662,17 +699,22 @@ def _embed_points(
     points: gpd.GeoDataFrame,
     chip_size: int,
     preset: str | BandPreset | None,
+    moment: Moment,
 ) -> np.ndarray:
-    """(N, D) place embeddings, ``EMBED_BATCH`` chips at a time from one open raster."""
+    """(N, D) place embeddings, ``EMBED_BATCH`` chips at a time from one open raster.
+
+    A model trained with metadata gets each point's own lon/lat and ``moment``.
+    """
+    parts = []
     with opened(raster) as source:
-        parts = [
-            space.embed_images(
-                _chips_rgb(
-                    source, points.iloc[start : start + EMBED_BATCH], None, chip_size, preset
-                )
-            ).embedding.numpy()
-            for start in range(0, len(points), EMBED_BATCH)
-        ]
+        for start in range(0, len(points), EMBED_BATCH):
+            batch = points.iloc[start : start + EMBED_BATCH]
+            rgb = _chips_rgb(source, batch, None, chip_size, preset)
+            metadata = None
+            if space.has_metadata:
+                lon, lat = lonlat(batch.geometry.x, batch.geometry.y, batch.crs)
+                metadata = place_metadata(lon, lat, moment)
+            parts.append(space.embed_images(rgb, metadata).embedding.numpy())
     return np.concatenate(parts).astype(np.float32)
 
 

@@ -131,3 +131,51 @@ def _checked_model_id(path: Path, stored: object, model: Sat2Sound) -> str:
             path,
         )
     return actual
+
+
+DEFAULT_TILE_M = 640.0
+"""Tile ground size of checkpoints that do not record one: EuroSAT's 64 px at 10 m."""
+
+
+@dataclass(frozen=True)
+class CheckpointHeader:
+    """What a checkpoint says about itself, read without building the model.
+
+    Attributes:
+        use_metadata: Whether the model was built to take location and time.
+        tile_m: Ground size in metres of the tiles it was trained on (``info["tile_m"]``, or
+            :data:`DEFAULT_TILE_M` for checkpoints from before it was recorded).
+    """
+
+    use_metadata: bool
+    tile_m: float
+
+
+def read_header(path: str | os.PathLike[str]) -> CheckpointHeader:
+    """The config and provenance of a checkpoint, in milliseconds (memory-mapped, no model).
+
+    Command lines check their options against the model (``--hour`` needs metadata, the
+    default ``--tile-m`` is the model's) before anything slow loads; the weights are checked
+    later by :func:`load_checkpoint`.
+
+    Raises:
+        InputError: The file is not a readable geosound checkpoint.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # as in load_checkpoint: any unreadable file is the user's input
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"not a readable checkpoint ({reason})", path) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError("not a geosound Sat2Sound checkpoint", path)
+    info = payload.get("info") or {}
+    return CheckpointHeader(
+        use_metadata=bool((payload.get("config") or {}).get("use_metadata", False)),
+        tile_m=trained_tile_m(info),
+    )
+
+
+def trained_tile_m(info: dict[str, Any]) -> float:
+    """The tile ground size a checkpoint's ``info`` records, else :data:`DEFAULT_TILE_M`."""
+    value = info.get("tile_m")
+    return float(value) if isinstance(value, int | float) and value > 0 else DEFAULT_TILE_M

@@ -103,11 +103,42 @@ class SharedSpace:
         """(N, D) unit vectors of RGB images (N, 3, H, W) in [0, 1]."""
         return self.embed_images(images).embedding.numpy()
 
-    def embed_images(self, images: np.ndarray) -> ModalityOutput:
-        """Images (N, 3, H, W) RGB in [0, 1] → embeddings, concept weights and token scores."""
+    def embed_images(
+        self, images: np.ndarray, metadata: torch.Tensor | None = None
+    ) -> ModalityOutput:
+        """Images (N, 3, H, W) RGB in [0, 1] → embeddings, concept weights and token scores.
+
+        ``metadata`` (``(N, 10)`` rows of :func:`~geosound.models.metadata_features`: the
+        places' lon/lat, month, hour) is fused where the model was trained with it.
+        """
+        queries, mask = self.project_images(images)
+        return self.fuse_images(queries, mask, metadata)
+
+    @property
+    def has_metadata(self) -> bool:
+        """Whether the model was trained to take location and time (``use_metadata``)."""
+        return self.model.metadata_fusion is not None
+
+    def project_images(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image side up to the metadata fusion: ``(N, T, D)`` projected tokens, mask.
+
+        Everything slow (the image encoder) happens here, once per place; the same place at
+        another hour is only :meth:`fuse_images` again.
+        """
         encoding = self.encoders["image"].encode(images)
         with torch.inference_mode():
-            return self.model.encode_image(encoding.tokens, encoding.mask)
+            return self.model.project_image(encoding.tokens, encoding.mask)
+
+    def fuse_images(
+        self, queries: torch.Tensor, mask: torch.Tensor, metadata: torch.Tensor | None = None
+    ) -> ModalityOutput:
+        """Projected image tokens (and metadata, if the model takes it) → the shared space.
+
+        A model without metadata fusion has one path and ignores ``metadata``; callers that
+        take ``--hour``/``--month`` refuse such a model first (:func:`time_metadata`).
+        """
+        with torch.inference_mode():
+            return self.model.encode_projected(queries, mask, metadata)
 
     def tokens_per_image(self, tile_size: int) -> int:
         """How many image tokens a tile of this size gives (one dry forward pass)."""
