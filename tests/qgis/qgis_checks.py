@@ -319,6 +319,9 @@ class Checks:
         layer = QgsRasterLayer(result["OUTPUT"], "similarity")
         scene = QgsRasterLayer(str(self.scene), "scene")
         per_query = [QgsRasterLayer(p, "q") for p in result["QUERY_RASTERS"]]
+        inside = scene.extent().buffered(-1.0)  # a metre inside the scene's corners
+        corners = {"top_left": QgsPointXY(inside.xMinimum(), inside.yMaximum()),
+                   "bottom_right": QgsPointXY(inside.xMaximum(), inside.yMinimum())}  # fmt: skip
         return {
             "outputs": {k: v for k, v in result.items() if k != "NOTE"},
             "note": result["NOTE"],
@@ -327,6 +330,9 @@ class Checks:
             "scene_crs": scene.crs().authid(),
             "extent": _extent(layer),
             "scene_extent": _extent(scene),
+            "corner_values": {
+                name: layer.dataProvider().sample(point, 1) for name, point in corners.items()
+            },
             "pixel_size": [layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY()],
             "bands": layer.bandCount(),
             "band_names": [layer.bandName(b) for b in range(1, layer.bandCount() + 1)],
