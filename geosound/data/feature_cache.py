@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from geosound.atomic import atomic_path
+from geosound.audio.pipeline import prefetch_map
 from geosound.config import cache_dir
 from geosound.errors import InputError
 from geosound.progress import Progress
@@ -266,7 +267,8 @@ class FeatureCache:
             progress: ``callback(fraction, message)`` called after each encoded batch.
             prepare: Applied to each *missing* item just before encoding, so that a warm
                 cache never loads a file (e.g. ``lambda p: load_audio(p)`` for an encoder
-                that takes Clips).
+                that takes Clips). A worker thread prepares the next batch while the
+                encoder runs on this one, so it must be thread-safe.
 
         Returns:
             One :class:`CachedFeatures` per item, in input order. Items with equal keys are
@@ -294,9 +296,17 @@ class FeatureCache:
 
         pending = list(missing.items())
         batch_size = max(1, int(self.encoder.batch_size))
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start : start + batch_size]
-            inputs = [prepare(item) if prepare else item for _, item in batch]
+        batches = [
+            pending[start : start + batch_size] for start in range(0, len(pending), batch_size)
+        ]
+
+        def prepared(batch: list[tuple[str, Item]]) -> list[object]:
+            return [prepare(item) if prepare else item for _, item in batch]
+
+        # The next batch is prepared (files decoded) by a worker thread while this one encodes.
+        inputs_ahead = prefetch_map(prepared, batches, workers=1 if prepare else 0, ahead=1)
+        done = 0
+        for batch, inputs in zip(batches, inputs_ahead, strict=True):
             encoding = self.encoder.encode(inputs)
             pooled = encoding.pooled.detach().cpu().numpy()
             tokens = encoding.tokens.detach().cpu().numpy()
@@ -308,8 +318,8 @@ class FeatureCache:
                 )
                 self.put(key, features)
                 found[key] = features
+            done += len(batch)
             if progress is not None:
-                done = min(start + batch_size, len(pending))
                 progress(
                     done / len(pending), f"encoded {done}/{len(pending)} with {self.encoder.id}"
                 )
