@@ -114,14 +114,17 @@ def build_command(
     check_output_folder(out, "--out")
     if checkpoint is not None:
         check_checkpoint_file(checkpoint, "--checkpoint")
-    from geosound.audio import load_audio
+    from geosound.audio import read_header
     from geosound.progress import stage
     from geosound.retrieval.bank import AudioBank
     from geosound.space.shared import SharedSpace
 
     table = recordings_table(source)
+    # Every file's header is checked before the model loads; a file that fails later, in
+    # decoding, is an AudioError raised while embedding — still before the bank is written.
+    # (Decoding every file here as well cost a second full decode of the collection.)
     for path in table["path"]:
-        load_audio(path, sample_rate=None)  # every file checked before anything is written
+        read_header(path)
     space = SharedSpace.from_checkpoint(checkpoint)
     with progress_reporter(progress, "index") as report:
         report(0.0, f"embedding {len(table)} recordings")
