@@ -1,0 +1,148 @@
+"""SounDiT checkpoints: the denoiser, its autoencoder and its scene words in one safe file.
+
+Like Sat2Sound's (:mod:`geosound.models.checkpoint`), a generator checkpoint holds only
+tensors and builtins and loads with ``torch.load(weights_only=True)``. It records the
+Sat2Sound model whose audio side made the sound tokens it was trained on: a generator hears
+only through that model, so sampling refuses sound from another space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from geosound.atomic import atomic_path
+from geosound.errors import InputError
+from geosound.models.autoencoder import LatentCodec
+from geosound.models.soundit import SounDiT, SounDiTConfig
+
+FORMAT = "geosound-soundit"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedGenerator:
+    """A SounDiT model (EMA weights, eval mode), its latent codec and what the file says.
+
+    Attributes:
+        model: The denoiser.
+        codec: The autoencoder its latents belong to.
+        model_id: ``soundit-<hash of both models' weights>``.
+        sound_space: Space id of the sound tokens it was trained on (``sat2sound:<id>``).
+        encoders: Encoder ids: ``audio`` (under the Sat2Sound heads) and ``text`` (scenes).
+        scenes: Known scene words → pooled text embedding ``(scene_dim,)``.
+        info: Provenance (training config, metrics, data); plain builtins.
+    """
+
+    model: SounDiT
+    codec: LatentCodec
+    model_id: str
+    sound_space: str
+    encoders: dict[str, str]
+    scenes: dict[str, Tensor]
+    info: dict[str, Any]
+
+
+def generator_fingerprint(model: SounDiT, codec: LatentCodec) -> str:
+    """A short hash of the denoiser's and the autoencoder's weights."""
+    digest = hashlib.sha256()
+    states = {"dit.": model.state_dict(), "vae.": codec.vae.state_dict()}
+    for prefix, state in states.items():
+        for name, tensor in sorted(state.items()):
+            digest.update((prefix + name).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(repr(codec.scaling_factor).encode())
+    return digest.hexdigest()[:12]
+
+
+def save_generator(
+    path: str | os.PathLike[str],
+    model: SounDiT,
+    codec: LatentCodec,
+    sound_space: str,
+    encoders: Mapping[str, str],
+    scenes: Mapping[str, Tensor],
+    info: Mapping[str, Any] | None = None,
+) -> str:
+    """Write a generator checkpoint atomically; returns its model id."""
+    model_id = f"soundit-{generator_fingerprint(model, codec)}"
+    words = sorted(scenes)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_id": model_id,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "autoencoder": codec.state(),
+        "sound_space": sound_space,
+        "encoders": dict(encoders),
+        "scene_words": words,
+        "scene_embeddings": torch.stack([torch.as_tensor(scenes[w]).float() for w in words])
+        if words
+        else torch.zeros(0, model.config.scene_dim),
+        "info": dict(info or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return model_id
+
+
+def load_generator(path: str | os.PathLike[str]) -> LoadedGenerator:
+    """Load a checkpoint written by :func:`save_generator` (``weights_only=True``).
+
+    Raises:
+        InputError: Missing, unreadable or foreign file, weights that do not match the
+            config, or weights edited after saving (the recorded id no longer matches).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("generator checkpoint not found", path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights only load failed" in reason.lower():
+            reason = "not a plain-tensor torch file; geosound never unpickles code"
+        raise InputError(f"not a readable checkpoint ({reason})", path) from None
+    except Exception as error:  # random bytes fail the unpickler in any number of ways
+        raise InputError(f"not a geosound checkpoint ({type(error).__name__})", path) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError("not a geosound SounDiT checkpoint", path)
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"SounDiT checkpoint format {payload.get('format_version')} is not supported "
+            f"(this geosound reads {FORMAT_VERSION})",
+            path,
+        )
+    try:
+        model = SounDiT(SounDiTConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"])
+        codec = LatentCodec.from_state(payload["autoencoder"])
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise InputError(f"checkpoint does not match its config ({error})", path) from None
+    actual = f"soundit-{generator_fingerprint(model, codec)}"
+    if payload.get("model_id") != actual:
+        raise InputError(
+            f"checkpoint records model id {payload.get('model_id')!r} but its weights are "
+            f"{actual}: the file was changed after it was saved",
+            path,
+        )
+    scenes = dict(zip(payload["scene_words"], payload["scene_embeddings"], strict=True))
+    return LoadedGenerator(
+        model.eval(),
+        codec.eval(),
+        actual,
+        str(payload["sound_space"]),
+        dict(payload["encoders"]),
+        scenes,
+        dict(payload["info"]),
+    )
