@@ -21,8 +21,8 @@ from geosound.models.autoencoder import (
 )
 from geosound.models.soundit import (
     SceneCondition,
-    SounDiTBlock,
     SoundCondition,
+    SounDiTBlock,
     build_soundit,
     count_flops,
     guided_epsilon,
@@ -206,7 +206,7 @@ def test_pretrained_autoencoder_loads_from_a_local_folder(tmp_path) -> None:
     images = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded.posterior(images)[0], codec.posterior(images)[0], atol=1e-5)
-    with pytest.raises(InputError, match="no config.json"):
+    with pytest.raises(InputError, match=r"no config\.json"):
         load_pretrained_autoencoder(tmp_path / "missing")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
