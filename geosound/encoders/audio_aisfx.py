@@ -13,8 +13,9 @@ rate; decoding, resampling to 44.1 kHz (soxr) and the mel front end are a few mi
 clip. So :meth:`AisfxAudioEncoder.encode` keeps the network busy: a worker thread decodes and
 resamples the next clips (libsndfile and soxr release the GIL) while torch runs the CNN, the
 mel front end is one batched ``torch.stft`` per group of equal-length clips, and the CNN runs
-in channels-last layout (oneDNN's native one, no layout reorders per layer) on batches of
-:data:`NETWORK_BATCH_BLOCKS` blocks, whatever the clips' lengths.
+with its batch norms folded into its convolutions, in channels-last layout (oneDNN's native
+one: no layout reorders per layer), on batches of :data:`NETWORK_BATCH_BLOCKS` blocks whatever
+the clips' lengths.
 
 Long recordings (:meth:`AisfxAudioEncoder.pooled_long`) are streamed: decoded, resampled,
 turned into log-mel frames and encoded a window at a time, the blocks' mean kept as a running
@@ -195,7 +196,7 @@ class AisfxAudioEncoder(Encoder):
         network.load_state_dict(
             {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         )
-        return network.eval().to(self.device, memory_format=torch.channels_last)
+        return _fold_batch_norm(network.eval()).to(self.device, memory_format=torch.channels_last)
 
     def embed_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
         """(N, 512) embeddings of (N, 100, 96) blocks, :attr:`network_batch` at a time."""
@@ -286,6 +287,22 @@ class AisfxAudioEncoder(Encoder):
                 total += self.embed_blocks(batch).double().sum(dim=0)
                 count += len(batch)
         return (total / count).float().numpy()
+
+
+def _fold_batch_norm(network: Any) -> Any:
+    """The network with each batch norm folded into the convolution before it (eval only).
+
+    Inference batch norm is a per-channel affine map, so it becomes the convolution's weights
+    and bias (:func:`torch.nn.utils.fusion.fuse_conv_bn_eval`): one pass over each activation
+    less, eight in all, the same outputs to float rounding (~1e-5 on a block's embedding).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for block in network.children():
+        for conv, norm in (("conv1", "bn1"), ("conv2", "bn2")):
+            setattr(block, conv, fuse_conv_bn_eval(getattr(block, conv), getattr(block, norm)))
+            setattr(block, norm, torch.nn.Identity())
+    return network
 
 
 def _groups(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
