@@ -1,10 +1,11 @@
 """Benchmark: search an audio bank with faiss, next to brute-force numpy and the machine's limit.
 
 Why this exists: maps retrieve real recordings from an :class:`~geosound.retrieval.AudioBank`
-of 10⁵–10⁶ clips, and the bank offers exact (flat) and approximate (HNSW, IVF-PQ) indexes.
-This measures what each buys — queries/s against the obvious numpy way, and recall@10 against
-exact search — side by side in one run, with the machine's float32 matrix-product speed as the
-ceiling that exact search cannot beat (benchmarks/README.md: ratios, not absolute numbers).
+of 10⁵–10⁶ clips, and the bank offers exact (flat) and approximate (IVF re-ranked, HNSW,
+IVF-PQ) indexes. This measures what each buys — queries/s against the obvious numpy way,
+recall@10 against exact search, build time, and the memory a loaded bank holds — side by side
+in one run, with the machine's float32 matrix-product speed as the ceiling that exact search
+cannot beat (benchmarks/README.md: ratios, not absolute numbers).
 
 **Real-like vectors.** Isotropic Gaussian noise is the easiest case for approximate search
 and looks nothing like audio embeddings (aiSFX vectors are non-negative and sit in a narrow
@@ -36,6 +37,10 @@ around a shared mean, power-law spectrum) and every report line says SYNTHETIC.
   ``argpartition`` top-10 per row and a sort of those 10: what one writes without faiss.
 * ``flat``   — ``AudioBank`` with an exact ``IndexFlatIP`` (its ``search``, normalisation
   included). Exact: its results are the reference for recall.
+* ``ivf``    — ``AudioBank`` kind ``ivf``: IVF-PQ candidates re-ranked exactly (faiss
+  ``IndexRefineFlat``); the loaded bank memory-maps its float vectors.
+* ``ivfflat`` — for comparison, not a bank kind: faiss ``IndexIVFFlat`` with the same lists and
+  ``nprobe`` as ``ivf`` (the other way to exact scores: float vectors in the lists).
 * ``hnsw``   — ``AudioBank`` kind ``hnsw`` (graph; build time reported).
 * ``ivfpq``  — ``AudioBank`` kind ``ivfpq`` (inverted lists + product quantisation; training
   time included in the build time).
@@ -43,6 +48,14 @@ around a shared mean, power-law spectrum) and every report line says SYNTHETIC.
   into a preallocated output), timed in rounds interleaved with the two exact searches (a
   shared machine drifts), best kept: the FLOP rate no exact search can beat, as exact search
   is that product plus a top-k. ``vs limit`` = (2·Q·N·D / search time) / that rate.
+
+**Memory** (``mem MB``): each bank is saved, then loaded and searched once by a fresh Python
+process, which reports how much its anonymous resident memory (``RssAnon``: what the process
+itself holds, the index) and its resident file pages (``RssFile``: pages of memory-mapped
+files, shared page cache the kernel can drop) grew. ``mem/flat`` compares the anonymous part
+with the flat bank's. ``mapped MB`` is the file pages the search touched; for ``ivf`` that is
+the page cache of its float vectors (re-ranking reads ~k_factor·k rows a query, and the kernel's
+read-around brings in more), which the kernel evicts under pressure at the cost of disk reads.
 
 Run ``python benchmarks/bench_bank.py --help``; benchmarks/README.md explains the numbers.
 """
@@ -53,6 +66,8 @@ import argparse
 import contextlib
 import gc
 import json
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -80,9 +95,32 @@ LIMIT_SHAPE = (1000, 512, 32768)
 """(queries, dim, bank vectors) of the matrix product timed as the machine's limit."""
 SPACE_ID = "bench:real-like-aisfx@1"
 TABLE_HEADER = (
-    f"{'N':>8} {'method':<6} {'build s':>8} {'search s':>9} {'queries/s':>10} "
-    f"{'vs numpy':>9} {'recall@10':>10} {'GFLOP/s':>8} {'vs limit':>9} {'index MB':>9}"
+    f"{'N':>8} {'method':<7} {'build s':>8} {'search s':>9} {'queries/s':>10} "
+    f"{'vs numpy':>9} {'recall@10':>10} {'GFLOP/s':>8} {'vs limit':>9} {'mem MB':>8} "
+    f"{'mem/flat':>8} {'mapped MB':>9}"
 )
+MEMORY_PROBE = """
+import sys, time
+import numpy as np
+def rss():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return [int(fields[k].split()[0]) / 1024 for k in ("RssAnon", "RssFile")]
+queries = np.load(sys.argv[2])
+import faiss
+from geosound.retrieval import AudioBank
+faiss.omp_set_num_threads(faiss.omp_get_max_threads())
+before = rss()
+if sys.argv[1].endswith(".faiss"):
+    index = faiss.read_index(sys.argv[1]); index.nprobe = int(sys.argv[3]); search = index.search
+else:
+    bank = AudioBank.load(sys.argv[1]); search = bank.search
+search(queries[:10], 10)
+start = time.perf_counter(); search(queries, 10); seconds = time.perf_counter() - start
+after = rss()
+print(after[0] - before[0], after[1] - before[1], seconds)
+"""
+"""Run by a fresh interpreter: load one saved bank, search once, print the growth of
+anonymous and file-backed resident memory (MB) and the search time."""
 
 
 # --------------------------------------------------------------------------- real embeddings
@@ -289,7 +327,9 @@ class Row:
     queries: int
     recall: float | None
     gflops: float | None = None
-    index_mb: float | None = None
+    mem_mb: float | None = None
+    mapped_mb: float | None = None
+    mem_vs_flat: float | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -307,13 +347,36 @@ class Row:
         vs_numpy = self.qps / numpy_qps if self.qps and numpy_qps else None
         vs_limit = self.gflops / self.limit if self.gflops else None
         text = (
-            f"{self.size:>8d} {self.method:<6} {num(self.build_s, '.2f', 8)} "
+            f"{self.size:>8d} {self.method:<7} {num(self.build_s, '.2f', 8)} "
             f"{num(self.search_s, '.3f', 9)} {num(self.qps, '.0f', 10)} "
             f"{num(vs_numpy, '.2f', 8)}{'x' if vs_numpy else ' '} {num(self.recall, '.3f', 10)} "
             f"{num(self.gflops, '.1f', 8)} {num(vs_limit, '.2f', 8)}{'x' if vs_limit else ' '} "
-            f"{num(self.index_mb, '.0f', 9)}"
+            f"{num(self.mem_mb, '.0f', 8)} "
+            f"{num(None if self.mem_vs_flat is None else 100 * self.mem_vs_flat, '.1f', 7)}"
+            f"{'%' if self.mem_vs_flat is not None else ' '} {num(self.mapped_mb, '.0f', 9)}"
         )
         return text + (f"  {self.note}" if self.note else "")
+
+
+def measure_memory(
+    saved: Path, queries_file: Path, nprobe: int = 0
+) -> tuple[float | None, float | None, float | None]:
+    """(anonymous MB, file-page MB, search s) of a fresh process that loads and searches once.
+
+    Memory deltas of the benchmark's own process would mix in whatever it allocated before;
+    a fresh interpreter (numpy, faiss and geosound imported first) shows only the bank.
+    Returns Nones where /proc is missing (not Linux).
+    """
+    if not Path("/proc/self/status").is_file():
+        return None, None, None
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(saved), str(queries_file), str(nprobe)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    anon, mapped, seconds = (float(v) for v in done.stdout.split()[-3:])
+    return anon, mapped, seconds
 
 
 def bench_size(
@@ -323,7 +386,8 @@ def bench_size(
 
     The exact methods and the matmul limit are timed in interleaved rounds (limit, numpy,
     flat; best of each kept), so that drift on a shared machine hits all three alike and
-    ``vs limit`` compares numbers taken in the same minute.
+    ``vs limit`` compares numbers taken in the same minute. Every bank is then saved and its
+    memory measured by a fresh process (:func:`measure_memory`).
     """
     import faiss
     import pandas as pd
@@ -334,6 +398,11 @@ def bench_size(
     flops = 2.0 * len(queries) * size * dim
     repeat_exact = args.repeat if size < 500_000 else max(1, args.repeat - 1)
     metadata = pd.DataFrame({"path": pd.RangeIndex(size).astype(str)})
+    saved_root = args.workdir / f"banks-{size}"
+    shutil.rmtree(saved_root, ignore_errors=True)
+    saved_root.mkdir(parents=True)
+    queries_file = saved_root / "queries.npy"
+    np.save(queries_file, queries)
     rows: list[Row] = []
 
     start = time.perf_counter()
@@ -364,6 +433,11 @@ def bench_size(
             extra={"all_search_s": numpy_times, "all_limit_gflops": limits},
         )
     )
+    flat.save(saved_root / "flat")
+    del flat, hits
+    gc.collect()
+    flat_mem, flat_mapped, _ = measure_memory(saved_root / "flat", queries_file)
+    shutil.rmtree(saved_root / "flat")
     rows.append(
         Row(
             size,
@@ -374,15 +448,51 @@ def bench_size(
             len(queries),
             1.0,
             flops / flat_s / 1e9,
-            size * dim * 4 / 1e6,
+            flat_mem,
+            flat_mapped,
             extra={"all_search_s": flat_times},
         )
     )
-    del flat, hits
-    gc.collect()
 
-    for kind in ("hnsw", "ivfpq"):
+    def versus_flat(mem: float | None) -> float | None:
+        return mem / flat_mem if mem is not None and flat_mem else None
+
+    ivf_lists: dict[str, int] = {}
+    for kind in ("ivf", "ivfflat", "hnsw", "ivfpq"):
         start = time.perf_counter()
+        if kind == "ivfflat":
+            if not ivf_lists:
+                continue
+            index = faiss.IndexIVFFlat(
+                faiss.IndexFlatIP(dim), dim, ivf_lists["nlist"], faiss.METRIC_INNER_PRODUCT
+            )
+            index.nprobe = ivf_lists["nprobe"]
+            sample = np.random.default_rng(args.seed).choice(
+                size, ivf_lists["train_size"], replace=False
+            )
+            index.train(bank[np.sort(sample)])
+            index.add(bank)
+            build = time.perf_counter() - start
+            seconds, (_, found), times = best_time(
+                lambda i=index: i.search(queries, K), args.repeat
+            )
+            faiss.write_index(index, str(saved_root / "ivfflat.faiss"))
+            del index
+            gc.collect()
+            mem, mapped, _ = measure_memory(
+                saved_root / "ivfflat.faiss", queries_file, ivf_lists["nprobe"]
+            )
+            (saved_root / "ivfflat.faiss").unlink()
+            rows.append(
+                Row(
+                    size, kind, limit, build, seconds, len(queries), recall(found, truth),
+                    mem_mb=mem, mapped_mb=mapped, mem_vs_flat=versus_flat(mem),
+                    note=f"nlist={ivf_lists['nlist']} nprobe={ivf_lists['nprobe']} "
+                    "(faiss IndexIVFFlat, not a bank kind)",
+                    extra={"all_search_s": times},
+                )
+            )  # fmt: skip
+            continue
         try:
             index_bank = AudioBank.build(
                 bank, metadata, SPACE_ID, kind=kind, measure_recall=False, seed=args.seed
@@ -396,14 +506,22 @@ def bench_size(
         seconds, hits, times = best_time(lambda b=index_bank: b.search(queries, K), args.repeat)
         params = index_bank.params
         if kind == "hnsw":
-            index_mb = size * (dim * 4 + 2 * params["M"] * 4) / 1e6
             note = f"M={params['M']} efC={params['ef_construction']} ef={params['ef_search']}"
         else:
-            index_mb = (size * (params["m"] + 8) + params["nlist"] * dim * 4) / 1e6
             note = (
                 f"nlist={params['nlist']} m={params['m']} nprobe={params['nprobe']} "
                 f"train={params['train_size']}"
             )
+        if kind == "ivf":
+            ivf_lists = params
+            note += f" k_factor={params['k_factor']}"
+        index_bank.save(saved_root / kind)
+        del index_bank
+        gc.collect()
+        mem, mapped, loaded_s = measure_memory(saved_root / kind, queries_file)
+        shutil.rmtree(saved_root / kind)
+        if kind == "ivf" and loaded_s is not None:
+            note += f"; loaded (mapped) search {loaded_s:.3f} s"
         rows.append(
             Row(
                 size,
@@ -413,13 +531,16 @@ def bench_size(
                 seconds,
                 len(queries),
                 recall(hits.indices, truth),
-                index_mb=index_mb,
+                mem_mb=mem,
+                mapped_mb=mapped,
+                mem_vs_flat=versus_flat(mem),
                 note=note,
-                extra={"params": params, "all_search_s": times},
+                extra={"params": params, "all_search_s": times, "loaded_search_s": loaded_s},
             )
         )
-        del index_bank, hits
+        del hits
         gc.collect()
+    shutil.rmtree(saved_root, ignore_errors=True)
     with contextlib.suppress(AttributeError):
         rows[0].extra["faiss_threads"] = faiss.omp_get_max_threads()
     return rows
@@ -462,7 +583,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from geosound.config import cache_dir
 
     parser = argparse.ArgumentParser(
-        description="Audio bank search: faiss (flat, HNSW, IVF-PQ) vs numpy brute force vs "
+        description="Audio bank search: faiss (flat, IVF re-ranked, IVF-Flat, HNSW, IVF-PQ) vs "
+        "numpy brute force vs "
         "the machine's matmul limit, on real-like embeddings.",
     )
     parser.add_argument(
@@ -568,13 +690,17 @@ def main(argv: list[str] | None = None) -> int:
         "recall@10: against flat (exact); for numpy it is the agreement of the two exact "
         "searches (ties aside, 1.000)"
     )
-    print("index MB: estimated from the index layout (vectors, links, codes), not measured")
+    print(
+        "mem MB: growth of anonymous resident memory (RssAnon) of a fresh process that loads the "
+        "saved bank and searches once; mem/flat: that against flat's; mapped MB: growth of its "
+        "resident file pages (RssFile: memory-mapped page cache, shared and reclaimable)"
+    )
     for size in args.sizes:
         by = {row.method: row for row in rows if row.size == size}
         ratios = [
             f"{m}/numpy {by[m].qps / numpy_qps[size]:.2f}x"
-            for m in ("flat", "hnsw", "ivfpq")
-            if by[m].qps and numpy_qps[size]
+            for m in ("flat", "ivf", "ivfflat", "hnsw", "ivfpq")
+            if m in by and by[m].qps and numpy_qps[size]
         ]
         limit = by["flat"].limit
         exact = (
@@ -582,6 +708,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{by['numpy'].gflops / limit:.0%} (numpy) of the matmul limit ({limit:.0f} GFLOP/s)"
         )
         print(f"N={size}: {', '.join(ratios)}; {exact}")
+        ivf, hnsw = by.get("ivf"), by.get("hnsw")
+        if ivf is not None and ivf.qps and numpy_qps[size]:
+            targets = (
+                f"N={size}: ivf recall@10 {ivf.recall:.3f} (target >= 0.95), "
+                f"{ivf.qps / numpy_qps[size]:.1f}x numpy (target >= 50x), memory "
+                + ("-" if ivf.mem_vs_flat is None else f"{ivf.mem_vs_flat:.1%}")
+                + " of flat (target <= 25%)"
+            )
+            if hnsw is not None and hnsw.build_s and ivf.build_s:
+                targets += f"; builds in {ivf.build_s / hnsw.build_s:.2f}x HNSW's time"
+            print(targets)
 
     print(
         f"total {time.perf_counter() - started:.0f} s; peak RSS {_peak_rss_mb():.0f} MB; load "
