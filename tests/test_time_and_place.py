@@ -224,3 +224,11 @@ def test_synthesize_at_an_hour_from_the_raster_and_from_the_cache(timed_map, run
     cache_point = json.loads((root / "cache.json").read_text())["point"]
     assert raster_point["time"] == cache_point["time"] == {"month": None, "hour": 5.0}
     assert raster_point["chip_size"] == 32  # 320 m at 10 m
+
+
+@pytest.mark.slow
+def test_bench_timeplace_runs_and_both_ways_agree(run_benchmark):
+    lines, result = run_benchmark("bench_timeplace")
+    assert result["same_embeddings"] is True
+    assert result["tiles"] == 16 and result["tokens_per_tile"] == 4
+    assert any("per hour" in line for line in lines)
