@@ -38,6 +38,7 @@ from geosound.cli.checks import (
     crs_callback,
 )
 from geosound.cli.evaluate import evaluate_command
+from geosound.cli.generate import train_generator_command
 from geosound.cli.index import index_app
 from geosound.cli.maps import map_command
 from geosound.cli.progress import (
@@ -75,6 +76,7 @@ app.command("synthesize")(synthesize_command)
 app.command("sonify")(sonify_command)
 app.command("pairs")(pairs_command)
 app.command("train")(train_command)
+app.command("train-generator")(train_generator_command)
 app.command("evaluate")(evaluate_command)
 app.command("evaluate-queries")(evaluate_queries_command)
 
