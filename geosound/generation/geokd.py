@@ -95,9 +95,9 @@ class KnowledgeBase:
 
     def __init__(
         self,
-        ids: Sequence[str],
+        ids: Sequence[str] | np.ndarray,
         embeddings: np.ndarray,
-        scenes: Sequence[str],
+        scenes: Sequence[str] | np.ndarray,
         latents: np.ndarray,
         lon: np.ndarray,
         lat: np.ndarray,
