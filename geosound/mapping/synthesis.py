@@ -48,7 +48,13 @@ from geosound.geo import (
     resolve_preset,
 )
 from geosound.geo.ground import lonlat
-from geosound.mapping.region import METADATA_VARIABLES, embedding_at, read_spec, values_at
+from geosound.mapping.region import (
+    METADATA_VARIABLES,
+    embedding_at,
+    has_metadata,
+    read_spec,
+    values_at,
+)
 from geosound.mapping.timeplace import Moment, place_metadata
 from geosound.progress import Progress
 from geosound.sidecar import sidecar as sidecar_record
@@ -303,7 +309,7 @@ def embedding_from_region_cache(
                 f"model are {space.space_id!r}; map the region with the same checkpoint",
                 cache_path,
             )
-    if moment is not None and moment.given and space is not None and space.has_metadata:
+    if moment is not None and moment.given and space is not None and has_metadata(space):
         import torch
 
         try:
