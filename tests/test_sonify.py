@@ -420,3 +420,76 @@ def test_sonify_command(
         app, ["sonify", "--out", str(out), "--data-dir", str(tmp_path / "nowhere")]
     )
     assert isinstance(missing.exception, DataError) and "nowhere" in str(missing.exception)
+
+
+# --------------------------------------------------------------------------- mix banks, dev sources
+
+
+def test_a_mix_bank_shares_mixes_within_a_class_of_train_tiles(tiles, clips):
+    tile_split = pd.Series(["train"] * 12 + ["eval"] * 6, index=tiles.index)
+    clip_split = pd.Series(
+        ["eval" if Path(p).stem.endswith("-3") else "train" for p in clips["path"]],
+        index=clips.index,
+    )
+    banked = _sonify(tiles, clips, variants=4, mix_bank=2, splits=(tile_split, clip_split))
+    train = banked[banked["split"] == "train"]
+    for _, rows in train.groupby("label"):
+        assert rows["audio"].nunique() <= 2  # the bank, not tiles × variants
+    for _, rows in train.groupby("tile_id"):
+        assert rows["audio"].nunique() == 2  # a tile's variants walk through the bank
+    evaluation = banked[banked["split"] == "eval"]
+    assert evaluation["audio"].nunique() > 2  # eval tiles draw their own mixes
+    own = _sonify(tiles, clips, variants=4, splits=(tile_split, clip_split))
+    assert own[own["split"] == "train"]["audio"].nunique() > banked["audio"].nunique() / 2
+    with pytest.raises(InputError, match="mix_bank"):
+        _sonify(tiles, clips, mix_bank=0)
+
+
+def test_ambient_tags_become_esc50_classes_with_captions():
+    from geosound.data.concepts import ambient_clips
+
+    ambient = pd.DataFrame(
+        {
+            "path": ["/a/night.flac", "/a/bird1_00.ogg", "/a/wardrums.ogg", "/a/water.1.ogg"],
+            "tags": [
+                ("tileset=autumn", "sound=nightime"),
+                ("path=sound/animals/bird1_00.ogg",),
+                ("ambient=wardrums",),
+                ("file=env_sounds_water.1.ogg",),
+            ],
+            "licence": ["CC0", "GPL-2+", "GPL-2+", "CC0"],
+        }
+    )
+    pool = ambient_clips(ambient)
+    assert pool["label"].tolist() == ["crickets", "chirping_birds", "pouring_water"]
+    assert pool["caption"].str.len().min() > 5  # a caption, not a bare tag
+    assert pool["freesound_id"].is_unique and pool["licence"].tolist() == ["CC0", "GPL-2+", "CC0"]
+
+
+@pytest.mark.devdata
+def test_dev_sources_split_each_on_its_own(dev_data: Path):
+    from geosound.data import load_esc50, load_eurosat_tiles
+    from geosound.data.splits import dev_split_tables
+
+    tiles, clips = dev_split_tables(dev_data, eval_fraction=0.3, seed=0)
+    assert set(tiles["source"]) == {"eurosat_ms", "eurosat_rgb"}
+    assert set(clips["source"]) == {"esc50", "ambient"}
+    assert len(tiles) == 181 + 3000 and tiles["id"].is_unique
+    # the Sentinel-2 and ESC-50 splits are those of a run on them alone
+    alone_tiles, alone_clips = split_by_tile_and_clip(
+        load_eurosat_tiles(dev_data / "eurosat_ms_geotiff"),
+        load_esc50(dev_data / "esc50_outdoor_16k"),
+        0.3,
+        0,
+    )
+    assert (
+        tiles[tiles["source"] == "eurosat_ms"]["split"].to_numpy() == alone_tiles.to_numpy()
+    ).all()
+    assert (clips[clips["source"] == "esc50"]["split"].to_numpy() == alone_clips.to_numpy()).all()
+    rgb = tiles[tiles["source"] == "eurosat_rgb"]
+    assert not rgb["located"].any() and tiles[tiles["source"] == "eurosat_ms"]["located"].all()
+    for frame in (rgb, clips[clips["source"] == "ambient"]):
+        share = (frame["split"] == "eval").mean()
+        assert 0.2 < share < 0.4
+    with pytest.raises(InputError, match="imagery"):
+        dev_split_tables(dev_data, imagery=("landsat",))

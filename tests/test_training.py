@@ -154,3 +154,70 @@ def test_failed_checkpoint_save_keeps_the_old_file(tmp_path: Path, monkeypatch):
         save_checkpoint(path, model, {"image": "b"})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def test_image_augmentations_keep_shape_range_and_are_seeded():
+    from geosound.training.augment import augment_image
+
+    image = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
+    names = ("dihedral", "gsd", "colour")
+    views = [augment_image(image, np.random.default_rng([0, v]), names) for v in range(6)]
+    for view in views:
+        assert view.shape == image.shape and view.dtype == np.float32
+        assert view.min() >= 0.0 and view.max() <= 1.0
+    again = augment_image(image, np.random.default_rng([0, 3]), names)
+    assert np.array_equal(again, views[3])
+    assert not np.allclose(views[1], views[2])
+    # a dihedral view is an exact rotation/flip: same pixels, rearranged
+    turned = augment_image(image, np.random.default_rng(5), ("dihedral",))
+    assert np.allclose(np.sort(turned, axis=None), np.sort(image, axis=None))
+    with pytest.raises(InputError, match="unknown image augmentation"):
+        from geosound.training.augment import check_augmentations
+
+        check_augmentations(["rot45"])
+
+
+def test_gsd_resampling_removes_pixel_level_detail():
+    from geosound.training.augment import _gsd
+
+    checker = (np.indices((64, 64)).sum(0) % 2).astype(np.float32)
+    image = np.stack([checker] * 3)
+    for seed in range(8):
+        out = _gsd(image, np.random.default_rng(seed))
+        assert out.shape == image.shape
+        assert out.std() < image.std()  # a pixel-level checkerboard does not survive resampling
+
+
+def test_views_are_sampled_per_item_and_blocks_dropped():
+    from geosound.training.augment import ImageViews
+    from geosound.training.data_module import PairDataset
+
+    features = synthetic_features(places=8, variants=1).split("train")
+    tokens = np.stack(
+        [np.full((3, 4, 32), fill, dtype=np.float16) for fill in range(len(features))]
+    )
+    tokens[:, 1:] += 100  # views 1 and 2 differ from view 0
+    views = ImageViews(tokens, np.arange(len(features)))
+    torch.manual_seed(0)
+    dataset = PairDataset(features, views, audio_block_drop=0.99)
+    seen = {float(dataset[2]["image_tokens"][0, 0]) for _ in range(40)}
+    assert seen == {2.0, 102.0}
+    masks = [dataset[0]["audio_mask"] for _ in range(20)]
+    assert all(int(m.sum()) == 2 for m in masks)  # one of the three blocks hidden
+    plain = PairDataset(features)
+    assert int(plain[0]["audio_mask"].sum()) == 3
+    with pytest.raises(ValueError, match="view indexes"):
+        PairDataset(features, ImageViews(tokens, np.arange(3)))
+
+
+def test_recorded_configs_from_before_the_sources_rebuild_the_old_pairs():
+    old = {"epochs": 400, "seed": 0, "eval_fraction": 0.3}
+    config = TrainConfig.from_recorded(old)
+    assert config.imagery == ["eurosat_ms"] and config.sounds == ["esc50"]
+    assert config.variants == 6 and config.mix_bank == 0 and config.image_views == 1
+    assert TrainConfig.from_recorded(TrainConfig().to_dict()) == TrainConfig()
+    with pytest.raises(InputError, match="audio_block_drop"):
+        TrainConfig(audio_block_drop=1.0).validate()

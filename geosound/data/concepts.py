@@ -15,6 +15,11 @@ column (captions in the data) uses those instead (:func:`tile_concepts`).
 The other side of the retrieval is the clip: :data:`CLIP_CAPTIONS` says what a recording of
 each ESC-50 class contains ("rain falling"), worded differently from the concept phrases so
 that retrieval compares two descriptions rather than two labels.
+
+Ambience recordings (``ambient_debian_16k``) carry weak ``key=value`` tags instead of a class;
+:data:`AMBIENT_TAG_SOUNDS` turns each tag into the ESC-50 class it is a recording of and a
+caption that says what the file holds ("birdsong in a forest by day"), so they join the sound
+pool through the same concept tables (:func:`ambient_clips`).
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ from geosound.data.devsets import LANDCOVER_SOUNDS
 from geosound.errors import DataError
 
 __all__ = [
+    "AMBIENT_TAG_SOUNDS",
     "CLIP_CAPTIONS",
     "CONCEPT_PHRASES",
     "LIKELY_WEIGHT",
     "POSSIBLE_WEIGHT",
     "SOUND_CONCEPTS",
     "Concept",
+    "ambient_clips",
     "clip_captions",
     "tile_concepts",
 ]
@@ -213,3 +220,86 @@ def tile_concepts(row: pd.Series, table: Mapping[str, Sequence[Concept]]) -> tup
             f"{', '.join(sorted(table))} (or give the tiles a 'concepts' column)"
         )
     return tuple(table[label])
+
+
+AMBIENT_TAG_SOUNDS: dict[str, tuple[str, str]] = {
+    "rain": ("rain", "rain falling on leaves"),
+    "rooster": ("rooster", "a rooster crowing in a village"),
+    "chicken": ("hen", "chickens clucking in a yard"),
+    "mudchute_cow": ("cow", "a cow mooing on a farm"),
+    "ox": ("cow", "an ox lowing on a farm"),
+    "sheep": ("sheep", "sheep bleating on a farm"),
+    "day": ("chirping_birds", "birdsong in a forest by day"),
+    "sunny_day": ("chirping_birds", "birdsong on a sunny day"),
+    "desertday": ("chirping_birds", "birds and insects on a dry day"),
+    "morning": ("chirping_birds", "a dawn chorus of birds"),
+    "birds": ("chirping_birds", "birds chirping outdoors"),
+    "bird": ("chirping_birds", "a bird singing"),
+    "night": ("crickets", "crickets and insects at night"),
+    "nightime": ("crickets", "crickets and insects at night"),
+    "crickets": ("crickets", "crickets chirping"),
+    "frog": ("frog", "a frog croaking"),
+    "wind": ("wind", "cold wind blowing"),
+    "campfire": ("crackling_fire", "a campfire crackling"),
+    "fire": ("crackling_fire", "a fire burning"),
+    "water": ("pouring_water", "water flowing in a stream"),
+    "ship": ("sea_waves", "a ship at sea, waves lapping"),
+}
+"""Tag keyword → (ESC-50 class, caption) for the ambience recordings.
+
+The keyword is the tag's value without its path, extension and trailing take number
+(``sound=night``, ``path=sound/animals/bird1_00.ogg`` → ``bird``, ``file=fire_large.ogg`` →
+``fire``, ``env_sounds_water.1`` → ``water``). Game ambiences are weakly labelled: a "day" loop
+is birdsong, a "night" loop crickets, which is what these say. Recordings whose tags name no
+sound of the land-cover table (wolves, owls, war drums, horses) are left out rather than forced
+into a class they do not belong to.
+"""
+
+
+def _tag_keyword(tag: str) -> str:
+    """``"path=sound/animals/bird1_00.ogg"`` → ``"bird"``; ``"sound=night"`` → ``"night"``."""
+    value = tag.split("=", 1)[-1].rsplit("/", 1)[-1]
+    value = value.removesuffix(".ogg").removesuffix(".wav").removesuffix(".flac")
+    value = value.rstrip("0123456789._")
+    for prefix in ("env_sounds_",):
+        value = value.removeprefix(prefix)
+    for suffix in ("_large", "_small"):
+        value = value.removesuffix(suffix)
+    return value
+
+
+def ambient_clips(ambient: pd.DataFrame) -> pd.DataFrame:
+    """The ambience recordings whose tags name a sound of the table, as a clip pool.
+
+    Args:
+        ambient: :func:`~geosound.data.devsets.load_ambient`'s table (``path``, ``tags``,
+            ``licence``).
+
+    Returns:
+        ``path``, ``label`` (ESC-50 class), ``caption``, ``licence`` and ``freesound_id``
+        (here the file name: each recording is its own group for the split), one row per
+        recording that :data:`AMBIENT_TAG_SOUNDS` maps, in index order.
+    """
+    rows = []
+    for path, tags, licence in zip(
+        ambient["path"], ambient["tags"], ambient["licence"], strict=True
+    ):
+        sound = next(
+            (
+                AMBIENT_TAG_SOUNDS[word]
+                for word in map(_tag_keyword, tags)
+                if word in AMBIENT_TAG_SOUNDS
+            ),
+            None,
+        )
+        if sound is not None:
+            rows.append(
+                {
+                    "path": str(path),
+                    "label": sound[0],
+                    "caption": sound[1],
+                    "licence": str(licence),
+                    "freesound_id": f"ambient:{str(path).rsplit('/', 1)[-1]}",
+                }
+            )
+    return pd.DataFrame(rows, columns=["path", "label", "caption", "licence", "freesound_id"])

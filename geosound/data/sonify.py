@@ -288,6 +288,7 @@ class _Mixing:
     lufs_high: float
     seconds: float
     sample_rate: int
+    mix_bank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,8 @@ class _Tile:
     lon: float
     lat: float
     options: tuple[Concept, ...]
+    own_concepts: bool = False
+    located: bool | None = None
 
 
 def sonify_tiles(
@@ -344,6 +347,7 @@ def sonify_tiles(
     sample_rate: int = 16000,
     source: str = "seeing-sound",
     image_licence: str | None = None,
+    mix_bank: int | None = None,
     progress: Progress | None = None,
 ) -> gpd.GeoDataFrame:
     """Pair every tile with 1–3 retrieved real clips, as mix recipes (METHODS §3).
@@ -372,6 +376,14 @@ def sonify_tiles(
         sample_rate: Rate of the rendered mix.
         source: The manifest's ``source`` value.
         image_licence: Licence of the tiles when they have no ``licence`` column.
+        mix_bank: With a number ``M``, train tiles that draw from their class's concept table
+            share a bank of ``M`` mixes per class: a tile's variant ``n`` is mix
+            ``(hash(tile id) + n) mod M`` of the bank, drawn exactly as a tile's own mix would
+            be. Tiles of one class are exchangeable for the draw, so this changes no
+            statistic of the pairs, while the distinct recordings to encode drop from
+            tiles × variants to at most classes × M (encoding the audio is the slow
+            stage). Eval tiles always draw their own mix, so a gallery holds each held-out
+            place's own recording. None (the default): every pair draws its own mix.
         progress: ``callback(fraction, message)``.
 
     Returns:
@@ -385,11 +397,21 @@ def sonify_tiles(
         InputError: Bad numeric arguments.
     """
     low, high = _check_numbers(variants, max_concepts, seconds, lufs_range)
+    if mix_bank is not None and (int(mix_bank) != mix_bank or mix_bank < 1):
+        raise InputError(f"mix_bank must be a whole number >= 1 or None; got {mix_bank!r}")
     _check_tables(tiles_gdf, clips_df)
     if int(seed) != seed or seed < 0:
         raise InputError(f"seed must be a whole number >= 0; got {seed!r}")
     report = progress or (lambda fraction, message: None)
-    mixing = _Mixing(k, int(max_concepts), low, high, seconds, sample_rate)
+    mixing = _Mixing(
+        k,
+        int(max_concepts),
+        low,
+        high,
+        seconds,
+        sample_rate,
+        None if mix_bank is None else int(mix_bank),
+    )
 
     tiles = tiles_gdf.reset_index(drop=True)
     clips = clips_df.reset_index(drop=True)
@@ -552,9 +574,19 @@ def _tiles(
                 lon=lon,
                 lat=lat,
                 options=options[position],
+                own_concepts=_has_own_concepts(tile),
+                located=bool(tile["located"]) if "located" in tile.index else None,
             )
         )
     return out
+
+
+def _has_own_concepts(tile: pd.Series) -> bool:
+    """Whether a tile brings its own ``concepts`` (then it never shares a class's mix bank)."""
+    own = tile.get("concepts") if "concepts" in tile.index else None
+    if isinstance(own, str):
+        return bool(own.strip())
+    return isinstance(own, list | tuple | np.ndarray) and len(own) > 0
 
 
 def _tile_licence(tile: pd.Series, default: str | None) -> str:
@@ -571,13 +603,19 @@ def _pair(
 
     The draws share one generator seeded by (seed, tile id, variant) and happen in a fixed
     order — number and choice of concepts, a clip per concept, loudness targets, offsets —
-    so a pair is reproducible from those three values alone.
+    so a pair is reproducible from those three values alone. With a mix bank the generator
+    is seeded by (seed, split and class, bank slot) instead, so tiles of a class share mixes.
     """
-    rng = np.random.default_rng([seed, _stable_int(tile.id), variant])
+    if mixing.mix_bank is not None and tile.split == "train" and not tile.own_concepts:
+        slot = (_stable_int(tile.id) + variant) % mixing.mix_bank
+        rng = np.random.default_rng([seed, _stable_int(f"bank:{tile.split}:{tile.label}"), slot])
+    else:
+        rng = np.random.default_rng([seed, _stable_int(tile.id), variant])
     drawn = _draw_concepts(rng, tile.options, mixing.max_concepts)
     picked = _pick_clips(rng, drawn, pool.members[tile.split], pool, mixing.k)
     recipe = _mix_recipe(rng, drawn, picked, pool, mixing)
     audio_licences = "; ".join(dict.fromkeys(str(s["licence"]) for s in recipe.sources))
+    located = {} if tile.located is None else {"located": tile.located}
     return {
         "id": f"{tile.id}-v{variant}",
         "geometry": tile.geometry,
@@ -592,6 +630,7 @@ def _pair(
         "source": source,
         "licence": f"image: {tile.licence}; audio: {audio_licences}",
         "tile_id": tile.id,
+        **located,
     }
 
 
@@ -678,62 +717,67 @@ def sonify_dev_sets(
     classes: Sequence[str] | None = None,
     k: int = DEFAULT_K,
     progress: Progress | None = None,
+    *,
+    imagery: Sequence[str] = ("eurosat_ms",),
+    sounds: Sequence[str] = ("esc50",),
+    mix_bank: int | None = None,
 ) -> tuple[gpd.GeoDataFrame, pd.Series]:
-    """Sonify the dev EuroSAT tiles with the dev ESC-50 clips, split disjointly.
+    """Sonify the dev imagery with the dev sounds, every source split disjointly.
 
     The one recipe behind ``geosound sonify`` and ``geosound train``, so both make the same
-    pairs from the same settings.
+    pairs from the same settings. Sources and their splits come from
+    :func:`~geosound.data.splits.dev_split_tables`.
 
     Args:
-        data_dir: Folder holding ``eurosat_ms_geotiff/`` and ``esc50_outdoor_16k/`` (default:
-            the dev data).
+        data_dir: The dev data folder (default: the dev data).
         variants: Pairs per tile.
         seed: Seeds the split and every draw.
         eval_fraction: Share of tiles and of clips held out for eval.
         classes: Only tiles of these EuroSAT classes.
         k: Top-k of the dynamic threshold.
         progress: ``callback(fraction, message)``.
+        imagery: Which dev imagery (``eurosat_ms``: the Sentinel-2 tiles in true colour,
+            ``eurosat_rgb``: the RGB JPGs).
+        sounds: Which dev sounds (``esc50``, ``ambient``: the tagged ambience recordings).
+        mix_bank: Mixes per (split, class) shared by that class's tiles (see
+            :func:`sonify_tiles`); None gives every pair its own mix.
 
     Returns:
         The manifest and the clip split (for summaries).
     """
-    from geosound.config import dev_data_dir
-    from geosound.data.devsets import (
-        ESC50_FOLDER,
-        EUROSAT_LICENCE,
-        EUROSAT_MS_FOLDER,
-        load_esc50,
-        load_eurosat_tiles,
-    )
+    from geosound.data.devsets import EUROSAT_LICENCE
+    from geosound.data.splits import dev_split_tables
 
-    root = Path(data_dir or dev_data_dir()).expanduser()
-    tiles = load_eurosat_tiles(root / EUROSAT_MS_FOLDER, classes=classes)
-    clips = load_esc50(root / ESC50_FOLDER)
-    check_inputs_whole(tiles["path"], clips["path"], progress)
-    tile_split, clip_split = split_by_tile_and_clip(tiles, clips, eval_fraction, seed)
+    tiles, clips = dev_split_tables(data_dir, imagery, sounds, eval_fraction, seed, classes)
+    located = tiles["located"].to_numpy(bool)
+    check_inputs_whole(tiles["path"][located], clips["path"], progress)
+    check_inputs_whole(tiles["path"][~located], [], require_crs=False)
     manifest = sonify_tiles(
         tiles,
         clips,
         variants=variants,
         seed=seed,
         k=k,
-        splits=(tile_split, clip_split),
-        source="seeing-sound:eurosat+esc50",
+        splits=(tiles["split"], clips["split"]),
+        source="seeing-sound:" + "+".join([*imagery, *sounds]),
         image_licence=EUROSAT_LICENCE,
+        mix_bank=mix_bank,
         progress=progress,
     )
-    return manifest, clip_split
+    return manifest, clips["split"]
 
 
 def check_inputs_whole(
     tile_paths: Sequence[str] | pd.Series,
     clip_paths: Sequence[str] | pd.Series,
     progress: Progress | None = None,
+    require_crs: bool = True,
 ) -> None:
     """Decode every tile and clip once, so a truncated file is named before it is paired.
 
     The dev index lists files by name only; a half-copied tile or clip would otherwise be
-    paired now and fail (or train on garbage) much later.
+    paired now and fail (or train on garbage) much later. ``require_crs=False`` checks
+    photographs and JPG tiles, which have no georeference.
 
     Raises:
         RasterError: A tile cannot be opened or its pixels decoded (the message names it).
@@ -745,7 +789,7 @@ def check_inputs_whole(
     if progress is not None:
         progress(0.0, f"checking {len(tile_paths)} tiles and {len(clip_paths)} clips")
     for path in tile_paths:
-        check_readable(str(path))
+        check_readable(str(path), require_crs=require_crs)
     for path in clip_paths:
         check_audio(str(path))
 

@@ -40,6 +40,16 @@ class TrainConfig:
         seed: Seeds torch, numpy and Python, and the sonification.
         variants: Sonified mixes per training tile (each a different draw of clips).
         eval_fraction: Share of tiles and of clips held out (disjointly) for evaluation.
+        imagery: Dev imagery to sonify (:data:`~geosound.data.splits.DEV_IMAGERY`).
+        sounds: Dev sound pools (:data:`~geosound.data.splits.DEV_SOUNDS`).
+        mix_bank: Mixes per land-cover class shared by the training tiles (see
+            :func:`~geosound.data.sonify.sonify_tiles`); 0 gives every pair its own mix.
+        image_views: Augmented views per training tile, encoded once and cached, one drawn
+            per tile per epoch (:mod:`geosound.training.augment`); 1 turns augmentation off.
+        image_augment: Which image augmentations make the views (``dihedral``, ``gsd``,
+            ``colour``).
+        audio_block_drop: Chance of hiding one audio block (of ~2.3 s) from a training pair:
+            a time-crop on the cached features.
     """
 
     preset: str = "small"
@@ -54,8 +64,14 @@ class TrainConfig:
     gradient_clip: float = 0.5
     val_every: int = 10
     seed: int = 0
-    variants: int = 6
+    variants: int = 3
     eval_fraction: float = 0.3
+    imagery: list[str] = field(default_factory=lambda: ["eurosat_ms", "eurosat_rgb"])
+    sounds: list[str] = field(default_factory=lambda: ["esc50", "ambient"])
+    mix_bank: int = 64
+    image_views: int = 8
+    image_augment: list[str] = field(default_factory=lambda: ["dihedral", "gsd", "colour"])
+    audio_block_drop: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain builtins, for YAML and checkpoints."""
@@ -80,6 +96,20 @@ class TrainConfig:
         config.validate()
         return config
 
+    @classmethod
+    def from_recorded(cls, data: dict[str, Any]) -> TrainConfig:
+        """The config a checkpoint's ``info["train_config"]`` records.
+
+        Checkpoints made before the dev sources were settings (``imagery`` and friends) were
+        trained on the Sentinel-2 tiles and ESC-50 clips alone, six mixes per tile, no
+        augmentation: those are filled in for the keys such a record lacks, so its pairs and
+        split are rebuilt as they were, not with today's defaults.
+        """
+        values = dict(data)
+        if "imagery" not in values:
+            values = {**_BEFORE_SOURCES, **values}
+        return cls.from_dict(values)
+
     def validate(self) -> TrainConfig:
         """Refuse settings no run can use (wrong types, ``epochs`` < 1, …); returns ``self``.
 
@@ -93,9 +123,17 @@ class TrainConfig:
                 kinds = expected if isinstance(expected, tuple) else (expected,)
                 kind = " or ".join(t.__name__ for t in kinds)
                 raise InputError(f"{item.name} must be {kind}; got {value!r}")
-        for name in ("epochs", "batch_size", "val_every", "restart_epochs", "variants"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "val_every",
+            "restart_epochs",
+            "variants",
+            "image_views",
+        ):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1; got {getattr(self, name)!r}")
+        self._validate_sources()
         if not 0.0 <= self.eval_fraction < 1.0:
             raise InputError(f"eval_fraction must be in [0, 1); got {self.eval_fraction!r}")
         if not self.learning_rate > 0:
@@ -105,6 +143,16 @@ class TrainConfig:
         if not all(isinstance(b, int | float) and 0 <= b < 1 for b in self.betas):
             raise InputError(f"betas must be two numbers in [0, 1); got {list(self.betas)!r}")
         return self
+
+    def _validate_sources(self) -> None:
+        """The data-source and augmentation settings (see :meth:`validate`)."""
+        if self.mix_bank < 0:
+            raise InputError(f"mix_bank must not be negative; got {self.mix_bank!r}")
+        if not 0.0 <= self.audio_block_drop < 1.0:
+            raise InputError(f"audio_block_drop must be in [0, 1); got {self.audio_block_drop!r}")
+        for name in ("imagery", "sounds", "image_augment"):
+            if not all(isinstance(item, str) for item in getattr(self, name)):
+                raise InputError(f"{name} must be a list of names; got {getattr(self, name)!r}")
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> TrainConfig:
@@ -136,6 +184,17 @@ class TrainConfig:
         return Path(path)
 
 
+_BEFORE_SOURCES: dict[str, Any] = {
+    "variants": 6,
+    "imagery": ["eurosat_ms"],
+    "sounds": ["esc50"],
+    "mix_bank": 0,
+    "image_views": 1,
+    "image_augment": [],
+    "audio_block_drop": 0.0,
+}
+"""What a recorded config without ``imagery`` was trained with (see ``from_recorded``)."""
+
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "preset": str,
     "model": dict,
@@ -151,5 +210,11 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "seed": int,
     "variants": int,
     "eval_fraction": (int, float),
+    "imagery": list,
+    "sounds": list,
+    "mix_bank": int,
+    "image_views": int,
+    "image_augment": list,
+    "audio_block_drop": (int, float),
 }
 """The type of every setting, checked by :meth:`TrainConfig.validate` (YAML gives any type)."""

@@ -16,6 +16,7 @@ from typing_extensions import override
 from geosound.data.features import PairFeatures
 from geosound.models import Sat2Sound, Sat2SoundConfig, build_sat2sound
 from geosound.progress import Progress
+from geosound.training.augment import ImageViews
 from geosound.training.config import TrainConfig
 from geosound.training.data_module import PairDataModule
 from geosound.training.lightning_module import Sat2SoundModule
@@ -50,6 +51,7 @@ def fit_sat2sound(
     model_overrides: dict[str, Any] | None = None,
     progress_bar: bool = True,
     progress: Progress | None = None,
+    train_views: ImageViews | None = None,
 ) -> Sat2Sound:
     """Train a Sat2Sound model on the ``train`` split; validate on ``eval`` every epoch.
 
@@ -64,6 +66,8 @@ def fit_sat2sound(
         model_overrides: Extra :class:`Sat2SoundConfig` fields (e.g. ``use_codebook=False``).
         progress_bar: Show Lightning's progress bar.
         progress: Called with (fraction, message) after every epoch.
+        train_views: Cached augmented image views of the ``train`` pairs (in their order);
+            one is drawn per pair per epoch.
 
     Returns:
         The trained model, in eval mode.
@@ -78,7 +82,13 @@ def fit_sat2sound(
         "text_dim": _text_dim(features),
     }
     model = build_sat2sound(config.preset, **{**dims, **config.model, **(model_overrides or {})})
-    data = PairDataModule(features, config.batch_size, seed=config.seed)
+    data = PairDataModule(
+        features,
+        config.batch_size,
+        seed=config.seed,
+        train_views=train_views,
+        audio_block_drop=config.audio_block_drop,
+    )
     module = Sat2SoundModule(model, config, list(data.eval_features.labels))
     checkpoints = ModelCheckpoint(dirpath=run_dir / "lightning", save_last=True, save_top_k=0)
     callbacks: list[Callback] = [checkpoints]

@@ -39,12 +39,17 @@ from geosound.models import Sat2Sound
 from geosound.models.checkpoint import save_checkpoint
 from geosound.progress import Progress, stage
 from geosound.sidecar import write_sidecar
+from geosound.training.augment import ImageViews, encode_image_views
 from geosound.training.config import TrainConfig
 from geosound.training.data_module import place_of
 from geosound.training.fit import fit_sat2sound
 from geosound.version import __version__
 
 TABLE_TITLE = "Sat2Sound retrieval on the dev eval split (dev figures)"
+
+EUROSAT_TILE_M = 640.0
+"""Ground size of the dev training tiles: EuroSAT's 64 px at 10 m. Recorded in the checkpoint
+as ``info["tile_m"]``, which maps take as their default tile size in metres."""
 
 
 Metrics = dict[str, dict[str, dict[str, float | str | int]]]
@@ -85,6 +90,9 @@ def build_pairs(
         seed=config.seed,
         eval_fraction=config.eval_fraction,
         progress=progress,
+        imagery=config.imagery,
+        sounds=config.sounds,
+        mix_bank=config.mix_bank or None,
     )
     # One mix per eval tile: the gallery should hold each held-out place once.
     is_extra_eval = (pairs["split"] == "eval") & ~pairs["id"].str.endswith("-v0")
@@ -125,6 +133,37 @@ def load_features(
     return prepare_features(manifest, cache_root=cache_root, progress=stage(progress, 0.3, 1.0))
 
 
+def train_image_views(
+    out_dir: Path,
+    features: PairFeatures,
+    config: TrainConfig,
+    cache_root: Path | None = None,
+    progress: Progress | None = None,
+) -> ImageViews | None:
+    """The cached augmented views of the training pairs' images; None with one view.
+
+    The views are drawn from the run's manifest (``pairs.parquet``) in the order of
+    ``features.split("train")``, with the image encoder the features came from.
+    """
+    if config.image_views <= 1:
+        return None
+    from geosound.encoders.base import encoder_from_id
+
+    manifest = read_manifest(out_dir / "pairs.parquet")
+    train = manifest[manifest["split"].astype(str) == "train"]
+    if list(train["id"].astype(str)) != list(features.split("train").ids):
+        raise InputError("the run's manifest and its features disagree; remove the run folder")
+    return encode_image_views(
+        list(train["image"].astype(str)),
+        config.image_views,
+        config.image_augment,
+        config.seed,
+        encoder_from_id(features.encoder_ids["image"]),
+        cache_root,
+        progress,
+    )
+
+
 def evaluation_rows(
     features: PairFeatures, models: dict[str, Sat2Sound]
 ) -> list[tuple[str, RetrievalReport]]:
@@ -158,15 +197,20 @@ def run_training(
 ) -> TrainOutcome:
     """The whole pipeline; see the module docstring. Resumes from ``out_dir`` when rerun."""
     config.validate()  # epochs < 1 and friends fail here, not after the features are built
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     out = Path(out_dir)
     data_dir = Path(data_dir) if data_dir else dev_data_dir()
     config.to_yaml(out / "train_config.yaml")
-    features = load_features(
-        data_dir, config, out, cache_root, stage(progress, 0.0, 0.4), manifest
-    )
+    features = load_features(data_dir, config, out, cache_root, stage(progress, 0.0, 0.3), manifest)
+    views = train_image_views(out, features, config, cache_root, stage(progress, 0.3, 0.4))
     model = fit_sat2sound(
-        features, out / "runs" / "codebook", config, None, progress_bar, stage(progress, 0.4, 0.7)
+        features,
+        out / "runs" / "codebook",
+        config,
+        None,
+        progress_bar,
+        stage(progress, 0.4, 0.7),
+        views,
     )
     variant = fit_sat2sound(
         features,
@@ -175,6 +219,7 @@ def run_training(
         {"use_codebook": False},
         progress_bar,
         stage(progress, 0.7, 1.0),
+        views,
     )
     rows = evaluation_rows(features, {"no codebook": variant, "Sat2Sound": model})
     table = format_table(rows, TABLE_TITLE)
@@ -188,10 +233,14 @@ def run_training(
             "pairs_eval": int((features.splits == "eval").sum()),
             "source": str(manifest)
             if manifest
-            else "EuroSAT dev tiles sonified with ESC-50 dev clips (Seeing Sound)",
+            else f"EuroSAT dev tiles ({', '.join(config.imagery)}) sonified with "
+            f"{', '.join(config.sounds)} dev clips (Seeing Sound)",
         },
         "train_seconds": round(time.monotonic() - started, 1),
+        "train_cpu_seconds": round(time.process_time() - cpu_started, 1),
     }
+    if manifest is None:
+        info["tile_m"] = EUROSAT_TILE_M
     checkpoint = out / "sat2sound.pt"
     model_id = save_checkpoint(checkpoint, model, features.encoder_ids, info)
     save_checkpoint(out / "sat2sound_no_codebook.pt", variant, features.encoder_ids, info)
