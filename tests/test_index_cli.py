@@ -85,6 +85,41 @@ def test_build_then_search_by_audio_and_text(
 
 
 @pytest.mark.slow
+def test_a_sharded_bank_is_built_and_searched_as_one(
+    tmp_path: Path, recordings: Path, run_cli, random_checkpoint
+):
+    checkpoint = random_checkpoint(tmp_path / "a.pt", seed=0)
+    bank = tmp_path / "bank"
+    env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
+    built = run_cli(
+        "index", "build", str(recordings), "-o", str(bank), "--checkpoint", str(checkpoint),
+        "--kind", "flat", "--shard-size", "2", env=env,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert "3 recordings, 2 shards (flat) index" in built.stdout
+    assert {p.name for p in bank.iterdir()} == {"bank.json", "shard-00000", "shard-00001"}
+    for recording in ("chirp.wav", "noise.flac", "tone.wav"):  # the shards hold 2 and 1
+        found = run_cli(
+            "index", "search", str(bank), "--audio", str(recordings / recording), "-k", "3",
+            "--checkpoint", str(checkpoint), "--json", env=env,
+        )  # fmt: skip
+        assert found.returncode == 0, found.stderr
+        hits = json.loads(found.stdout)
+        assert Path(hits[0]["path"]).name == recording and hits[0]["score"] > 0.999
+        assert sorted(h["index"] for h in hits) == [0, 1, 2]
+
+
+def test_unknown_kind_and_bad_shard_size_are_refused(tmp_path: Path, recordings: Path, run_cli):
+    for option, value in (("--kind", "annoy"), ("--shard-size", "0")):
+        result = run_cli(
+            "index", "build", str(recordings), "-o", str(tmp_path / "b"), option, value
+        )
+        assert result.returncode == 2 and option in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
 def test_search_with_another_model_is_refused(
     tmp_path: Path, recordings: Path, run_cli, random_checkpoint
 ):
@@ -134,9 +169,7 @@ def test_a_folder_with_an_esc50_index_is_read_with_labels_and_licences(recording
     from geosound.cli.index import recordings_table
 
     (recordings / "index.csv").write_text(
-        "filename,class,fold,license\n"
-        "tone.wav,sine tone,1,CC0-1.0\n"
-        "noise.flac,rain,2,CC-BY-4.0\n"
+        "filename,class,fold,license\ntone.wav,sine tone,1,CC0-1.0\nnoise.flac,rain,2,CC-BY-4.0\n"
     )
     table = recordings_table(recordings).set_index("path")
     assert len(table) == 3  # chirp.wav is not listed: indexed too, without a label

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the CLI imports its heavy libraries inside the commands, to
 index_app = typer.Typer(help="Audio banks: index recordings, search them.", no_args_is_help=True)
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
-BANK_KINDS = ("auto", "flat", "hnsw", "ivfpq")
+BANK_KINDS = ("auto", "flat", "ivf", "hnsw", "ivfpq")
 CheckpointOption = Annotated[
     Path | None, typer.Option("--checkpoint", help="Sat2Sound checkpoint (default: shipped).")
 ]
@@ -94,9 +94,7 @@ def _read_recordings_table(path: Path) -> pd.DataFrame:
     table["path"] = [str((path.parent / p).resolve()) for p in table["path"].astype(str)]
     missing = [p for p in table["path"] if not Path(p).is_file()]
     if missing:
-        raise InputError(
-            f"{len(missing)} listed recording(s) not found, first {missing[0]}", path
-        )
+        raise InputError(f"{len(missing)} listed recording(s) not found, first {missing[0]}", path)
     return table
 
 
@@ -105,7 +103,19 @@ def build_command(
     source: Annotated[Path, typer.Argument(help="Folder of recordings, or a CSV/Parquet table.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bank folder to write.")],
     checkpoint: CheckpointOption = None,
-    kind: Annotated[str, typer.Option(help="auto, flat (exact), hnsw or ivfpq.")] = "auto",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="auto (flat below 200,000 recordings, else ivf), flat (exact), ivf (IVF-PQ "
+            "re-ranked exactly), hnsw or ivfpq."
+        ),
+    ] = "auto",
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Split the bank into shards of this many recordings, searched as one.", min=1
+        ),
+    ] = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Embed recordings into the shared space and save a faiss bank with their metadata."""
@@ -117,6 +127,7 @@ def build_command(
     from geosound.audio import read_header
     from geosound.progress import stage
     from geosound.retrieval.bank import AudioBank
+    from geosound.retrieval.shards import ShardedBank
     from geosound.space.shared import SharedSpace
 
     table = recordings_table(source)
@@ -130,13 +141,20 @@ def build_command(
         report(0.0, f"embedding {len(table)} recordings")
         vectors = space.embed_recordings(list(table["path"]), progress=stage(report, 0.0, 0.9))
         report(0.9, "building the index")
-        bank = AudioBank.build(vectors, table, space.space_id, kind=kind)  # type: ignore[arg-type]
-        bank.save(out)
+        bank: AudioBank | ShardedBank
+        if shard_size is None:
+            bank = AudioBank.build(vectors, table, space.space_id, kind=kind)  # type: ignore[arg-type]
+            bank.save(out)
+        else:
+            starts = range(0, len(table), shard_size)
+            parts = ((vectors[i : i + shard_size], table.iloc[i : i + shard_size]) for i in starts)
+            bank = ShardedBank.build(out, parts, space.space_id, kind=kind)  # type: ignore[arg-type]
         report(1.0, "saved")
     if progress is ProgressMode.json:
         emit_json({"ok": True, "outputs": [str(out)], "count": len(bank)})
         return
-    typer.echo(f"geosound index build: {len(bank)} recordings, {bank.kind} index, {out}")
+    layout = f"{len(bank.shards)} shards ({kind})" if isinstance(bank, ShardedBank) else bank.kind
+    typer.echo(f"geosound index build: {len(bank)} recordings, {layout} index, {out}")
     typer.echo(f"  space {space.space_id}")
 
 
@@ -152,7 +170,7 @@ def search_command(
 ) -> None:
     """Find the recordings nearest to a text, a recording or an image chip."""
     from geosound.errors import InputError
-    from geosound.retrieval.bank import AudioBank
+    from geosound.retrieval.shards import open_bank
     from geosound.space.shared import SharedSpace
 
     given = [q for q in (text, audio, image) if q is not None]
@@ -170,7 +188,7 @@ def search_command(
     if checkpoint is not None:
         check_checkpoint_file(checkpoint, "--checkpoint")
     space = SharedSpace.from_checkpoint(checkpoint)
-    bank = AudioBank.load(bank_folder, expected_space_id=space.space_id)
+    bank = open_bank(bank_folder, expected_space_id=space.space_id)
     if text is not None:
         query = space.embed_texts([text])
     elif audio is not None:
