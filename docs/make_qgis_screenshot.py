@@ -91,7 +91,7 @@ def outer(args: argparse.Namespace) -> int:
             encoding="utf-8",
         )
         job = {"scene": str(scene), "out": str(args.out.resolve()), "queries": list(QUERIES),
-               "work": str(tmp / "work")}  # fmt: skip
+               "work": str(tmp / "work"), "size": [args.width, args.height]}  # fmt: skip
         env = {**os.environ, "GEOSOUND_SCREENSHOT_INNER": json.dumps(job),
                "GEOSOUND_SCREENSHOT_REPO": str(Path(HERE).resolve()),
                "GEOSOUND_CACHE": str(tmp / "cache"), "XDG_RUNTIME_DIR": str(tmp)}  # fmt: skip
@@ -141,6 +141,7 @@ def inner(job: dict) -> None:
         QgsProject,
         QgsRasterLayer,
     )
+    from qgis.PyQt.QtCore import Qt
     from qgis.PyQt.QtWidgets import QDockWidget, QLineEdit
 
     log = open(Path(job["work"]).parent / "inner.log", "a", encoding="utf-8")  # noqa: SIM115
@@ -151,6 +152,7 @@ def inner(job: dict) -> None:
 
     iface = qgis.utils.iface
     window = iface.mainWindow()
+    window.resize(*job["size"])  # the whole screen: QGIS opens at its own default size
     say(f"started; plugins {sorted(qgis.utils.plugins)}")
     wait(lambda: "geosound_qgis" in qgis.utils.plugins, 60)
     plugin = qgis.utils.plugins["geosound_qgis"]
@@ -173,6 +175,14 @@ def inner(job: dict) -> None:
     group.setExpanded(True)
     iface.mapCanvas().setExtent(scene.extent())
     iface.setActiveLayer(group.findLayers()[0].layer())
+    # The Browser makes way for the Layers panel, wide enough for the run's group, the layer
+    # names and their legend titles.
+    browser = window.findChild(QDockWidget, "Browser")
+    if browser is not None:
+        browser.hide()
+    layers_panel = window.findChild(QDockWidget, "Layers")
+    if layers_panel is not None:
+        window.resizeDocks([layers_panel], [430], Qt.Horizontal)
     toolbox = window.findChild(QDockWidget, "ProcessingToolbox")
     if toolbox is not None:
         toolbox.show()
@@ -191,9 +201,11 @@ def inner(job: dict) -> None:
     say(f"at {point.toString()} ({canvas_crs.authid()}): " + "; ".join(
         f"{layer.name()} {layer.extent().toString(0)} {product_of(layer)}"
         for layer in iface.mapCanvas().layers()))
+    say(f"listening with the active layer {iface.activeLayer().name()!r} (an output)")
     plugin.listener.listen_at(point)
     dock = plugin.dock
     wait(lambda: dock.wav is not None or "Could not" in dock.status.text(), 300)
+    iface.messageBar().clearWidgets()  # the "Task complete" notice would cover the map
     iface.mapCanvas().refresh()
     wait(lambda: False, 3)  # let the canvas and panels paint
     say(f"listened: {dock.status.text()}")
