@@ -212,6 +212,46 @@ def test_environment_detection_order_managed_then_recorded(monkeypatch, tmp_path
     ]
 
 
+def fake_python(tmp_path: Path, has_aisfx: bool, pip_exit: int = 0) -> tuple[Path, Path]:
+    """A stand-in for a new environment's python that records how it is called."""
+    calls = tmp_path / "calls.jsonl"
+    python = tmp_path / "python"
+    python.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"sys.exit({0 if has_aisfx else 1} if sys.argv[1] == '-c' else {pip_exit})\n"
+    )
+    python.chmod(0o755)
+    return python, calls
+
+
+def test_set_up_adds_the_audio_encoder_the_wheel_cannot_depend_on(tmp_path: Path):
+    """A wheel installed with its dependencies from an index still lacks aisfx (its pins clash
+    with geosound's): the installer adds it with --no-deps from the same place."""
+    installer = plugin_module("installer")
+    plan = installer.InstallPlan(
+        target=tmp_path / "venv", source="geosound.whl", index_url="file:///mirror/simple",
+        pip_options=["--no-deps", "--find-links", "/wheels"],
+    )  # fmt: skip
+    python, calls = fake_python(tmp_path, has_aisfx=False)
+    installer.Installer(plan).ensure_audio_encoder(python)
+    probe, pip = (json.loads(line) for line in calls.read_text().splitlines())
+    assert probe[0] == "-c" and "aisfx" in probe[1]
+    assert pip[:3] == ["-m", "pip", "install"] and pip[-1] == installer.AUDIO_ENCODER
+    assert pip.count("--no-deps") == 1 and "--find-links" in pip
+    assert pip[pip.index("--index-url") + 1] == "file:///mirror/simple"
+
+    calls.unlink()  # an environment that has it (shared packages): nothing installed
+    python, calls = fake_python(tmp_path, has_aisfx=True)
+    installer.Installer(plan).ensure_audio_encoder(python)
+    assert len(calls.read_text().splitlines()) == 1
+
+    calls.unlink()  # no index that has it: the error says what is missing and what to do
+    python, calls = fake_python(tmp_path, has_aisfx=False, pip_exit=1)
+    with pytest.raises(installer.InstallError, match=r"audio encoder aisfx==.*not a dependency"):
+        installer.Installer(plan).ensure_audio_encoder(python)
+
+
 def test_plugin_zip_records_the_environment_it_was_built_from(tmp_path: Path):
     out = tmp_path / "plugin.zip"
     env = {**os.environ, "GEOSOUND_PYTHON": sys.executable}

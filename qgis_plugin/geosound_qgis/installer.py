@@ -29,6 +29,10 @@ from .environment import EnvironmentNotFound, _venv_python, check_python, child_
 REQUIRED_PYTHON = (3, 11)
 """geosound's ``requires-python`` (pyproject.toml: >=3.11,<3.12): its wheels are built for it."""
 BASE_PYTHON_NAMES = ("python3.11", "python3", "python")
+AUDIO_ENCODER = "aisfx==0.1.2"
+"""geosound's offline audio encoder, installed ``--no-deps`` after geosound as ``make install``
+does: its own pins (numpy==1.23, librosa==0.9.2) clash with geosound's while its code runs on
+them, so it cannot be a dependency of the wheel, and without it no bank can be built."""
 EXTRA_PATHS_FILE = "geosound_shared_packages.pth"
 
 ProgressCallback = Callable[[float, str], None]
@@ -109,6 +113,7 @@ class Installer:
                 self.share_packages(python)
             self._report(0.2, f"installing {self.plan.source}")
             self.pip_install(python)
+            self.ensure_audio_encoder(python)
             self._report(0.95, "checking that the environment imports geosound")
             try:
                 self.version = check_python(python, timeout=300)
@@ -187,7 +192,34 @@ class Installer:
         if self.plan.index_url:
             command += ["--index-url", self.plan.index_url]
         command += [*self.plan.pip_options, source]
-        self._run("pip install", command, 0.2, 0.92, pip=True)
+        self._run("pip install", command, 0.2, 0.85, pip=True)
+
+    def ensure_audio_encoder(self, python: Path) -> None:
+        """Install :data:`AUDIO_ENCODER` with ``--no-deps`` unless the environment has it
+        (shared packages usually do), from where geosound came (the same index and options)."""
+        probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('aisfx') is None)"
+        found = subprocess.run(
+            [str(python), "-c", probe], capture_output=True, timeout=120,
+            env=child_environment(), **_no_window(),
+        )  # fmt: skip
+        if found.returncode == 0:
+            self.notes.append(f"{AUDIO_ENCODER.split('==')[0]} already in the environment")
+            return
+        command = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
+                   "--no-input", "--progress-bar", "off", "--no-deps"]  # fmt: skip
+        if self.plan.index_url:
+            command += ["--index-url", self.plan.index_url]
+        command += [o for o in self.plan.pip_options if o != "--no-deps"] + [AUDIO_ENCODER]
+        try:
+            self._run("pip install the audio encoder", command, 0.85, 0.92, pip=True)
+        except InstallCanceled:
+            raise
+        except InstallError as error:
+            raise InstallError(
+                f"{error} — geosound's audio encoder {AUDIO_ENCODER} is not a dependency of the "
+                "wheel (its pins clash); give an index or --find-links that has it, or share "
+                "the packages of an environment that does"
+            ) from None
 
     # -- running commands --------------------------------------------------------------------
 
