@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 import torch
 
 from geosound.data.features import PairFeatures
+from geosound.encoders.base import Encoder, Encoding
 from geosound.errors import InputError
 from geosound.evaluation.sat2sound_eval import embed_pairs, linear_map_baseline
+from geosound.geo.images import read_image_ref
 from geosound.models import build_sat2sound
 from geosound.models.checkpoint import load_checkpoint, save_checkpoint
 from geosound.training.config import TrainConfig
@@ -221,3 +225,62 @@ def test_recorded_configs_from_before_the_sources_rebuild_the_old_pairs():
     assert TrainConfig.from_recorded(TrainConfig().to_dict()) == TrainConfig()
     with pytest.raises(InputError, match="audio_block_drop"):
         TrainConfig(audio_block_drop=1.0).validate()
+
+
+class _QuadrantImageEncoder(Encoder):
+    """Deterministic stand-in: four tokens, the mean colour of each image quadrant."""
+
+    name: ClassVar[str] = "quadrant-test"
+    modality: ClassVar[Any] = "image"
+    dim: ClassVar[int] = 3
+
+    def __init__(self) -> None:
+        super().__init__(batch_size=4)
+        self.calls = 0
+
+    def _load(self) -> Any:
+        return object()
+
+    def _encode_batch(self, items: Sequence[Any]) -> Encoding:
+        self.calls += len(items)
+        batch = torch.as_tensor(np.stack([np.asarray(item) for item in items]))
+        h, w = batch.shape[-2] // 2, batch.shape[-1] // 2
+        cells = [
+            batch[:, :, i * h : (i + 1) * h, j * w : (j + 1) * w] for i in (0, 1) for j in (0, 1)
+        ]
+        tokens = torch.stack([cell.mean(dim=(2, 3)) for cell in cells], dim=1)
+        return Encoding(tokens.mean(1), tokens, torch.ones(tokens.shape[:2], dtype=torch.bool))
+
+
+def test_image_views_are_encoded_once_and_view_zero_is_the_tile(tmp_path: Path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from geosound.training.augment import encode_image_views
+
+    paths = []
+    for i in range(3):
+        pixels = np.random.default_rng(i).integers(0, 255, (3, 16, 16), dtype=np.uint8)
+        path = tmp_path / f"tile{i}.tif"
+        profile = {"driver": "GTiff", "width": 16, "height": 16, "count": 3, "dtype": "uint8"}
+        with rasterio.open(
+            path, "w", crs="EPSG:32632", transform=from_origin(0, 160, 10, 10), **profile
+        ) as dst:
+            dst.write(pixels)
+        paths.append(str(path))
+    refs = [paths[0], paths[1], paths[0], paths[2]]  # two pairs share tile 0
+    encoder = _QuadrantImageEncoder()
+    views = encode_image_views(
+        refs, 3, ("dihedral", "gsd", "colour"), 0, encoder, tmp_path / "cache"
+    )
+    assert views.tokens.shape == (3, 3, 4, 3) and views.views == 3
+    assert views.index.tolist() == [0, 1, 0, 2]
+    assert encoder.calls == 9
+    plain = encoder.encode([np.asarray(read_image_ref(paths[1]))]).tokens[0].numpy()
+    np.testing.assert_allclose(views.tokens[1, 0].astype(np.float32), plain, atol=1e-3)
+    assert not np.allclose(views.tokens[1, 1], views.tokens[1, 0], atol=1e-3)
+    again = encode_image_views(
+        refs, 3, ("dihedral", "gsd", "colour"), 0, encoder, tmp_path / "cache"
+    )
+    assert encoder.calls == 9 + 1  # all views from the cache (+1: the plain check above)
+    np.testing.assert_array_equal(again.tokens, views.tokens)
