@@ -218,3 +218,42 @@ def test_scene_words_and_config_checks() -> None:
         GeneratorTrainConfig(epochs=0).validate()
     with pytest.raises(InputError, match="unknown"):
         GeneratorTrainConfig.from_dict({"epoch": 3})
+
+
+def test_landscape_generator_uses_the_retrieved_scene_and_layout() -> None:
+    from geosound.generation.generator import GenerationOptions, LandscapeGenerator
+    from geosound.models.autoencoder import AutoencoderConfig, LatentCodec, build_autoencoder
+    from geosound.models.soundit_checkpoint import LoadedGenerator
+
+    model = randomised(tiny_model())
+    ae_config = AutoencoderConfig(image_size=32, block_out_channels=[16, 16, 16], norm_num_groups=8)
+    codec = LatentCodec(build_autoencoder(ae_config).eval(), 1.0, ae_config)
+    scenes = {"forest": torch.randn(SCENE_DIM), "river": torch.randn(SCENE_DIM)}
+    loaded = LoadedGenerator(model, codec, "soundit-x", "sat2sound:t", {}, scenes, {})
+    sound, _ = conditions(1)
+    direction = sound.embedding[0].numpy()
+    kb = KnowledgeBase(
+        ["a", "b"],
+        np.stack([direction, -direction]),
+        ["river", "forest"],
+        np.zeros((2, 4, 8, 8), np.float32),
+        np.array([np.nan, np.nan]),
+        np.array([np.nan, np.nan]),
+        "sat2sound:t",
+    )
+    generator = LandscapeGenerator(loaded, kb)
+    image = generator.generate(sound, options=GenerationOptions(steps=2))
+    assert image.pixels.shape == (3, 32, 32)
+    assert (image.scene, image.scene_source) == ("river", "retrieved")
+    assert image.neighbours[0].id == "a"
+    given = generator.generate(sound, "Forest", options=GenerationOptions(steps=2))
+    assert given.scene_source == "given"
+    plain = LandscapeGenerator(loaded).generate(sound, options=GenerationOptions(steps=2))
+    assert plain.scene_source == "none" and plain.neighbours == []
+    with pytest.raises(InputError, match="known scenes: forest, river"):
+        generator.generate(sound, "desert")
+    other = KnowledgeBase(
+        ["a"], direction[None], ["river"], np.zeros((1, 4, 8, 8)), [0.0], [0.0], "x"
+    )
+    with pytest.raises(InputError, match="knowledge base is in x"):
+        LandscapeGenerator(loaded, other)
