@@ -38,6 +38,7 @@ from geosound.cli.checks import (
     crs_callback,
 )
 from geosound.cli.evaluate import evaluate_command
+from geosound.cli.evaluate_scene import evaluate_scene_command
 from geosound.cli.generate import train_generator_command
 from geosound.cli.index import index_app
 from geosound.cli.maps import map_command
@@ -79,6 +80,7 @@ app.command("train")(train_command)
 app.command("train-generator")(train_generator_command)
 app.command("evaluate")(evaluate_command)
 app.command("evaluate-queries")(evaluate_queries_command)
+app.command("evaluate-scene")(evaluate_scene_command)
 
 
 VERBOSE = {"active": False}
