@@ -284,3 +284,11 @@ def test_image_views_are_encoded_once_and_view_zero_is_the_tile(tmp_path: Path):
     )
     assert encoder.calls == 9 + 1  # all views from the cache (+1: the plain check above)
     np.testing.assert_array_equal(again.tokens, views.tokens)
+
+
+def test_feature_bundles_with_pandas_strings_round_trip(tmp_path: Path):
+    features = synthetic_features(places=4, variants=1)
+    features.ids = features.ids.astype(object)  # what manifest["id"].to_numpy() gives
+    loaded = PairFeatures.load(features.save(tmp_path / "f.npz"))
+    assert loaded.ids.tolist() == features.ids.tolist()
+    np.testing.assert_array_equal(loaded.image_tokens, features.image_tokens)

@@ -78,7 +78,9 @@ class PairFeatures:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write one compressed ``.npz`` atomically."""
         arrays = {
-            f.name: getattr(self, f.name)
+            # ids, labels and splits come from pandas as object arrays, which np.load refuses
+            # without pickle: store them as plain strings.
+            f.name: _unpickled(getattr(self, f.name))
             for f in fields(self)
             if f.name != "encoder_ids" and getattr(self, f.name) is not None
         }
@@ -100,6 +102,10 @@ class PairFeatures:
         except (OSError, KeyError, ValueError) as error:
             raise DataError(f"not a geosound feature bundle ({error})", path) from None
         return cls(**values, encoder_ids=encoder_ids)
+
+
+def _unpickled(array: np.ndarray) -> np.ndarray:
+    return array.astype(str) if array.dtype == object else array
 
 
 def prepare_features(
