@@ -29,11 +29,18 @@ across machines. One run measures five things, each in a fresh subprocess:
    RSS (``getrusage``) of each fresh subprocess, and the peak during ``embed_region`` alone;
    plus the time and memory of the big raster's whole tile grid.
 
-Two environment variants run next to "as shipped", because they change the answer by 4×:
-``PASSIVE`` (a process started with ``OMP_WAIT_POLICY=PASSIVE``: torch's OpenMP threads sleep
-at a barrier instead of spinning, which matters when other work shares the cores) and Dask
-``no-trim`` (without the ``MALLOC_TRIM_THRESHOLD_=65536`` Dask sets in its workers).
-``--quick`` runs everything in one process, without the variants and the CLI re-query.
+Before them, **0. where the time goes**: a torch profiler table (top ops by self CPU time) of
+the image encoder at batch 64, before issue 12 and as shipped. After them, **6. busy
+machine**: encoder+head at batch 64 with one busy-loop process per core running beside it.
+
+Variants run next to "as shipped" (the torch backend: batch norm folded, channels-last) in
+sections 1, 2 and 6: ``before`` (the wheel's network in torch eager, as geosound ran it
+before issue 12: the baseline of every "vs before" ratio), ``onnx`` and ``openvino`` (the
+other encoder backends, where installed), ``PASSIVE`` (a process started with
+``OMP_WAIT_POLICY=PASSIVE``: torch's OpenMP threads sleep at a barrier instead of spinning,
+which matters when other work shares the cores); and Dask ``no-trim`` in section 4 (without
+the ``MALLOC_TRIM_THRESHOLD_=65536`` Dask sets in its workers). ``--quick`` runs everything in
+one process: no environment variants (before and onnx only) and no CLI re-query.
 
 Run ``python benchmarks/bench_map.py --help``; benchmarks/README.md explains the numbers.
 """
@@ -132,18 +139,41 @@ class RssSampler:
         self.peak = max(self.peak, _rss_now())
 
 
-def _load_space() -> tuple[Any, float]:
-    """The shipped SharedSpace through geosound's per-process cache, warmed; and load seconds."""
+def _load_space(backend: str = "torch") -> tuple[Any, float]:
+    """The shipped SharedSpace through geosound's per-process cache, warmed; and load seconds.
+
+    Its image encoder runs on ``backend`` (see :func:`_use_backend`); an ONNX export, built
+    on first use, is in the load seconds, as it is a one-off per machine.
+    """
     import numpy as np
 
     from geosound.space.shared import load_shared_space
 
     start = time.perf_counter()
     space = load_shared_space(None)
+    _use_backend(space, backend)
     space.embed_images(np.zeros((1, BANDS, TILE, TILE), np.float32))  # loads EfficientNet
     seconds = time.perf_counter() - start
     space.embed_images(np.zeros((2, BANDS, TILE, TILE), np.float32))  # first-call allocations
     return space, seconds
+
+
+def _use_backend(space: Any, backend: str) -> None:
+    """Run the space's image encoder on ``backend`` from now on, in this process.
+
+    ``wheel`` is the encoder as it was before issue 12: the ``efficientnet_lite_pytorch``
+    network's own ``extract_features`` in torch eager (separate batch norms, a pad before every
+    convolution, contiguous memory), the baseline every "vs before" ratio divides by.
+    """
+    encoder = space.encoders["image"]
+    model = encoder.model  # loaded before the runners change
+    with encoder._lock:
+        encoder._runners.clear()
+        if backend == "wheel":
+            encoder.backend = "torch"
+            encoder._runners[(0, 0, 0)] = model.extract_features
+        else:
+            encoder.backend = backend
 
 
 def _fresh(path: Path) -> Path:
@@ -181,7 +211,7 @@ def run_compute(opts: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    space, load_seconds = _load_space()
+    space, load_seconds = _load_space(opts.get("backend", "torch"))
     default_threads = torch.get_num_threads()
     encoder = space.encoders["image"]
     one = np.random.default_rng(0).uniform(size=(1, BANDS, TILE, TILE)).astype(np.float32)
@@ -240,6 +270,57 @@ def run_compute(opts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_profile(opts: dict[str, Any]) -> dict[str, Any]:
+    """Where the encoder's time goes: torch profiler ops by self CPU time, batch 64 (no I/O)."""
+    import numpy as np
+    from torch.profiler import ProfilerActivity, profile
+
+    space, _ = _load_space(opts["backend"])
+    encoder = space.encoders["image"]
+    batch = np.random.default_rng(1).uniform(size=(64, BANDS, TILE, TILE)).astype(np.float32)
+    encoder.encode(batch)
+    batches = int(opts["batches"])
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(batches):
+            encoder.encode(batch)
+    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return {
+        "backend": opts["backend"],
+        "batches": batches,
+        "total_self_cpu_us": total,
+        "ops": [
+            {"name": e.key, "self_cpu_us": e.self_cpu_time_total, "calls": e.count}
+            for e in events[: int(opts["top"])]
+        ],
+    }
+
+
+def run_loaded(opts: dict[str, Any]) -> dict[str, Any]:
+    """encoder+head batch 64 at each thread count, best of rounds: the busy-machine rows."""
+    import numpy as np
+    import torch
+
+    space, _ = _load_space(opts.get("backend", "torch"))
+    default_threads = torch.get_num_threads()
+    batch = np.random.default_rng(1).uniform(size=(64, BANDS, TILE, TILE)).astype(np.float32)
+
+    def work() -> int:
+        space.embed_images(batch)
+        return 64
+
+    rates: dict[str, list[float]] = {}
+    for _ in range(int(opts["rounds"])):
+        for threads in _thread_counts(default_threads):
+            torch.set_num_threads(threads)
+            work()  # a session for this thread count (exported backends)
+            rates.setdefault(f"enc64_t{threads}", []).append(
+                _best_rate(work, 1, float(opts["round_seconds"]))[0]
+            )
+    torch.set_num_threads(default_threads)
+    return {"torch_threads": default_threads, "rates": {k: max(v) for k, v in rates.items()}}
+
+
 def run_ours(opts: dict[str, Any]) -> dict[str, Any]:
     """embed_region on a fresh cache (timed), then the first query, then a re-query."""
     import torch
@@ -247,7 +328,7 @@ def run_ours(opts: dict[str, Any]) -> dict[str, Any]:
     from geosound.mapping.products import query_layers
     from geosound.mapping.region import embed_region
 
-    space, load_seconds = _load_space()
+    space, load_seconds = _load_space(opts.get("backend", "torch"))
     space.embed_texts(["warm up the text encoder"])
     cache_path = _fresh(Path(opts["cache"]))
     baseline = _rss_now()
@@ -294,7 +375,7 @@ def run_naive(opts: dict[str, Any]) -> dict[str, Any]:
 
     from geosound.geo import get_preset, to_rgb
 
-    space, load_seconds = _load_space()
+    space, load_seconds = _load_space(opts.get("backend", "torch"))
     preset = get_preset(PRESET)
     baseline = _rss_now()
     tiles, checksum = 0, 0.0
@@ -487,6 +568,8 @@ def run_rss(opts: dict[str, Any]) -> dict[str, Any]:
 
 RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "compute": run_compute,
+    "profile": run_profile,
+    "loaded": run_loaded,
     "ours": run_ours,
     "naive": run_naive,
     "dask": run_dask,
@@ -672,10 +755,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: small sizes, every measurement in this process, no OMP variant, "
+        help="smoke run: small sizes, every measurement in this process, no PASSIVE variant, "
         "no CLI re-query",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated sections not to run: dask (4), rss (5), busy (6); e.g. to "
+        "measure the encoder alone on a shared machine without writing the 20,000 px raster",
+    )
     parser.add_argument("--child", choices=tuple(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--child-opts", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -721,6 +810,42 @@ def main(argv: list[str] | None = None) -> int:
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the same measurements: a process environment and an encoder backend.
+
+    ``backend`` is a geosound encoder backend, or ``wheel``: the encoder as it was before
+    issue 12 (see :func:`_use_backend`).
+    """
+
+    env: dict[str, str] | None = None
+    backend: str = "torch"
+
+
+#: What each variant label means, printed under the table.
+VARIANT_NOTES = {
+    ", before": "the image encoder as before issue 12 (the wheel's network in torch eager: "
+    "separate batch norms, a pad before every convolution)",
+    ", onnx": "the image encoder on ONNX Runtime (--encoder-backend onnx)",
+    ", openvino": "the image encoder on OpenVINO (--encoder-backend openvino)",
+    ", PASSIVE": "a process started with OMP_WAIT_POLICY=PASSIVE (OpenMP threads sleep at "
+    "once at a barrier instead of spinning)",
+}
+
+
+def _variants(inproc: bool) -> dict[str, Variant]:
+    """As shipped (torch, first), before, the other installed backends, and PASSIVE."""
+    import importlib.util
+
+    variants = {"": Variant(), ", before": Variant(backend="wheel")}
+    for backend, package in (("onnx", "onnxruntime"), ("openvino", "openvino")):
+        if importlib.util.find_spec(package) is not None and not (inproc and backend != "onnx"):
+            variants[f", {backend}"] = Variant(backend=backend)
+    if not inproc:  # an environment needs a fresh process
+        variants[", PASSIVE"] = Variant(env=PASSIVE)
+    return variants
+
+
 @dataclass
 class _Setup:
     """What every section needs: the options, the rasters and where caches go."""
@@ -730,7 +855,7 @@ class _Setup:
     rasters: dict[int, Path]
     caches: Path
     inproc: bool
-    variants: dict[str, dict[str, str] | None]
+    variants: dict[str, Variant]
 
     @property
     def raster(self) -> Path:
@@ -765,13 +890,15 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
     load_start = load_average()
     _print_machine(machine, load_start)
     setup = _prepare(args, workdir, tiling)
+    profiles = _profiles(setup)
     measured = _measure_throughput(setup)
     rows, limit = _throughput_rows(measured, args.matmul_n)
     _print_throughput(setup, measured, rows, limit)
     requery = _requery(setup, measured)
-    dask_runs, steady = _dask(setup, measured, trim_at_start)
-    rss_runs = _rss(setup)
-    probe = _whole_grid(setup)
+    skip = set(filter(None, args.skip.split(",")))
+    dask_runs, steady = _dask(setup, measured, trim_at_start) if "dask" not in skip else ([], {})
+    rss_runs, probe = (_rss(setup), _whole_grid(setup)) if "rss" not in skip else ([], {})
+    busy = _busy(setup) if "busy" not in skip else {}
     load_end = load_average()
     elapsed = time.perf_counter() - started
     print(f"load average (1/5/15 min) at end {load_end}; whole run {elapsed:.0f} s")
@@ -796,6 +923,8 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
             "dask_steady_tiles_per_s": {str(k): v for k, v in steady.items()},
             "rss": rss_runs,
             "whole_grid": probe,
+            "profiles": profiles,
+            "busy": busy,
             "seconds": elapsed,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -833,16 +962,14 @@ def _prepare(args: argparse.Namespace, workdir: Path, tiling: ModuleType) -> _Se
         f"tile {TILE} px, stride {TILE}, chunk_rows {args.chunk_rows}; measurements {where}; "
         "model loading is timed apart and is in no tiles/s"
     )
-    variants: dict[str, dict[str, str] | None] = {"": None}
-    if not inproc:
-        variants[", PASSIVE"] = PASSIVE
-    return _Setup(args, workdir, rasters, caches, inproc, variants)
+    return _Setup(args, workdir, rasters, caches, inproc, _variants(inproc))
 
 
 def _ensure_rasters(args: argparse.Namespace, workdir: Path, tiling: ModuleType) -> dict[int, Path]:
     """Each raster size once, in the page cache, so no section times a cold disk."""
     rasters: dict[int, Path] = {}
-    for size in sorted({args.size, args.big_size, args.small_size}):
+    sizes = {args.size} if "rss" in args.skip.split(",") else set()
+    for size in sorted(sizes or {args.size, args.big_size, args.small_size}):
         start = time.perf_counter()
         path, reused = tiling.ensure_synthetic(workdir, size, BANDS)
         how = "reused" if reused else f"written in {time.perf_counter() - start:.1f} s"
@@ -876,13 +1003,16 @@ def _measure_throughput(setup: _Setup) -> _Throughput:
     compute: dict[str, dict[str, Any]] = {}
     ours_runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     naive_runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-    for variant, env in variants.items():
-        compute[variant] = run_child("compute", compute_opts, env, inproc)
+    for variant, how in variants.items():
+        opts = {**compute_opts, "backend": how.backend}
+        compute[variant] = run_child("compute", opts, how.env, inproc)
     for i in range(args.repeat):
-        for k, (variant, env) in enumerate(variants.items()):
+        for k, (variant, how) in enumerate(variants.items()):
             cache = str(setup.caches / f"ours{k}_{i}.zarr")
-            ours_runs[variant].append(run_child("ours", {**base, "cache": cache}, env, inproc))
-            naive_runs[variant].append(run_child("naive", naive_opts, env, inproc))
+            opts = {**base, "cache": cache, "backend": how.backend}
+            ours_runs[variant].append(run_child("ours", opts, how.env, inproc))
+            opts = {**naive_opts, "backend": how.backend}
+            naive_runs[variant].append(run_child("naive", opts, how.env, inproc))
     ours = {v: min(runs, key=lambda r: r["seconds"]) for v, runs in ours_runs.items()}
     naive = {v: max(runs, key=rate) for v, runs in naive_runs.items()}
     shipped = compute[""]
@@ -979,11 +1109,10 @@ def _print_throughput(setup: _Setup, measured: _Throughput, rows: list[Row], lim
         f"1+2. embedding throughput, tile {TILE} px, {threads} torch threads unless 'thr' says "
         "otherwise; vs matmul = GFLOP/s over the best matmul row's"
     )
-    if len(setup.variants) > 1:
-        print(
-            "PASSIVE: the same in a process started with OMP_WAIT_POLICY=PASSIVE (OpenMP "
-            "threads sleep at once at a barrier instead of spinning); other rows as shipped"
-        )
+    for variant in setup.variants:
+        if variant:
+            print(f"{variant[2:]}: the same with {VARIANT_NOTES[variant]}")
+    print("rows without a variant: as shipped (torch backend: batch norm folded, channels-last)")
     print(TABLE_HEADER)
     for row in rows:
         print(row.text(limit))
@@ -1015,20 +1144,54 @@ def _print_throughput(setup: _Setup, measured: _Throughput, rows: list[Row], lim
 def _print_throughput_ratios(setup: _Setup, measured: _Throughput, limit: float) -> None:
     """Ours against naive, the encoder alone and the matmul limit: the numbers that compare."""
     threads, flops, compute = measured.threads, measured.flops, measured.compute
-    enc64 = compute[""]["rates"][f"enc64_t{threads}"]["per_s"]
+    before = rate(measured.ours[", before"])
+    key = f"enc64_t{threads}"
     for variant in setup.variants:
         ours_rate = rate(measured.ours[variant])
         print(
             f"ratios{variant or ' (as shipped)'}: ours/naive = "
             f"{ratio(ours_rate, rate(measured.naive[variant])):.2f}x, "
+            f"ours/before = {ratio(ours_rate, before):.2f}x, "
             f"ours/encoder-only(batch 64) = "
-            f"{ratio(ours_rate, compute[variant]['rates'][f'enc64_t{threads}']['per_s']):.2f}x, "
+            f"{ratio(ours_rate, compute[variant]['rates'][key]['per_s']):.2f}x, "
             f"ours vs matmul limit = {ratio(ours_rate * flops / 1e9, limit):.1%}"
         )
+    for variant in setup.variants:
+        enc64 = compute[variant]["rates"][key]["per_s"]
+        print(
+            f"encoder-only batch 64 ({threads} thr{variant or ', as shipped'}) vs matmul limit = "
+            f"{ratio(enc64 * flops / 1e9, limit):.1%}, vs before = "
+            f"{ratio(enc64, compute[', before']['rates'][key]['per_s']):.2f}x"
+        )
+
+
+# --------------------------------------------------------------------------- 0: profile
+
+
+def _profiles(setup: _Setup) -> list[dict[str, Any]]:
+    """Section 0: where the encoder's time goes, before and as shipped (torch profiler)."""
+    top = 8 if setup.inproc else 12
+    opts = {"batches": 2 if setup.inproc else 5, "top": top}
+    profiles = [
+        run_child("profile", {**opts, "backend": backend}, None, setup.inproc)
+        for backend in ("wheel", "torch")
+    ]
+    print()
     print(
-        f"encoder-only batch 64 ({threads} thr, as shipped) vs matmul limit = "
-        f"{ratio(enc64 * flops / 1e9, limit):.1%}"
+        f"0. where the image encoder's time goes: torch profiler, {opts['batches']} batches of 64 "
+        f"tiles ({TILE} px), encoder only, top {top} ops by self CPU time"
     )
+    labels = ("before (wheel network, eager)", "as shipped (torch)")
+    for label, profile in zip(labels, profiles, strict=True):
+        total = profile["total_self_cpu_us"]
+        print(f"{label}: {total / 1e6:.2f} s self CPU in all")
+        print(f"  {'op':<36} {'self CPU ms':>11} {'share':>6} {'calls':>6}")
+        for op in profile["ops"]:
+            print(
+                f"  {op['name'][:36]:<36} {op['self_cpu_us'] / 1e3:>11.1f} "
+                f"{ratio(op['self_cpu_us'], total):>6.1%} {op['calls']:>6}"
+            )
+    return profiles
 
 
 # --------------------------------------------------------------------------- 3: re-query
@@ -1095,7 +1258,7 @@ def _dask(
         f"{'steady tiles/s':>14} {'overall tiles/s':>15} {'torch thr':>9}  {MALLOC_TRIM}"
     )
     for variant in setup.variants:
-        label = "0 (in-proc)" if not variant else "0 PASSIVE"
+        label = f"0{variant[1:]}" if variant else "0 (in-proc)"
         run = measured.ours[variant]
         print(
             f"{label:<12} {0.0:>10.2f} {run['seconds']:>8.2f} {'-':>11} "
@@ -1242,6 +1405,53 @@ def _whole_grid(setup: _Setup) -> dict[str, Any]:
         f"{probe['seconds']:.2f} s, {probe['rss_held'] / MB:.0f} MB held"
     )
     return probe
+
+
+# --------------------------------------------------------------------------- 6: busy machine
+
+
+@contextlib.contextmanager
+def busy_loops(count: int) -> Any:
+    """``count`` processes that spin on a CPU each: a machine whose cores other work wants."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        time.sleep(0.5)  # let them get onto the cores
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def _busy(setup: _Setup) -> dict[str, Any]:
+    """Section 6: encoder+head at batch 64 with one busy loop per core, per variant.
+
+    What OpenMP's spin-wait does to torch when other work shares the cores (item 5 of
+    issue 12), next to PASSIVE and the exported backends; the quiet figures are section 1's.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = int(cores or 1)
+    opts = {"rounds": 1 if setup.inproc else 2, "round_seconds": 0.3 if setup.inproc else 1.0}
+    results: dict[str, dict[str, Any]] = {}
+    for variant, how in setup.variants.items():
+        with busy_loops(count):
+            results[variant] = run_child(
+                "loaded", {**opts, "backend": how.backend}, how.env, setup.inproc
+            )
+    threads = results[""]["torch_threads"]
+    print()
+    print(
+        f"6. busy machine: encoder+head only, batch 64, with {count} busy-loop processes "
+        f"(one per usable core) running beside it; tiles/s, best of {opts['rounds']} rounds"
+    )
+    print(f"{'variant':<14} " + " ".join(f"{f'{t} thr':>9}" for t in _thread_counts(threads)))
+    for variant, result in results.items():
+        rates = result["rates"]
+        print(
+            f"{variant[2:] or 'as shipped':<14} "
+            + " ".join(f"{rates[f'enc64_t{t}']:>9.1f}" for t in _thread_counts(threads))
+        )
+    return {"busy_loops": count, "results": results}
 
 
 if __name__ == "__main__":

@@ -114,3 +114,29 @@ def test_backend_setting_reaches_new_encoders_and_is_checked(
     monkeypatch.setenv(BACKEND_VARIABLE, "jax")
     with pytest.raises(EncoderError, match=BACKEND_VARIABLE):
         get_encoder("efficientnet-lite0")
+
+
+def test_map_refuses_an_unknown_encoder_backend(run_cli, tmp_path: Path) -> None:
+    demo = assets_dir() / "demo_naip_nd_2020.tif"
+    result = run_cli("map", str(demo), "--out", str(tmp_path / "out"), "--text", "birds",
+                     "--encoder-backend", "tensorrt")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--encoder-backend" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_map_runs_the_image_encoder_on_the_backend_asked_for(run_cli, tmp_path: Path) -> None:
+    if not backend_installed("onnx"):
+        pytest.skip("onnx backend: onnxruntime is not installed")
+    demo = assets_dir() / "demo_naip_nd_2020.tif"
+    cache = tmp_path / "cache"
+    result = run_cli(
+        "map", str(demo), "--out", str(tmp_path / "out"), "--text", "birds", "--tile", "64",
+        "--encoder-backend", "onnx", "--progress", "none", env={"GEOSOUND_CACHE": str(cache)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # The export the onnx backend runs on was built (in this run's cache) for the map's tiles.
+    assert [p.name for p in (cache / "encoders").iterdir()] == [
+        f"efficientnet-lite0@1.64x64.v{EXPORT_FORMAT}.onnx"
+    ]

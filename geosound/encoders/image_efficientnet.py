@@ -67,7 +67,7 @@ class EfficientNetLite0Encoder(Encoder):
         self.input_size = input_size
         chosen = check_backend(backend) if backend is not None else encoder_backend()
         self.backend: EncoderBackend = chosen if self.device.type == "cpu" else "torch"
-        self._runners: dict[tuple[int, int], FeatureRunner] = {}
+        self._runners: dict[tuple[int, int, int], FeatureRunner] = {}
 
     @property
     @override
@@ -111,16 +111,20 @@ class EfficientNetLite0Encoder(Encoder):
         return ((batch - IMAGENET_MEAN) / IMAGENET_STD).to(self.device)
 
     def _runner(self, batch: torch.Tensor) -> FeatureRunner:
-        """The runner of this input size (an ONNX export is traced at one size)."""
-        size = (int(batch.shape[-2]), int(batch.shape[-1]))
+        """The runner of this input size and torch thread count.
+
+        An ONNX export is traced at one size, and the runtimes fix their thread pool when a
+        session is made, so a later ``torch.set_num_threads`` gets a session of its own.
+        """
+        key = (int(batch.shape[-2]), int(batch.shape[-1]), torch.get_num_threads())
         model = self.model
         with self._lock:
             if self.backend == "torch":
-                size = (0, 0)  # one runner serves every size
-            if size not in self._runners:
+                key = (0, 0, 0)  # one runner serves every size and follows torch's threads
+            if key not in self._runners:
                 folded = FoldedEfficientNet(model).to(self.device)
-                self._runners[size] = make_runner(self.backend, folded, self.id, batch[:1])
-            return self._runners[size]
+                self._runners[key] = make_runner(self.backend, folded, self.id, batch[:1])
+            return self._runners[key]
 
     def _encode_batch(self, items: EncoderInput) -> Encoding:
         batch = self._prepare(items)
