@@ -1,9 +1,9 @@
 """Smoke test of benchmarks/bench_map.py, so the benchmark cannot rot between runs.
 
 It runs the real script with ``--quick`` (small rasters, every measurement in one process, a
-real Dask LocalCluster with 1 and 2 workers, the before and onnx encoder variants) and checks the report's shape, its exit code and
-the counts that must hold on any machine (tiles, tokens, FLOPs adding up). Tests never assert
-on time. Slow: about a minute.
+real Dask LocalCluster with 1 and 2 workers, the before and onnx encoder variants) and checks
+the report's shape, its exit code and the counts that must hold on any machine (tiles, tokens,
+FLOPs adding up). Tests never assert on time. Slow: a minute or two (ten on a busy machine).
 """
 
 from __future__ import annotations
