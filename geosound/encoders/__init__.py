@@ -11,6 +11,10 @@ name                          modality  dim    weights
 ``clap-audio``/``clap-text``  audio/    512    LAION-CLAP from a local checkpoint the user gives
                               text
 ============================  ========  =====  =========================================
+
+The image encoder runs on torch (batch norm folded, channels-last), ONNX Runtime or OpenVINO:
+``encoder_backend`` (``get_encoder(..., backend=...)``, :func:`set_encoder_backend`,
+``GEOSOUND_ENCODER_BACKEND``, ``geosound map --encoder-backend``); the outputs agree to 1e-4.
 """
 
 from geosound.encoders import audio_aisfx, clap, image_efficientnet, text_minilm  # noqa: F401
@@ -18,9 +22,11 @@ from geosound.encoders.base import (
     Encoder,
     Encoding,
     available_encoders,
+    encoder_backend,
     get_encoder,
     pad_tokens,
     register_encoder,
+    set_encoder_backend,
 )
 
 DEFAULT_ENCODERS = {"image": "efficientnet-lite0", "audio": "aisfx", "text": "minilm-l6"}
@@ -30,7 +36,9 @@ __all__ = [
     "Encoder",
     "Encoding",
     "available_encoders",
+    "encoder_backend",
     "get_encoder",
     "pad_tokens",
     "register_encoder",
+    "set_encoder_backend",
 ]
