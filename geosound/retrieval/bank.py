@@ -18,8 +18,9 @@ beside the index and checked when a caller says which space it will query from
 * ``ivf`` — IVF-PQ finds ``k_factor·k`` candidates, which faiss (``IndexRefineFlat``)
   re-ranks exactly against the float vectors: recall@10 0.99+ and exact scores at a fraction
   of a flat scan's time (see :func:`ivf_params`). The float vectors are memory-mapped from
-  ``index.faiss`` when the bank is loaded, so the process holds only the PQ codes, lists and
-  centroids (~7 % of flat at D=512) and the kernel pages in the rows re-ranking touches.
+  ``index.faiss`` when the bank is loaded, so memory holds what every search reads (PQ codes,
+  lists, centroids: 6.4 % of flat at 1M × 512) and the kernel pages in the float rows
+  re-ranking touches (page cache, dropped under pressure; then re-ranking reads the disk).
   Auto's choice from :data:`AUTO_FLAT_LIMIT` vectors on.
 * ``hnsw`` — a graph over the float vectors, all in memory (~106 % of flat); fast to search
   but minutes per million vectors to build. Never chosen by auto since ``ivf`` exists.
@@ -609,7 +610,8 @@ def ivf_params(
     and the coarse quantiser's share of a query (nlist·D multiply-adds) small. At most 39
     training vectors per list, as faiss advises: the build is mostly k-means. ``nprobe`` and
     ``k_factor`` were tuned on the benchmark's real-like banks (benchmarks/bench_bank.py),
-    whose near neighbours differ by a few thousandths of cosine.
+    whose near neighbours differ by a few thousandths of cosine: at 1M, nprobe 4 / 8 with
+    k_factor 10 gave recall@10 0.966 / 0.988, and k_factor 5 lost 0.02-0.04.
 
     Raises:
         BankError: Fewer than :data:`IVFPQ_MIN_VECTORS` vectors, or ``pq_m`` not dividing D.
@@ -630,10 +632,11 @@ def choose_kind(kind: str, count: int) -> IndexKind:
 
     The rule: ``flat`` (exact) below :data:`AUTO_FLAT_LIMIT` vectors, ``ivf`` from there on.
     Below the limit an exact scan takes a few ms a query; above it ``ivf`` keeps recall@10
-    ≥ 0.95 with exact scores, builds several times faster than HNSW and holds the float
-    vectors on disk, not in memory. HNSW and IVF-PQ are only used when asked for. A
-    collection too large for one machine is sharded (:mod:`geosound.retrieval.shards`), and
-    this rule applies within each shard.
+    ≥ 0.95 with exact scores (0.989 on the benchmark's 1M real-like bank, where HNSW reached
+    0.939) and holds the float vectors on disk, not in memory (6.4 % of flat's memory at 1M;
+    benchmarks/results/bank_2026-12-02.txt). It builds in about HNSW's time on 2 cores.
+    HNSW and IVF-PQ are only used when asked for. A collection too large for one machine is
+    sharded (:mod:`geosound.retrieval.shards`), and this rule applies within each shard.
 
     Raises:
         BankError: An unknown kind.
