@@ -51,9 +51,11 @@ STREAM_SECONDS = 30.0
 """Recordings longer than this are streamed; shorter ones are encoded whole, as always."""
 STREAM_WINDOW_SECONDS = 10.0
 """Seconds of audio decoded and turned into log-mel frames at a time when streaming."""
-NETWORK_BATCH_BLOCKS = 12
-"""aiSFX blocks per forward pass. The CNN's activations are ~10 MB a block: small batches
-stay in cache, and a batch of 48 blocks measured slower per block than one of 12."""
+NETWORK_BATCH_BLOCKS = 48
+"""aiSFX blocks per forward pass (16 five-second clips). On the 2 shared cores the network
+did 10.7 blocks/s at 48 blocks per pass, 6.8 at 12 and 3.2 at 3 (benchmarks/results/
+audio_2026-12-01.txt): every pass pays a few hundred OpenMP barriers, which a busy machine
+makes expensive, so fewer, larger passes win."""
 PREPARE_WORKERS = 1
 """Threads decoding and resampling ahead of the network (see the module docstring)."""
 
