@@ -359,7 +359,13 @@ def format_suite(result: SuiteResult, title: str, confusion_of: str | None = Non
             (default: the last method row of the land-cover table).
     """
     counts = ", ".join(f"{v} {k}" for k, v in result.counts.items())
-    lines = [title, "", f"Items: {counts}.", ""]
+    noise = ", ".join(
+        f"±{0.5 / np.sqrt(n):.3f} on {n}" for n in sorted({v for k, v in result.counts.items()
+                                                         if "train" not in k})
+    )  # fmt: skip
+    lines = [title, "", f"Items: {counts}.", "",
+             f"Noise: a share near 0.5 has a binomial standard error of {noise} items; read "
+             "smaller differences as noise.", ""]  # fmt: skip
     lines += ["Zero-shot land cover from sound prompts (top-1; 'balanced' = mean per-class "
               "accuracy)", ""]  # fmt: skip
     lines += _table(result.landcover, "method")
