@@ -251,7 +251,9 @@ class ShardedBank:
         if client is None:
             parts = [self._search_here(number, data, k) for number in range(len(self.shards))]
         else:
-            shared = client.scatter(data, broadcast=True)
+            # A key of its own (hash=False): the same queries scattered again by the next
+            # search would otherwise share the key this search's future releases.
+            shared = client.scatter(data, broadcast=True, hash=False)
             futures = [
                 client.submit(search_shard, str(shard), shared, k, pure=False)
                 for shard in self.shards
