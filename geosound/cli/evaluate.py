@@ -78,7 +78,7 @@ def evaluate_command(
     paths = [checkpoint] if checkpoint else default_checkpoint_paths()
     paths += list(compare or [])
     loaded = [load_checkpoint(path) for path in paths]
-    settings = TrainConfig.from_dict(loaded[0].info.get("train_config", {}))
+    settings = TrainConfig.from_recorded(loaded[0].info.get("train_config", {}))
     root = Path(data_dir or dev_data_dir())
     with progress_reporter(progress, "evaluate") as report:
         features = load_features(root, settings, work, progress=lambda f, m: report(0.6 * f, m))
