@@ -117,7 +117,9 @@ def ground_tile(
         return GroundTile(int(pixels), pixels * pixel_m, pixel_m, "--tile")
     chosen_by: TileChoice = "checkpoint" if tile_m is None else "--tile-m"
     metres = float(trained_m if tile_m is None else tile_m)
-    count = max(1, round(metres / pixel_m))
+    # The model's own size never goes under two pixels (a coarse raster): the sidecar then
+    # records the larger ground size the tiles really cover.
+    count = max(2, round(metres / pixel_m))
     if tile_m is not None:
         if tile_m < 2 * pixel_m:
             raise RasterError(
