@@ -84,27 +84,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
             its recorded model id; the message names it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("checkpoint not found", path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if "weights only load failed" in reason.lower():  # torch's hint to unpickle: never
-            reason = "not a plain-tensor torch file; geosound never unpickles code"
-        raise InputError(f"not a readable checkpoint ({reason})", path) from None
-    except Exception as error:  # a text file or random bytes: the unpickler fails any which way
-        raise InputError(
-            f"not a geosound checkpoint (unreadable: {type(error).__name__})", path
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError("not a geosound Sat2Sound checkpoint", path)
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise InputError(
-            f"checkpoint format version {payload.get('format_version')} is not supported "
-            f"(this geosound reads {FORMAT_VERSION})",
-            path,
-        )
+    payload = read_payload(path, FORMAT, FORMAT_VERSION, "Sat2Sound")
     try:
         model = Sat2Sound(Sat2SoundConfig.from_dict(payload["config"]))
         model.load_state_dict(payload["state_dict"])
@@ -179,3 +159,43 @@ def trained_tile_m(info: dict[str, Any]) -> float:
     """The tile ground size a checkpoint's ``info`` records, else :data:`DEFAULT_TILE_M`."""
     value = info.get("tile_m")
     return float(value) if isinstance(value, int | float) and value > 0 else DEFAULT_TILE_M
+
+
+def read_payload(path: Path, form: str, version: int, kind: str) -> dict[str, Any]:
+    """A geosound checkpoint's payload, read with ``weights_only=True`` and its header checked.
+
+    Every geosound checkpoint kind (Sat2Sound, SounDiT) is a dict of tensors and builtins with
+    a ``format`` name and ``format_version``; this is the one place that refuses anything else.
+
+    Args:
+        path: The file.
+        form: The ``format`` the file must name.
+        version: The ``format_version`` this geosound reads.
+        kind: The model's name for messages ("Sat2Sound").
+
+    Raises:
+        InputError: Missing or unreadable file, a pickle that is not plain tensors, another
+            format or version; the message names the file.
+    """
+    if not path.is_file():
+        raise InputError(f"{kind} checkpoint not found", path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights only load failed" in reason.lower():  # torch's hint to unpickle: never
+            reason = "not a plain-tensor torch file; geosound never unpickles code"
+        raise InputError(f"not a readable checkpoint ({reason})", path) from None
+    except Exception as error:  # a text file or random bytes: the unpickler fails any which way
+        raise InputError(
+            f"not a geosound checkpoint (unreadable: {type(error).__name__})", path
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != form:
+        raise InputError(f"not a geosound {kind} checkpoint", path)
+    if payload.get("format_version") != version:
+        raise InputError(
+            f"{kind} checkpoint format version {payload.get('format_version')} is not "
+            f"supported (this geosound reads {version})",
+            path,
+        )
+    return payload

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from torch import Tensor
 from geosound.atomic import atomic_path
 from geosound.errors import InputError
 from geosound.models.autoencoder import LatentCodec
+from geosound.models.checkpoint import read_payload
 from geosound.models.soundit import SounDiT, SounDiTConfig
 
 FORMAT = "geosound-soundit"
@@ -104,25 +103,7 @@ def load_generator(path: str | os.PathLike[str]) -> LoadedGenerator:
             config, or weights edited after saving (the recorded id no longer matches).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("generator checkpoint not found", path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if "weights only load failed" in reason.lower():
-            reason = "not a plain-tensor torch file; geosound never unpickles code"
-        raise InputError(f"not a readable checkpoint ({reason})", path) from None
-    except Exception as error:  # random bytes fail the unpickler in any number of ways
-        raise InputError(f"not a geosound checkpoint ({type(error).__name__})", path) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError("not a geosound SounDiT checkpoint", path)
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise InputError(
-            f"SounDiT checkpoint format {payload.get('format_version')} is not supported "
-            f"(this geosound reads {FORMAT_VERSION})",
-            path,
-        )
+    payload = read_payload(path, FORMAT, FORMAT_VERSION, "SounDiT")
     try:
         model = SounDiT(SounDiTConfig.from_dict(payload["config"]))
         model.load_state_dict(payload["state_dict"])
