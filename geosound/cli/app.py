@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import signal
 import sys
@@ -381,6 +382,9 @@ def _internal(error: Exception) -> int:
 
 
 def _interrupted() -> int:
+    # A run stopped mid-chunk leaves zarr's async reads pending; asyncio would log each one as
+    # "Task was destroyed but it is pending!" at exit, after (and instead of) our last line.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     if _SIGNALLED["signal"] == signal.SIGTERM:
         return _fail("terminated", 128 + signal.SIGTERM)
     return _fail("interrupted", 130)
