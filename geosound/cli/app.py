@@ -339,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = _run(args)
         finally:
             _show_warnings(held)
+    if _SIGNALLED["signal"] is not None or code == 130:
+        _quiet_teardown()
     if code:
         sys.exit(code)
 
@@ -381,10 +383,19 @@ def _internal(error: Exception) -> int:
     )
 
 
-def _interrupted() -> int:
-    # A run stopped mid-chunk leaves zarr's async reads pending; asyncio would log each one as
-    # "Task was destroyed but it is pending!" at exit, after (and instead of) our last line.
+def _quiet_teardown() -> None:
+    """Keep an interrupted run's last line last.
+
+    A run stopped mid-chunk leaves zarr's async reads pending: at exit asyncio logs each task as
+    "Task was destroyed but it is pending!" and the garbage collector warns of each coroutine
+    "never awaited" (seen in CI after SIGTERM). Once the run has said it stopped, both are noise.
+    Set after ``catch_warnings`` has restored the filters, since the warnings come at shutdown.
+    """
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+
+
+def _interrupted() -> int:
     if _SIGNALLED["signal"] == signal.SIGTERM:
         return _fail("terminated", 128 + signal.SIGTERM)
     return _fail("interrupted", 130)
