@@ -257,3 +257,32 @@ def test_landscape_generator_uses_the_retrieved_scene_and_layout() -> None:
     )
     with pytest.raises(InputError, match="knowledge base is in x"):
         LandscapeGenerator(loaded, other)
+
+
+def test_generator_data_bundle_reads_back_the_strings_pandas_hands_out(tmp_path) -> None:
+    from geosound.training.generator import GeneratorData
+
+    pairs, tokens = 3, 2
+    strings = np.array(["train", "eval", "train"], dtype=object)  # what pandas' to_numpy gives
+    data = GeneratorData(
+        images=np.zeros((2, 3, 8, 8), np.uint8),
+        image_splits=np.array(["train", "eval"], dtype=object),
+        pair_ids=np.array(["a", "b", "c"], dtype=object),
+        pair_image=np.array([0, 1, 0]),
+        pair_splits=strings,
+        labels=np.array(["Forest", "River", "Forest"], dtype=object),
+        scene_index=np.array([0, 1, 0]),
+        lon=np.array([1.0, np.nan, 2.0]),
+        lat=np.array([3.0, np.nan, 4.0]),
+        sound_tokens=np.ones((pairs, tokens, 4), np.float32),
+        sound_mask=np.ones((pairs, tokens), bool),
+        sound_embedding=np.ones((pairs, 4), np.float32),
+        scene_words=np.array(["forest", "river"]),
+        scene_embeddings=np.ones((2, 5), np.float32),
+        meta={"sound_space": "sat2sound:x"},
+    )
+    loaded = GeneratorData.load(data.save(tmp_path / "generator_data.npz"))
+    assert loaded.pair_splits.tolist() == ["train", "eval", "train"]
+    assert loaded.labels.tolist() == ["Forest", "River", "Forest"]
+    assert loaded.meta == {"sound_space": "sat2sound:x"}
+    np.testing.assert_array_equal(loaded.lon, data.lon)

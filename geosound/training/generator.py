@@ -205,7 +205,9 @@ class GeneratorData:
         import json
 
         arrays = {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "meta"
+            f.name: _without_objects(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name != "meta"
         }
         arrays["sound_tokens"] = arrays["sound_tokens"].astype(np.float16)
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
@@ -329,6 +331,12 @@ def prepare_generator_data(
     data.save(bundle)
     report(1.0, "generator data ready")
     return data
+
+
+def _without_objects(array: np.ndarray) -> np.ndarray:
+    """Strings as fixed-width unicode: pandas hands out object arrays, which ``np.load``
+    refuses without pickle (and a bundle is read with ``allow_pickle=False``)."""
+    return array.astype(str) if array.dtype == object else array
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
