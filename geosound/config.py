@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -31,3 +34,19 @@ def cache_dir() -> Path:
 def assets_dir() -> Path:
     """Files shipped inside the package: the demo sample, label lists, checkpoints."""
     return PACKAGE_DIR / "assets"
+
+
+def check_known_fields(
+    config_class: type, data: Mapping[str, Any], what: str, error: type[Exception] = ValueError
+) -> None:
+    """Refuse keys that are not fields of the dataclass ``config_class``.
+
+    Strict on purpose: a misspelt key in a YAML file or checkpoint would otherwise silently
+    give the default setting.
+
+    Raises:
+        error: ``unknown <what>: <keys>``.
+    """
+    unknown = sorted(set(data) - {field.name for field in dataclasses.fields(config_class)})
+    if unknown:
+        raise error(f"unknown {what}: {', '.join(unknown)}")

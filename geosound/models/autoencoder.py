@@ -31,6 +31,7 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from torch import Tensor, nn
 
+from geosound.config import check_known_fields
 from geosound.errors import InputError
 
 
@@ -87,10 +88,7 @@ class AutoencoderConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AutoencoderConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown AutoencoderConfig keys: {', '.join(unknown)}")
+        check_known_fields(cls, data, "AutoencoderConfig keys")
         return cls(**dict(data))
 
 

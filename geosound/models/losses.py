@@ -19,13 +19,14 @@ reference learns one per pair, which we do not find worth the extra knobs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geosound.config import check_known_fields
 from geosound.models.sat2sound import ModalityOutput
 
 
@@ -108,9 +109,7 @@ class LossConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LossConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown LossConfig keys: {', '.join(unknown)}")
+        check_known_fields(cls, data, "LossConfig keys")
         return cls(**dict(data))
 
 

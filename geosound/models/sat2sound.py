@@ -70,6 +70,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geosound.config import check_known_fields
+
 # ---------------------------------------------------------------------------------------------
 # Configuration, presets
 # ---------------------------------------------------------------------------------------------
@@ -150,10 +152,7 @@ class Sat2SoundConfig:
         Unknown keys are an error rather than ignored: a misspelt key in a YAML file would
         otherwise silently train the default model.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown Sat2SoundConfig keys: {', '.join(unknown)}")
+        check_known_fields(cls, data, "Sat2SoundConfig keys")
         return cls(**dict(data))
 
 

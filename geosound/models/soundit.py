@@ -68,6 +68,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geosound.config import check_known_fields
+
 if TYPE_CHECKING:
     from geosound.models.sat2sound import Sat2Sound
 
@@ -156,10 +158,7 @@ class SounDiTConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SounDiTConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown SounDiTConfig keys: {', '.join(unknown)}")
+        check_known_fields(cls, data, "SounDiTConfig keys")
         return cls(**dict(data))
 
 

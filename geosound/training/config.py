@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from geosound.atomic import atomic_path
+from geosound.config import check_known_fields
 from geosound.errors import InputError
 
 
@@ -85,10 +86,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; a misspelt key is an error, not a silent default."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown training settings: {', '.join(unknown)}")
+        check_known_fields(cls, data, "training settings", InputError)
         values = dict(data)
         if "betas" in values:
             betas = values["betas"]

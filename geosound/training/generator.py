@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
 from geosound.atomic import atomic_path
+from geosound.config import check_known_fields
 from geosound.errors import DataError, InputError
 from geosound.models.autoencoder import (
     AutoencoderConfig,
@@ -120,10 +121,7 @@ class GeneratorTrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GeneratorTrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown generator training keys: {', '.join(unknown)}")
+        check_known_fields(cls, data, "generator training keys", InputError)
         return cls(**dict(data)).validate()
 
     def validate(self) -> GeneratorTrainConfig:
@@ -334,8 +332,10 @@ def prepare_generator_data(
 
 
 def _without_objects(array: np.ndarray) -> np.ndarray:
-    """Strings as fixed-width unicode: pandas hands out object arrays, which ``np.load``
-    refuses without pickle (and a bundle is read with ``allow_pickle=False``)."""
+    """Strings as fixed-width unicode, since a bundle is read back without pickle.
+
+    pandas hands out object arrays, which ``np.load(allow_pickle=False)`` refuses.
+    """
     return array.astype(str) if array.dtype == object else array
 
 
