@@ -1,4 +1,4 @@
-"""What every benchmark prints beside its numbers: the machine, its load, ratios.
+"""What every benchmark prints beside its numbers: the machine, its device, its load, ratios.
 
 Benchmarks run as scripts (``python benchmarks/bench_x.py``), so this module is imported by
 its plain name from the benchmarks folder.
@@ -17,7 +17,11 @@ from typing import Any
 
 
 def machine_info(**versions: str) -> dict[str, Any]:
-    """CPU, cores, memory, platform and library versions, printed with the numbers.
+    """CPU, cores, memory, platform, the device and library versions, printed with the numbers.
+
+    ``device`` is :func:`geosound.runtime.describe_device`: the GPU when the run was asked for
+    one (``GEOSOUND_DEVICE=cuda``), else the CPU with its threads and OpenMP wait policy, which
+    change CPU numbers as much as the processor does.
 
     Args:
         **versions: Versions of the libraries the benchmark measures (``faiss="1.15"``).
@@ -25,14 +29,11 @@ def machine_info(**versions: str) -> dict[str, Any]:
     import numpy as np
     import psutil
 
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from geosound.runtime import cpu_name, describe_device
+
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
+        "device": describe_device(),
         "nproc": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "ram_gb": round(psutil.virtual_memory().total / 1e9, 1),

@@ -9,6 +9,7 @@ import typer
 
 from geosound.cli.checks import check_checkpoint_file, check_output_folder
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
+from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
 DataDirOption = Annotated[
     Path | None,
@@ -41,6 +42,8 @@ def evaluate_command(
         ),
     ] = True,
     data_dir: DataDirOption = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Zero-shot tables of checkpoints on the dev eval split, beside baselines (dev figures).
@@ -57,6 +60,7 @@ def evaluate_command(
     for path, option in given:
         check_checkpoint_file(path, option)  # in milliseconds, before torch loads
     check_output_folder(work, "--work")
+    use_resources(threads, device)
 
     from geosound.config import dev_data_dir
     from geosound.encoders.base import encoder_from_id

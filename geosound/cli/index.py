@@ -14,6 +14,7 @@ from geosound.cli.checks import (
     option_error,
 )
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
+from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
 if TYPE_CHECKING:  # the CLI imports its heavy libraries inside the commands, to start fast
     import numpy as np
@@ -116,6 +117,8 @@ def build_command(
             help="Split the bank into shards of this many recordings, searched as one.", min=1
         ),
     ] = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Embed recordings into the shared space and save a faiss bank with their metadata."""
@@ -136,6 +139,7 @@ def build_command(
     # (Decoding every file here as well cost a second full decode of the collection.)
     for path in table["path"]:
         read_header(path)
+    use_resources(threads, device)
     space = SharedSpace.from_checkpoint(checkpoint)
     with progress_reporter(progress, "index") as report:
         report(0.0, f"embedding {len(table)} recordings")
@@ -167,6 +171,8 @@ def search_command(
     k: Annotated[int, typer.Option("-k", help="Number of hits.", min=1)] = 10,
     checkpoint: CheckpointOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Find the recordings nearest to a text, a recording or an image chip."""
     from geosound.errors import InputError
@@ -187,6 +193,7 @@ def search_command(
         check_input_file(image, "image chip", "--image")
     if checkpoint is not None:
         check_checkpoint_file(checkpoint, "--checkpoint")
+    use_resources(threads, device)
     space = SharedSpace.from_checkpoint(checkpoint)
     bank = open_bank(bank_folder, expected_space_id=space.space_id)
     if text is not None:

@@ -24,6 +24,7 @@ from geosound.cli.checks import (
     tile_m_callback,
 )
 from geosound.cli.progress import ProgressMode, ProgressOption, progress_reporter, report_outputs
+from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
 
 class EncoderBackendChoice(StrEnum):
@@ -118,6 +119,8 @@ def map_command(
             "GEOSOUND_ENCODER_BACKEND). Same embeddings to 1e-4; only the speed differs.",
         ),
     ] = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Embed every tile of a raster once, then write query, concept and retrieval layers.
@@ -131,6 +134,7 @@ def map_command(
         month, hours,
     )  # fmt: skip
     _use_encoder_backend(encoder_backend)
+    use_resources(threads, device)
     from geosound.mapping.maps import map_region
 
     with progress_reporter(progress, "map") as report:

@@ -17,6 +17,7 @@ import typer
 
 from geosound.cli.checks import check_input_file, check_output_file, check_output_folder
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
+from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,6 +91,8 @@ def sonify_command(
         typer.Option("--class", help="Only tiles of this EuroSAT class (repeatable)."),
     ] = None,
     k: Annotated[int, typer.Option("--k", help="Top-k of the retrieval's dynamic threshold.")] = 10,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Pair the dev satellite tiles with real ESC-50 clips through text (Seeing Sound)."""
@@ -111,6 +114,7 @@ def sonify_command(
     check_output_file(out, "--out")
     if render is not None:
         check_output_folder(render, "--render")
+    use_resources(threads, device)  # the text encoder that pairs tiles with clips
 
     with progress_reporter(progress, "sonify") as report:
         share = 0.8 if render is not None else 1.0

@@ -26,6 +26,7 @@ from geosound.cli.checks import (
     tile_m_callback,
 )
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
+from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
 if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
     import geopandas as gpd
@@ -132,6 +133,8 @@ def synthesize_command(
             "embedding chips of --raster.",
         ),
     ] = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Synthesise the soundscape of a place by mixing the real recordings nearest to it."""
@@ -156,6 +159,7 @@ def synthesize_command(
     from geosound.mapping.timeplace import Moment
 
     moment = Moment(month, hours[0] if hours else None)
+    use_resources(threads, device)
 
     from geosound.retrieval.bank import AudioBank
     from geosound.space.shared import SharedSpace

@@ -9,6 +9,7 @@ import typer
 
 from geosound.cli.checks import check_input_file, check_output_folder
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
+from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
 DataDirOption = Annotated[
     Path | None,
@@ -36,6 +37,8 @@ def train_command(
         ),
     ] = None,
     data_dir: DataDirOption = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Train Sat2Sound on the dev data (sonified EuroSAT tiles + ESC-50 clips) and evaluate it.
@@ -55,6 +58,7 @@ def train_command(
     if seed is not None:
         settings.seed = seed
     settings.validate()
+    use_resources(threads, device)
 
     from geosound.training.pipeline import run_training
 

@@ -163,7 +163,7 @@ class AisfxAudioEncoder(Encoder):
 
     Args:
         batch_size: Clips whose blocks are made together (one STFT per equal length).
-        device: Torch device of the network.
+        device: Where the network runs (default: the process's, see ``Encoder``).
         workers: Threads that decode and resample ahead of the network (0: inline).
         network_batch: Blocks per forward pass of the CNN.
     """
@@ -174,7 +174,7 @@ class AisfxAudioEncoder(Encoder):
     def __init__(
         self,
         batch_size: int = 16,
-        device: str = "cpu",
+        device: str | None = None,
         workers: int = PREPARE_WORKERS,
         network_batch: int = NETWORK_BATCH_BLOCKS,
     ) -> None:

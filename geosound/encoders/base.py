@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from geosound.errors import EncoderError
+from geosound.runtime import default_device, resolve_device
 
 Modality = Literal["image", "audio", "text"]
 EncoderBackend = Literal["torch", "onnx", "openvino"]
@@ -117,8 +118,17 @@ EncoderInput = Sequence[Any] | np.ndarray
 class Encoder(abc.ABC):
     """A frozen pretrained encoder of one modality.
 
-    Subclasses set the class attributes, implement :meth:`_load` (build the network, once) and
-    :meth:`_encode_batch` (one batch of at most ``batch_size`` items), and never train.
+    Subclasses set the class attributes, implement :meth:`_load` (build the network, once, on
+    :attr:`device`) and :meth:`_encode_batch` (one batch of at most ``batch_size`` items, moved
+    to :attr:`device`, returned on the CPU as float32), and never train.
+
+    Args:
+        batch_size: Items per forward pass.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (default: :func:`default_device`,
+            i.e. ``--device`` or ``GEOSOUND_DEVICE``, else the CPU).
+
+    Raises:
+        InputError: ``device`` is not usable here (no CUDA device, an unknown name).
     """
 
     name: ClassVar[str]
@@ -126,9 +136,12 @@ class Encoder(abc.ABC):
     dim: ClassVar[int]
     version: ClassVar[str] = "1"
 
-    def __init__(self, batch_size: int = 32, device: str = "cpu") -> None:
+    def __init__(self, batch_size: int = 32, device: str | None = None) -> None:
         self.batch_size = batch_size
-        self.device = torch.device(device)
+        # Where the network runs; its outputs always come back to the CPU (see Encoding).
+        # None: the process's device (``--device``, GEOSOUND_DEVICE), so that every encoder a
+        # command or a Dask worker builds follows it without being handed it.
+        self.device = default_device() if device is None else resolve_device(device)
         self._model: Any = None
         self._lock = threading.Lock()
 

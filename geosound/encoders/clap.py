@@ -429,7 +429,7 @@ class ClapAudioEncoder(Encoder):
         checkpoint: A local CLAP checkpoint (``.pt``). HTSAT-tiny, base and large are told
             apart from the shapes of its weights.
         batch_size: Clips per forward pass. HTSAT-tiny needs about 0.2 GB per clip on CPU.
-        device: Torch device to run on.
+        device: Where the network runs (default: the process's, see ``Encoder``).
         random_init: Build the network with random weights and no checkpoint, for tests and
             smoke checks. The encoder id then says ``random``, so that its outputs never mix
             with real embeddings in a cache.
@@ -451,7 +451,7 @@ class ClapAudioEncoder(Encoder):
         self,
         checkpoint: str | Path | None = None,
         batch_size: int = 8,
-        device: str = "cpu",
+        device: str | None = None,
         random_init: bool = False,
         *,
         audio_model: str | None = None,
@@ -534,7 +534,7 @@ class ClapTextEncoder(Encoder):
         checkpoint: A local CLAP checkpoint (``.pt``) with a RoBERTa text branch.
         text_model_dir: A local folder with roberta-base's config and tokenizer.
         batch_size: Texts per forward pass.
-        device: Torch device to run on.
+        device: Where the network runs (default: the process's, see ``Encoder``).
         trusted: As for :class:`ClapAudioEncoder`: allow unpickling a checkpoint that a
             weights-only load refuses.
 
@@ -550,7 +550,7 @@ class ClapTextEncoder(Encoder):
         checkpoint: str | Path | None = None,
         text_model_dir: str | Path | None = None,
         batch_size: int = 32,
-        device: str = "cpu",
+        device: str | None = None,
         *,
         trusted: bool = False,
     ) -> None:

@@ -45,7 +45,7 @@ class EfficientNetLite0Encoder(Encoder):
 
     Args:
         batch_size: Images per forward pass.
-        device: Torch device.
+        device: Where the network runs (default: the process's, see ``Encoder``).
         input_size: Resize images to this square size first (default: keep their size).
         backend: ``torch``, ``onnx`` or ``openvino`` (default: :func:`encoder_backend`).
             The exported backends run on the CPU; on another device torch is used.
@@ -59,7 +59,7 @@ class EfficientNetLite0Encoder(Encoder):
     def __init__(
         self,
         batch_size: int = 64,
-        device: str = "cpu",
+        device: str | None = None,
         input_size: int | None = None,
         backend: EncoderBackend | None = None,
     ):

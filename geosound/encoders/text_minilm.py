@@ -22,7 +22,7 @@ class MiniLMTextEncoder(Encoder):
     modality = "text"
     dim = 384
 
-    def __init__(self, batch_size: int = 64, device: str = "cpu") -> None:
+    def __init__(self, batch_size: int = 64, device: str | None = None) -> None:
         super().__init__(batch_size=batch_size, device=device)
 
     def _load(self) -> Any:

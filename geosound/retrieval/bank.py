@@ -56,6 +56,7 @@ import pandas as pd
 
 from geosound.atomic import atomic_folder, fsync_file
 from geosound.errors import InputError
+from geosound.runtime import requested_cuda_index
 from geosound.sidecar import now_iso, sidecar
 
 __all__ = [
@@ -209,6 +210,7 @@ class AudioBank:
         self.created = created or now_iso()
         # faiss aborts the process (a C++ assertion) when a memory-mapped index grows.
         self._memory_mapped = memory_mapped
+        self._searcher: _Searcher | None = None
 
     # ----------------------------------------------------------------------- build
 
@@ -327,6 +329,7 @@ class AudioBank:
             _apply_search_params(self.index, self.params)
             self._memory_mapped = False
         self.index.add(data)
+        self._searcher = None  # a GPU copy holds the old vectors
         self._metadata = pd.concat([self._metadata, table], ignore_index=True)
 
     # ----------------------------------------------------------------------- query
@@ -350,7 +353,9 @@ class AudioBank:
         if k < 1:
             raise BankError(f"k must be at least 1, got {k}")
         data = _normalised(queries, "queries", dim=self.dim, allow_1d=True)
-        scores, indices = self.index.search(data, min(k, len(self)))
+        if self._searcher is None or self._searcher.source is not self.index:
+            self._searcher = _Searcher(self.index)
+        scores, indices = self._searcher.index.search(data, min(k, len(self)))
         return BankHits(scores=scores, indices=indices.astype(np.int64), metadata=self._metadata)
 
     def recall_at_k(
@@ -703,6 +708,35 @@ def _apply_search_params(index: faiss.Index, params: Mapping[str, int]) -> None:
         index = faiss.downcast_index(index.base_index)
     if "nprobe" in params and hasattr(index, "nprobe"):
         index.nprobe = int(params["nprobe"])
+
+
+class _Searcher:
+    """The index a bank's searches run on: a GPU copy where asked for and possible, else its own.
+
+    A GPU is used only when the process was asked for one (``--device cuda``,
+    ``GEOSOUND_DEVICE``) and faiss has GPUs (the ``gpu`` extra, ``faiss.get_num_gpus()``);
+    kinds faiss cannot run on a GPU (``hnsw``; ``ivf``, whose exact re-ranking is a CPU index)
+    stay on the CPU. The copy is made on the first search (search parameters such as
+    ``nprobe`` are copied then), and its hits are bank rows as on the CPU, with scores to
+    float rounding.
+    """
+
+    def __init__(self, index: faiss.Index) -> None:
+        self.source = index
+        self.index = index
+        self.gpu: int | None = None
+        self._resources: Any = None  # kept alive as long as the GPU index that uses it
+        number = requested_cuda_index()
+        if number is None or not hasattr(faiss, "StandardGpuResources"):
+            return
+        if faiss.get_num_gpus() <= number:
+            return
+        try:
+            resources = faiss.StandardGpuResources()
+            self.index = faiss.index_cpu_to_gpu(resources, number, index)
+        except RuntimeError:  # "not implemented on GPU"
+            return
+        self._resources, self.gpu = resources, number
 
 
 def _check_space_id(space_id: object) -> str:
