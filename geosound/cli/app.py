@@ -40,7 +40,7 @@ from geosound.cli.checks import (
 )
 from geosound.cli.evaluate import evaluate_command
 from geosound.cli.evaluate_scene import evaluate_scene_command
-from geosound.cli.generate import train_generator_command
+from geosound.cli.generate import generate_command, train_generator_command
 from geosound.cli.index import index_app
 from geosound.cli.maps import map_command
 from geosound.cli.progress import (
@@ -79,6 +79,7 @@ app.command("sonify")(sonify_command)
 app.command("pairs")(pairs_command)
 app.command("train")(train_command)
 app.command("train-generator")(train_generator_command)
+app.command("generate")(generate_command)
 app.command("evaluate")(evaluate_command)
 app.command("evaluate-queries")(evaluate_queries_command)
 app.command("evaluate-scene")(evaluate_scene_command)

@@ -1,17 +1,45 @@
-"""``geosound train-generator``: SounDiT (autoencoder, then the DiT) from the dev data."""
+"""``geosound train-generator`` and ``geosound generate``: SounDiT, trained and used.
+
+``train-generator`` trains the autoencoder, then the DiT, from the dev data. ``generate``
+hears a recording and draws the landscape it sounds like: a PNG, or a GeoTIFF placed at
+``--lon/--lat`` in the local UTM zone; ``--points`` draws one per recording point of a layer
+and a VRT that shows them as one layer (geosound/generation/landscape.py).
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from geosound.cli.checks import check_output_folder
-from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
+from geosound.cli.checks import (
+    check_checkpoint_file,
+    check_input_file,
+    check_output_file,
+    check_output_folder,
+    option_error,
+    tile_m_callback,
+)
+from geosound.cli.progress import (
+    ProgressMode,
+    ProgressOption,
+    emit_json,
+    progress_reporter,
+    report_outputs,
+)
+from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
+from geosound.generation.default import RUN_CHECKPOINT, RUN_KNOWLEDGE
 
-CHECKPOINT_NAME = "soundit.pt"
-KNOWLEDGE_BASE_NAME = "geokd.npz"
+if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
+    from geosound.generation.generator import LandscapeGenerator
+    from geosound.generation.hearing import Listener
+    from geosound.generation.outputs import PointRecording
+
+CHECKPOINT_NAME = RUN_CHECKPOINT
+KNOWLEDGE_BASE_NAME = RUN_KNOWLEDGE
 
 
 def train_generator_command(
@@ -90,3 +118,288 @@ def train_generator_command(
         f"\nSounDiT EMA eval ε-MSE {outcome.metrics['soundit_eval_loss_ema']} (dev figures)"
     )
     typer.echo(f"geosound train-generator: wrote {', '.join(outputs)} ({model_id})")
+
+
+def _strength(value: float) -> float:
+    """Typer callback: RAG runs a share of the schedule, in (0, 1]."""
+    if not 0.0 < value <= 1.0:
+        raise option_error("--strength", f"must be in (0, 1] (a share of the steps); got {value:g}")
+    return value
+
+
+def _scale(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:
+    """Typer callback: a guidance scale is a finite number >= 0."""
+    if not (math.isfinite(value) and value >= 0):
+        name = max(getattr(param, "opts", None) or [f"--{param.name}"], key=len)
+        raise option_error(name, f"must be a finite number >= 0; got {value:g}")
+    return value
+
+
+def generate_command(
+    audio: Annotated[
+        Path | None, typer.Option("--audio", "-a", help="Recording to hear (any format).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="OUT.tif (GeoTIFF at --lon/--lat), OUT.png, or OUT.vrt with --points "
+            "(default: <layer>_landscapes.vrt beside the layer).",
+        ),
+    ] = None,
+    scene: Annotated[
+        str | None,
+        typer.Option(
+            "--scene", help="Scene word, e.g. forest (default: the nearest sound's scene)."
+        ),
+    ] = None,
+    lon: Annotated[
+        float | None,
+        typer.Option("--lon", help="Longitude of the recording (EPSG:4326).", min=-180, max=180),
+    ] = None,
+    lat: Annotated[
+        float | None,
+        typer.Option("--lat", help="Latitude of the recording (EPSG:4326).", min=-90, max=90),
+    ] = None,
+    ground_m: Annotated[
+        float,
+        typer.Option(
+            "--ground-m",
+            help="Ground width of a placed picture in metres (the training tiles: 640).",
+            callback=tile_m_callback,
+        ),
+    ] = 640.0,
+    points: Annotated[
+        Path | None,
+        typer.Option("--points", help="Layer of recording points (.gpkg, .geojson, …; any CRS)."),
+    ] = None,
+    audio_column: Annotated[
+        str | None,
+        typer.Option(
+            "--audio-column",
+            help="Column of --points holding each point's recording (relative paths resolve "
+            "against the layer's folder).",
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="DDIM steps.", min=1)] = 25,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the noise.", min=0)] = 0,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Generator checkpoint (default: the shipped one)."),
+    ] = None,
+    knowledge: Annotated[
+        Path | None,
+        typer.Option(
+            "--knowledge",
+            help=f"GeoKD knowledge base (default: the {RUN_KNOWLEDGE} beside --model, or the "
+            "shipped one).",
+        ),
+    ] = None,
+    sat2sound: Annotated[
+        Path | None,
+        typer.Option(
+            "--sat2sound",
+            help="Sat2Sound checkpoint the generator was trained with (default: the shipped one).",
+        ),
+    ] = None,
+    no_rag: Annotated[
+        bool,
+        typer.Option(
+            "--no-rag",
+            help="Start from noise, not from the retrieved layout (a scene is still retrieved "
+            "when --scene is not given).",
+        ),
+    ] = False,
+    strength: Annotated[
+        float,
+        typer.Option(
+            "--strength",
+            help="Share of the steps run from the retrieved layout (1: pure noise).",
+            callback=_strength,
+        ),
+    ] = 0.7,
+    sound_scale: Annotated[
+        float, typer.Option("--sound-scale", help="Guidance scale of the sound.", callback=_scale)
+    ] = 3.0,
+    scene_scale: Annotated[
+        float, typer.Option("--scene-scale", help="Guidance scale of the scene.", callback=_scale)
+    ] = 1.5,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
+    progress: ProgressOption = ProgressMode.bar,
+) -> None:
+    """Draw the landscape a recording sounds like, placed where it was made.
+
+    A generated picture is a plausible landscape for the sound (SounDiT, a diffusion model),
+    not imagery of the place. A sidecar JSON beside the output records the model, the sound,
+    the scene and where it came from, the retrieved neighbours, the seed and the place.
+    """
+    out = _check_generate_options(audio, out, lon, lat, points, audio_column)
+    model_path, knowledge_path = _model_files(model, knowledge, sat2sound)
+    use_resources(threads, device)
+    from geosound.audio import load_audio
+
+    clip = load_audio(audio, sample_rate=None) if audio is not None else None
+    layer_points = (
+        _layer_points(points, audio_column) if points is not None and audio_column else None
+    )
+    from geosound.generation.generator import GenerationOptions
+    from geosound.generation.hearing import ShortClipWarning
+    from geosound.generation.landscape import Request, generate_one, generate_points
+    from geosound.generation.sampling import GuidanceScales
+
+    options = GenerationOptions(
+        steps=steps,
+        seed=seed,
+        scales=GuidanceScales(sound=sound_scale, scene=scene_scale),
+        use_rag=not no_rag,
+        strength=strength,
+    )
+    request = Request(scene, ground_m, options)
+    with (
+        progress_reporter(progress, "generate") as report,
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always", ShortClipWarning)
+        report(0.0, "loading the generator")
+        generator, listener = _load(model_path, knowledge_path, sat2sound, scene)
+        if layer_points is not None:
+            outputs = generate_points(
+                generator, listener, layer_points, out, request, knowledge_path, report
+            )
+        else:
+            assert audio is not None
+            outputs = generate_one(
+                generator, listener, audio, out, request, lon, lat, knowledge_path, report, clip
+            )
+    notes = _notes(caught, knowledge_path is None)
+    report_outputs("generate", progress, outputs, "; ".join(notes) if notes else None)
+
+
+def _check_generate_options(
+    audio: Path | None,
+    out: Path | None,
+    lon: float | None,
+    lat: float | None,
+    points: Path | None,
+    audio_column: str | None,
+) -> Path:
+    """Refuse contradictory or missing options before anything loads; the output path.
+
+    One recording writes ``-o`` (.png, or .tif with a place); a layer writes a VRT, by default
+    beside the layer.
+    """
+    from geosound.errors import InputError
+    from geosound.generation.outputs import check_pictures_folder, picture_kind, pictures_folder
+
+    if (audio is None) == (points is None):
+        raise InputError("give exactly one of --audio CLIP or --points LAYER")
+    if (lon is None) != (lat is None):
+        raise InputError("--lon and --lat go together")
+    if points is not None:
+        if audio_column is None:
+            raise InputError("--points needs --audio-column: the column naming each recording")
+        if lon is not None:
+            raise InputError("--points places each picture at its point: drop --lon/--lat")
+        out = out or points.with_name(f"{points.stem}_landscapes.vrt")
+        if out.suffix.lower() != ".vrt":
+            raise InputError(
+                "--points writes a VRT (one layer of all pictures): give -o OUT.vrt", out
+            )
+        check_output_file(out, "--out")
+        check_pictures_folder(pictures_folder(out))
+        return out
+    if audio_column is not None:
+        raise InputError("--audio-column goes with --points")
+    if out is None:
+        raise InputError("give -o OUT.png, or -o OUT.tif with --lon/--lat")
+    if picture_kind(out) == "tif" and lon is None:
+        raise InputError("a GeoTIFF needs a place: give --lon and --lat, or write a .png", out)
+    check_output_file(out, "--out")
+    return out
+
+
+def _model_files(
+    model: Path | None, knowledge: Path | None, sat2sound: Path | None
+) -> tuple[Path, Path | None]:
+    """The generator checkpoint and its knowledge base, checked before anything loads."""
+    from geosound.generation.default import default_generator_path, knowledge_beside
+
+    if model is not None:
+        check_checkpoint_file(model, "--model")
+    model = model if model is not None else default_generator_path()
+    if knowledge is not None:
+        check_input_file(knowledge, "knowledge base", "--knowledge")
+    if sat2sound is not None:
+        check_checkpoint_file(sat2sound, "--sat2sound")
+    return model, knowledge if knowledge is not None else knowledge_beside(model)
+
+
+def _layer_points(layer_path: Path, column: str) -> list[PointRecording]:
+    """Every point of the layer with its recording, in WGS 84; every recording must exist.
+
+    Raises:
+        InputError: A missing column, a feature that is not a point, or a recording that is
+            not there (naming the point).
+    """
+    from geosound.cli.synthesize import _read_points
+    from geosound.errors import InputError
+    from geosound.generation.outputs import PointRecording
+
+    layer = _read_points(layer_path)
+    if column not in layer.columns:
+        known = ", ".join(str(c) for c in layer.columns if c != layer.geometry.name)
+        raise InputError(f"no column {column!r} (--audio-column); columns: {known}", layer_path)
+    lonlat = layer.geometry.to_crs("EPSG:4326")
+    recordings = []
+    for index, value, geometry in zip(layer.index, layer[column], lonlat, strict=True):
+        name = f"point {index}"
+        if geometry is None or geometry.is_empty or geometry.geom_type != "Point":
+            raise InputError(
+                f"{name} is not a point ({getattr(geometry, 'geom_type', None)})", layer_path
+            )
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{name} has no recording in column {column!r}", layer_path)
+        audio = Path(value)
+        audio = audio if audio.is_absolute() else layer_path.parent / audio
+        check_input_file(audio, f"recording of {name}", "--audio-column")
+        recordings.append(PointRecording(name, audio, float(geometry.x), float(geometry.y)))
+    return recordings
+
+
+def _load(
+    model: Path, knowledge: Path | None, sat2sound: Path | None, scene: str | None
+) -> tuple[LandscapeGenerator, Listener]:
+    """The generator (an unknown scene word is refused here), then what hears for it."""
+    from geosound.generation.generator import LandscapeGenerator
+    from geosound.generation.hearing import Listener
+
+    generator = LandscapeGenerator.from_files(model, knowledge)
+    if scene is not None:
+        generator.scene_embedding(scene)
+    return generator, Listener(generator.loaded, sat2sound)
+
+
+def _notes(caught: list[warnings.WarningMessage], no_knowledge: bool) -> list[str]:
+    """Notes for the user: padded clips (also said at once on stderr), a missing GeoKD.
+
+    Other warnings go back to the CLI, which holds them for ``--verbose``.
+    """
+    from geosound.generation.hearing import ShortClipWarning
+
+    padded = [str(w.message) for w in caught if issubclass(w.category, ShortClipWarning)]
+    for item in caught:
+        if not issubclass(item.category, ShortClipWarning):
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    notes = []
+    if len(padded) == 1:
+        notes.append(padded[0])
+    elif padded:
+        notes.append(f"{len(padded)} recordings were shorter than the encoder window and padded "
+                     f"with silence (first: {padded[0]})")  # fmt: skip
+    if no_knowledge:
+        notes.append("no knowledge base: sampled from noise, no retrieved scene or neighbours")
+    for note in notes[: len(notes) - no_knowledge]:
+        typer.echo(f"geosound: note: {note}", err=True)
+    return notes

@@ -9,6 +9,7 @@ starts the sampler (RAG) and the retrieved scene is used when the caller names n
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,8 +111,12 @@ class LandscapeGenerator:
         lon: float | None = None,
         lat: float | None = None,
         options: GenerationOptions | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> GeneratedImage:
-        """One picture for one sound (a one-row :class:`SoundCondition`)."""
+        """One picture for one sound (a one-row :class:`SoundCondition`).
+
+        ``progress(done, total)`` is called after each sampling step.
+        """
         options = options or GenerationOptions()
         neighbours: list[Neighbour] = []
         if self.knowledge is not None:
@@ -141,6 +146,7 @@ class LandscapeGenerator:
             init_latents=init,
             strength=options.strength,
             generator=torch.Generator().manual_seed(options.seed),
+            progress=progress,
         )
         with torch.no_grad():
             pixels = self.loaded.codec.decode(latents)[0].numpy()

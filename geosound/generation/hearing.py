@@ -1,0 +1,139 @@
+"""Hearing a recording as SounDiT does: the audio encoder, then the Sat2Sound audio side.
+
+A generator only understands sound tokens made the way its training pairs' were
+(:func:`~geosound.models.soundit.sound_condition`): by the audio encoder its checkpoint names
+and the Sat2Sound model whose space id it records. :class:`Listener` loads exactly those and
+refuses a Sat2Sound checkpoint from another space, which would give tokens of the right width
+and the wrong meaning.
+
+Bad recordings fail where they are read (:func:`geosound.audio.load_audio`: missing,
+corrupt, silent, …, each naming the file). A clip shorter than the encoder's window is padded
+with silence by the encoder, as in training; a :class:`ShortClipWarning` says so, since a
+picture drawn from half a second of sound deserves less trust than one from ten.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from geosound.audio import Clip, load_audio
+from geosound.encoders import Encoder
+from geosound.encoders.base import encoder_from_id
+from geosound.errors import InputError
+from geosound.models.checkpoint import LoadedModel, load_checkpoint
+from geosound.models.soundit import SoundCondition, sound_condition
+from geosound.models.soundit_checkpoint import LoadedGenerator
+
+
+class ShortClipWarning(UserWarning):
+    """A recording shorter than the audio encoder's window was padded with silence."""
+
+
+def encoder_window_seconds(encoder: Encoder) -> float | None:
+    """Seconds of audio the encoder needs for one token; a shorter clip is zero-padded to it.
+
+    Read from an encoder's ``window_seconds`` where it declares one; for the encoders that do
+    not (yet), from their own front-end constants. None for an encoder without a window.
+    """
+    declared = getattr(encoder, "window_seconds", None)
+    if declared is not None:
+        return float(declared)
+    if encoder.name == "aisfx":
+        from geosound.encoders import audio_aisfx as aisfx
+
+        # A block is BLOCK_FRAMES centred STFT frames: (frames − 1) hops of audio.
+        return (aisfx.BLOCK_FRAMES - 1) * aisfx.HOP_LENGTH / aisfx.SAMPLE_RATE
+    if encoder.name == "clap-audio":
+        from geosound.encoders import clap
+
+        return clap.CLIP_SAMPLES / clap.SAMPLE_RATE
+    return None
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One recording as the generator hears it.
+
+    Attributes:
+        condition: The one-row sound condition.
+        path: The recording.
+        seconds: Its duration.
+        padded: Whether it was shorter than the encoder's window (and so padded).
+    """
+
+    condition: SoundCondition
+    path: str
+    seconds: float
+    padded: bool
+
+
+class Listener:
+    """The audio encoder and the Sat2Sound model a generator was trained to hear through.
+
+    Args:
+        generator: The loaded generator checkpoint.
+        sat2sound: A Sat2Sound checkpoint (None: the shipped default model).
+
+    Raises:
+        InputError: The Sat2Sound model is not the one the generator was trained with, or
+            its audio encoder is not the generator's.
+    """
+
+    def __init__(
+        self, generator: LoadedGenerator, sat2sound: str | os.PathLike[str] | None = None
+    ) -> None:
+        if sat2sound is None:
+            from geosound.models.default import load_default_model
+
+            model: LoadedModel = load_default_model()
+            origin = "the shipped Sat2Sound model"
+        else:
+            model = load_checkpoint(sat2sound)
+            origin = str(sat2sound)
+        space = f"sat2sound:{model.model_id}"
+        if space != generator.sound_space:
+            raise InputError(
+                f"{origin} is {space}, but generator {generator.model_id} was trained on sound "
+                f"heard through {generator.sound_space}; give that Sat2Sound checkpoint with "
+                "--sat2sound",
+                sat2sound,
+            )
+        audio_id = generator.encoders.get("audio", model.encoders.get("audio"))
+        if audio_id != model.encoders.get("audio"):
+            raise InputError(
+                f"generator {generator.model_id} hears through audio encoder {audio_id}, its "
+                f"Sat2Sound model through {model.encoders.get('audio')}",
+                sat2sound,
+            )
+        self.sat2sound = model
+        self.space_id = space
+        self.encoder = encoder_from_id(str(audio_id))
+        self.window_seconds = encoder_window_seconds(self.encoder)
+
+    def hear(self, path: str | os.PathLike[str], clip: Clip | None = None) -> Heard:
+        """The sound condition of one recording.
+
+        Args:
+            path: The recording.
+            clip: The recording already loaded (at its own rate); read from ``path`` if None.
+
+        Raises:
+            AudioError: The recording is missing, unreadable, empty or silent.
+        """
+        clip = clip if clip is not None else load_audio(Path(path), sample_rate=None)
+        padded = self.window_seconds is not None and clip.duration < self.window_seconds
+        if padded:
+            warnings.warn(
+                ShortClipWarning(
+                    f"{path}: {clip.duration:.2f} s is shorter than the "
+                    f"{self.window_seconds:.2f} s window of {self.encoder.id}; padded with "
+                    "silence"
+                ),
+                stacklevel=2,
+            )
+        encoding = self.encoder.encode([clip])
+        condition = sound_condition(self.sat2sound.model, encoding.tokens, encoding.mask)
+        return Heard(condition, str(path), clip.duration, padded)

@@ -1,0 +1,69 @@
+"""What ``geosound generate`` reads and writes where: checked before any model loads.
+
+Only the standard library here, so that the command line refuses a bad ``-o`` or a missing
+recording at once rather than after torch and diffusers have been imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from geosound.errors import InputError
+
+OUTPUT_MARKER = ".geosound-output.json"
+"""Marks a folder geosound wrote: the name ``geosound map`` uses (mapping.maps.OUTPUT_MARKER,
+which generation may not import; tests/test_generate_cli.py keeps the two equal)."""
+PICTURE_SUFFIXES = {".png": "png", ".tif": "tif", ".tiff": "tif"}
+
+
+def picture_kind(out: Path) -> str:
+    """``"png"`` or ``"tif"`` from the output's suffix.
+
+    Raises:
+        InputError: Another suffix.
+    """
+    kind = PICTURE_SUFFIXES.get(out.suffix.lower())
+    if kind is None:
+        raise InputError(
+            "a generated picture is written as .png, or .tif (GeoTIFF, with --lon/--lat)", out
+        )
+    return kind
+
+
+def pictures_folder(vrt: Path) -> Path:
+    """The folder of a layer's GeoTIFFs: ``<stem>_pictures`` beside the VRT."""
+    return vrt.with_name(f"{vrt.stem}_pictures")
+
+
+def check_pictures_folder(folder: Path) -> None:
+    """Refuse to replace a folder geosound did not write (or a file in its place).
+
+    Raises:
+        InputError: ``folder`` is a file, or a folder of other files.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise InputError("exists and is not a folder; the VRT's pictures go there", folder)
+    if folder.is_dir() and not (folder / OUTPUT_MARKER).is_file() and any(folder.iterdir()):
+        raise InputError(
+            "is a folder of other files, not one geosound wrote; the VRT's pictures go into a "
+            "folder named after it (give another -o)",
+            folder,
+        )
+
+
+@dataclass(frozen=True)
+class PointRecording:
+    """One recording point of a layer.
+
+    Attributes:
+        name: How messages and the sidecar call it (``point 3``).
+        audio: The recording (resolved against the layer's folder).
+        lon: Longitude (WGS 84).
+        lat: Latitude.
+    """
+
+    name: str
+    audio: Path
+    lon: float
+    lat: float
