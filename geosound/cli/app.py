@@ -39,6 +39,7 @@ from geosound.cli.checks import (
     crs_callback,
 )
 from geosound.cli.evaluate import evaluate_command
+from geosound.cli.evaluate_generator import evaluate_generator_command
 from geosound.cli.evaluate_scene import evaluate_scene_command
 from geosound.cli.generate import generate_command, train_generator_command
 from geosound.cli.index import index_app
@@ -81,6 +82,7 @@ app.command("train")(train_command)
 app.command("train-generator")(train_generator_command)
 app.command("generate")(generate_command)
 app.command("evaluate")(evaluate_command)
+app.command("evaluate-generator")(evaluate_generator_command)
 app.command("evaluate-queries")(evaluate_queries_command)
 app.command("evaluate-scene")(evaluate_scene_command)
 
