@@ -391,6 +391,7 @@ def test_provider_registers_every_algorithm_with_processing_types(report):
     assert set(algorithms) == {
         "geosound:soundscapemap", "geosound:conceptmap", "geosound:retrievetiles",
         "geosound:retrievepoints", "geosound:synthesizepoint", "geosound:buildindex",
+        "geosound:landscape",
     }  # fmt: skip
     soundscape = algorithms["geosound:soundscapemap"]
     assert soundscape["parameters"]["INPUT"] == "raster"
@@ -410,7 +411,7 @@ def test_provider_registers_every_algorithm_with_processing_types(report):
 def test_toolbox_and_batch_dialogs_build_every_parameter_widget(report):
     entry = check(report, "dialogs")
     algorithms = {k: v for k, v in entry.items() if k.startswith("geosound:")}
-    assert len(algorithms) == 6
+    assert len(algorithms) == 7
     for name, counts in algorithms.items():
         assert counts["widgets"] == counts["parameters"] == counts["batch_columns"], name
 
@@ -543,11 +544,11 @@ def test_failures_are_processing_exceptions_with_the_reason(report):
 @qgis_run
 def test_plugin_loads_adds_its_gui_and_unloads(report):
     entry = check(report, "plugin")
-    assert entry["provider_after_init"] and len(entry["algorithms"]) == 6
+    assert entry["provider_after_init"] and len(entry["algorithms"]) == 7
     assert entry["toolbar"][0] == "Listen here"
     assert entry["opened"] == ["geosound:soundscapemap", "geosound:conceptmap"]
     assert "Settings…" in entry["menu"] and "Set up geosound…" in entry["menu"]
-    assert len(entry["menu"]) == 9 and entry["setup_dialog"] == "Set up geosound"
+    assert len(entry["menu"]) == 10 and entry["setup_dialog"] == "Set up geosound"
     assert entry["environment_problem"] is None  # GEOSOUND_PYTHON is found at start-up
     # Every action has its own icon, and a one-line tooltip that starts with its name.
     assert len(set(entry["icons"].values())) == len(entry["icons"])

@@ -4,6 +4,10 @@ A click picks the imagery under the spot, then ``geosound synthesize`` runs in a
 :class:`QgsTask` (the canvas stays responsive for the ~10 s it takes) and the dock lists the
 nearest recordings and the mix. Only one spot is listened to at a time: a new click cancels
 the previous run.
+
+Once the sounds are listed, "Picture of this place" runs ``geosound generate`` the same way
+(its own background task) on the selected recording, or the mix, at the clicked spot, and the
+dock shows the picture SounDiT generated.
 """
 
 from __future__ import annotations
@@ -29,14 +33,17 @@ from qgis.core import (
 from qgis.gui import QgsMapCanvas, QgsMapToolEmitPoint
 
 from .algorithms.base import crs_argument
+from .algorithms.landscape import GENERATOR_SETTINGS_KEY, PRODUCT, lon_lat
 from .environment import BANK_SETTINGS_KEY, EnvironmentNotFound, child_environment
 from .profile import qgis_environment
 from .runner import GeosoundRunError, RunResult, run_geosound
 from .sound_dock import SoundDock
-from .styling import product_of
+from .styling import mark_product, product_of
 
 K_SETTINGS_KEY = "geosound/listen_k"
 SECONDS_SETTINGS_KEY = "geosound/listen_seconds"
+PICTURE_GROUND_M = 640.0
+"""Ground width of the dock's picture in metres: that of the tiles SounDiT was trained on."""
 
 
 class ListenMapTool(QgsMapToolEmitPoint):
@@ -85,6 +92,28 @@ class ListenTask(QgsTask):
             return list(json.load(handle).get("sources", []))
 
 
+class PictureTask(ListenTask):
+    """Runs one ``geosound generate`` in the background; ``wav`` is the recording heard."""
+
+    def __init__(
+        self, description: str, command: list[str], recording: Path, picture: Path,
+        on_done: Callable[[ListenTask], None],
+    ) -> None:  # fmt: skip
+        super().__init__(description, command, recording, on_done)
+        self.picture = picture
+
+    def preview(self) -> Path:
+        """The picture as a PNG Qt can always show (Qt's TIFF reader is an optional plugin)."""
+        from osgeo import gdal  # QGIS always ships GDAL's Python bindings
+
+        png = self.picture.with_suffix(".png")
+        done = gdal.Translate(str(png), str(self.picture), format="PNG", bandList=[1, 2, 3])
+        if done is None:
+            raise OSError(gdal.GetLastErrorMsg() or f"cannot convert {self.picture}")
+        done = None  # closes the file
+        return png
+
+
 class ListenController:
     """Turns clicks into listen tasks and their results into the dock's contents."""
 
@@ -94,6 +123,9 @@ class ListenController:
         self.active_layer = active_layer
         self.task: ListenTask | None = None
         self.layer_name: str | None = None
+        self.spot: tuple[QgsPointXY, QgsCoordinateReferenceSystem] | None = None
+        self.picture_task: PictureTask | None = None
+        dock.picture_button.clicked.connect(self.picture_of_place)
 
     def raster_under(
         self, point: QgsPointXY, crs: QgsCoordinateReferenceSystem
@@ -126,6 +158,7 @@ class ListenController:
         """Start listening at ``point`` (canvas CRS); returns the task, None if it cannot."""
         crs = self.canvas.mapSettings().destinationCrs()
         where = describe_point(point, crs)
+        self._drop_picture()  # a picture of the previous spot must not appear under this one
         self.dock.show()
         settings = QgsSettings()
         bank = settings.value(BANK_SETTINGS_KEY, "", type=str)
@@ -166,13 +199,69 @@ class ListenController:
         task.progressChanged.connect(self.dock.set_progress)
         self.task = task
         self.layer_name = layer.name()
+        self.spot = (QgsPointXY(point), crs)
         self.dock.show_running(where, layer.name())
         QgsApplication.taskManager().addTask(task)
         return task
 
     def cancel(self) -> None:
-        if self.task is not None and not self._finished(self.task):
-            self.task.cancel()
+        for task in (self.task, self.picture_task):
+            if task is not None and not self._finished(task):
+                task.cancel()
+
+    def picture_of_place(self, _checked: bool = False) -> PictureTask | None:
+        """Generate the picture of the listened spot from the selected recording (or the mix).
+
+        Returns the task, None when there is nothing to generate from or no environment.
+        """
+        recording = self.dock.picture_recording()
+        if not recording or self.spot is None:
+            self.dock.show_picture_error("listen to a spot first")
+            return None
+        try:
+            environment = qgis_environment()
+            lon, lat = lon_lat(*self.spot, QgsProject.instance().transformContext())
+        except (EnvironmentNotFound, QgsCsException) as error:
+            self.dock.show_picture_error(str(error))
+            return None
+        self._drop_picture()
+        folder = Path(
+            tempfile.mkdtemp(prefix="geosound_picture_", dir=QgsProcessingUtils.tempFolder())
+        )
+        picture = folder / f"{Path(recording).stem}_landscape.tif"
+        model = QgsSettings().value(GENERATOR_SETTINGS_KEY, "", type=str)
+        command = environment.command(
+            "generate", f"--audio={recording}", f"--lon={lon!r}", f"--lat={lat!r}",
+            "--ground-m", repr(PICTURE_GROUND_M), "-o", str(picture),
+            *(["--model", model] if model else []), "--progress", "json",
+        )  # fmt: skip
+        task = PictureTask(f"geosound: picture of {Path(recording).name}", command,
+                           Path(recording), picture, self._picture_done)  # fmt: skip
+        task.progressChanged.connect(self.dock.set_progress)
+        self.picture_task = task
+        self.dock.show_picture_running(recording)
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _drop_picture(self) -> None:
+        """Forget the running picture task (cancelled): its result would belong elsewhere."""
+        if self.picture_task is not None and not self._finished(self.picture_task):
+            self.picture_task.cancel()
+        self.picture_task = None
+
+    def _picture_done(self, task: ListenTask) -> None:
+        if task is not self.picture_task or not isinstance(task, PictureTask):
+            return  # a later request replaced this one
+        if task.error is not None or task.result is None:
+            self.dock.show_picture_error(task.error or "geosound reported no result")
+            return
+        try:
+            preview = task.preview()
+            mark_product(task.picture, PRODUCT)  # opened on the map, Listen still skips it
+        except OSError as error:
+            self.dock.show_picture_error(str(error))
+            return
+        self.dock.show_picture(str(preview), str(task.picture), str(task.wav), task.result.note)
 
     def _done(self, task: ListenTask, where: str) -> None:
         if task is not self.task:  # a later click replaced this one

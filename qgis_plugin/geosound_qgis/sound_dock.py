@@ -10,7 +10,7 @@ from typing import Any
 from qgis.core import QgsSettings
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import Qt, QUrl
-from qgis.PyQt.QtGui import QDesktopServices
+from qgis.PyQt.QtGui import QDesktopServices, QPixmap
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -27,6 +27,11 @@ from qgis.PyQt.QtWidgets import (
 from .media import PLAYER_SETTINGS_KEY, AudioPlayer
 
 HINT = "Choose the Listen tool and click the map over imagery to hear what the spot sounds like."
+PICTURE_TIP = (
+    "Generate a picture of a place that sounds like the selected recording (else the mix), "
+    "with SounDiT: plausible, not imagery of this spot"
+)
+PICTURE_SIZE = 256
 
 
 class SoundDock(QgsDockWidget):
@@ -83,6 +88,7 @@ class SoundDock(QgsDockWidget):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #555; font-style: italic;")
         layout.addWidget(self.note)
+        self._add_picture_widgets(body, layout)
         self.setWidget(body)
         self._set_buttons(False)
 
@@ -102,6 +108,7 @@ class SoundDock(QgsDockWidget):
         self.note.setText("")
         self.wav, self.sources = None, []
         self._set_buttons(False)
+        self.clear_picture()
 
     def fit_to(self, window: QWidget | None) -> None:
         """A useful first size: a third of the window's width, tall enough for several rows."""
@@ -152,6 +159,76 @@ class SoundDock(QgsDockWidget):
         self.note.setText(note)
         self._set_buttons(True)
 
+    # -- the generated picture of the place ----------------------------------------------------
+
+    def _add_picture_widgets(self, body: QWidget, layout: QVBoxLayout) -> None:
+        """The "Picture of this place" button, then the picture and its caption (hidden)."""
+        self.picture_button = QPushButton("Picture of this place", body)
+        self.picture_button.setObjectName("picture_of_place")
+        self.picture_button.setToolTip(PICTURE_TIP)
+        self.picture_button.setEnabled(False)
+        layout.addWidget(self.picture_button)
+        self.picture = QLabel(body)
+        self.picture.setAlignment(Qt.AlignCenter)
+        self.picture.setVisible(False)
+        layout.addWidget(self.picture)
+        self.picture_caption = QLabel("", body)
+        self.picture_caption.setWordWrap(True)
+        self.picture_caption.setOpenExternalLinks(True)
+        self.picture_caption.setTextInteractionFlags(Qt.TextBrowserInteraction)
+        self.picture_caption.setStyleSheet("color: #555;")
+        layout.addWidget(self.picture_caption)
+        self.picture_file: str | None = None
+
+    def picture_recording(self) -> str | None:
+        """What the picture is generated from: the selected recording, else the mix."""
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if rows and 0 <= rows[0].row() < len(self.sources):
+            return str(self.sources[rows[0].row()].get("path") or "") or self.wav
+        return self.wav
+
+    def show_picture_running(self, recording: str) -> None:
+        self.clear_picture()
+        self.picture_button.setEnabled(False)
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        name = escape(os.path.basename(recording))
+        self.picture_caption.setText(f"Generating a picture of a place that sounds like {name} …")
+
+    def show_picture(self, image: str, georeferenced: str, recording: str, note: str = "") -> bool:
+        """The generated picture, scaled up without smoothing (its pixels stay visible);
+        False when the image cannot be read."""
+        pixmap = QPixmap(image)
+        self.progress.setVisible(False)
+        self.picture_button.setEnabled(self.wav is not None)
+        if pixmap.isNull():
+            self.show_picture_error(f"cannot read the generated picture {image}")
+            return False
+        self.picture.setPixmap(
+            pixmap.scaled(PICTURE_SIZE, PICTURE_SIZE, Qt.KeepAspectRatio, Qt.FastTransformation)
+        )
+        self.picture.setVisible(True)
+        self.picture_file = georeferenced
+        link = QUrl.fromLocalFile(georeferenced).toString()
+        self.picture_caption.setText(
+            f"Generated from {escape(os.path.basename(recording))} (a plausible place, not "
+            f'imagery of this spot): <a href="{link}">{escape(os.path.basename(georeferenced))}'
+            f"</a>{' — ' + escape(note) if note else ''}"
+        )
+        return True
+
+    def show_picture_error(self, message: str) -> None:
+        self.clear_picture()
+        self.progress.setVisible(False)
+        self.picture_button.setEnabled(self.wav is not None)
+        self.picture_caption.setText(f"<b>No picture:</b> {escape(message)}")
+
+    def clear_picture(self) -> None:
+        self.picture.clear()
+        self.picture.setVisible(False)
+        self.picture_caption.setText("")
+        self.picture_file = None
+
     # -- helpers -------------------------------------------------------------------------------
 
     def play_buttons(self) -> list[QPushButton]:
@@ -161,6 +238,7 @@ class SoundDock(QgsDockWidget):
 
     def _set_buttons(self, have_sounds: bool) -> None:
         enabled = have_sounds and self.player.available
+        self.picture_button.setEnabled(have_sounds)
         tooltip = "" if self.player.available else self.player.reason
         for button in [*self.play_buttons(), self.stop_button]:
             button.setEnabled(enabled)

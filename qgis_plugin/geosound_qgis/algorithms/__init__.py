@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import GeosoundAlgorithm, MapAlgorithm
 from .build_index import BuildIndexAlgorithm
 from .concept_map import ConceptMapAlgorithm
+from .landscape import LandscapeAlgorithm
 from .retrieve import RetrievePointsAlgorithm, RetrieveTilesAlgorithm
 from .soundscape_map import SoundscapeMapAlgorithm
 from .synthesize import SynthesizePointAlgorithm
@@ -15,6 +16,7 @@ ALGORITHMS: tuple[type[GeosoundAlgorithm], ...] = (
     RetrieveTilesAlgorithm,
     RetrievePointsAlgorithm,
     SynthesizePointAlgorithm,
+    LandscapeAlgorithm,
     BuildIndexAlgorithm,
 )
 
