@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from geosound.cli.checks import check_checkpoint_file, check_input_file, check_output_file
-from geosound.cli.generate import CHECKPOINT_NAME, KNOWLEDGE_BASE_NAME
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 from geosound.cli.resources import ThreadsOption, use_resources
+from geosound.generation.default import RUN_CHECKPOINT, RUN_KNOWLEDGE
 
 DATA_NAME = "generator_data.npz"
 CLASSIFIER_NAME = "landcover_classifier.npz"
@@ -19,13 +19,13 @@ CLASSIFIER_NAME = "landcover_classifier.npz"
 def evaluate_generator_command(
     model: Annotated[
         Path | None,
-        typer.Option("--model", help=f"SounDiT checkpoint (default: RUN_DIR/{CHECKPOINT_NAME})."),
+        typer.Option("--model", help=f"SounDiT checkpoint (default: RUN_DIR/{RUN_CHECKPOINT})."),
     ] = None,
     knowledge: Annotated[
         Path | None,
         typer.Option(
             "--knowledge",
-            help=f"Its GeoKD knowledge base (default: RUN_DIR/{KNOWLEDGE_BASE_NAME}).",
+            help=f"Its GeoKD knowledge base (default: RUN_DIR/{RUN_KNOWLEDGE}).",
         ),
     ] = None,
     data: Annotated[
@@ -63,7 +63,7 @@ def evaluate_generator_command(
         Path | None,
         typer.Option(
             "--ablation-knowledge",
-            help=f"Its knowledge base (default: {KNOWLEDGE_BASE_NAME} beside it).",
+            help=f"Its knowledge base (default: {RUN_KNOWLEDGE} beside it).",
         ),
     ] = None,
     classifier: Annotated[
@@ -92,14 +92,14 @@ def evaluate_generator_command(
     """
     bundle = data if data.suffix == ".npz" and not data.is_dir() else data / DATA_NAME
     run_dir = bundle.parent
-    model = model or run_dir / CHECKPOINT_NAME
-    knowledge = knowledge or run_dir / KNOWLEDGE_BASE_NAME
+    model = model or run_dir / RUN_CHECKPOINT
+    knowledge = knowledge or run_dir / RUN_KNOWLEDGE
     check_checkpoint_file(model, "--model")
     check_input_file(knowledge, "knowledge base", "--knowledge")
     check_input_file(bundle, "generator data bundle", "--data")
     if ablation_model is not None:
         check_checkpoint_file(ablation_model, "--ablation-model")
-        ablation_knowledge = ablation_knowledge or ablation_model.parent / KNOWLEDGE_BASE_NAME
+        ablation_knowledge = ablation_knowledge or ablation_model.parent / RUN_KNOWLEDGE
         check_input_file(ablation_knowledge, "knowledge base", "--ablation-knowledge")
     classifier = classifier or run_dir / CLASSIFIER_NAME
     check_output_file(classifier, "--classifier")

@@ -38,9 +38,6 @@ if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
     from geosound.generation.hearing import Listener
     from geosound.generation.outputs import PointRecording
 
-CHECKPOINT_NAME = RUN_CHECKPOINT
-KNOWLEDGE_BASE_NAME = RUN_KNOWLEDGE
-
 
 def train_generator_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/soundit"),
@@ -95,9 +92,9 @@ def train_generator_command(
         outcome = run_generator_training(out, config, data_dir, progress=report)
     meta = outcome.data.meta
     knowledge = KnowledgeBase(**outcome.knowledge_rows("train"), space_id=meta["sound_space"])
-    knowledge_path = knowledge.save(out / KNOWLEDGE_BASE_NAME)
+    knowledge_path = knowledge.save(out / RUN_KNOWLEDGE)
     info = {"train_config": config.to_dict(), "metrics": outcome.metrics}
-    checkpoint = out / CHECKPOINT_NAME
+    checkpoint = out / RUN_CHECKPOINT
     model_id = save_generator(
         checkpoint,
         outcome.model,
