@@ -53,11 +53,13 @@ from geosound.cli.progress import (
     report_outputs,
 )
 from geosound.cli.query_auc import evaluate_queries_command
+from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 from geosound.cli.sonify import pairs_command, sonify_command
 from geosound.cli.synthesize import synthesize_command
 from geosound.cli.train import train_command
 from geosound.errors import GeosoundError
 from geosound.errors import InputError as GeosoundInputError
+from geosound.runtime import set_process_defaults
 from geosound.version import __version__
 
 app = typer.Typer(
@@ -212,12 +214,15 @@ def audio_embed(
     files: Annotated[list[Path], typer.Argument(help="Audio files.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz.")],
     encoder: Annotated[str, typer.Option(help="Audio encoder name.")] = "aisfx",
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Embed recordings with an audio encoder; writes pooled vectors and file names (.npz)."""
     check_output_file(out, "--out")
     for path in files:
         check_input_file(path, "recording", "FILE")
+    use_resources(threads, device)
     import numpy as np
 
     from geosound.atomic import atomic_path
@@ -332,6 +337,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the app and turn errors into one line and an exit code."""
+    set_process_defaults()  # before anything loads torch's OpenMP runtime
     args = list(sys.argv[1:] if argv is None else argv)
     if _asks_for_json(args):
         JSON_MODE["active"] = True  # so that a refusal before progress starts is JSON too
