@@ -631,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     print("geosound audio bank benchmark")
     print(
         f"machine: {machine['cpu']}, nproc {machine['nproc']} "
-        f"(usable {machine['usable_cpus']}), RAM {machine['ram_gb']} GB"
+        f"(usable {machine['usable_cpus']}), RAM {machine['ram_gb']} GB; "
+        f"device {machine['device']}"
     )
     print(
         f"software: Python {machine['python']}, numpy {machine['numpy']}, "

@@ -162,7 +162,11 @@ def main() -> int:
             f"{row['gflops']:8.1f} {row['vs_matmul']:9.2f}"
         )
     print(f"matmul 2048² float32: {matmul_gflops:.1f} GFLOP/s (the measured limit)")
-    print(f"machine: {result['machine']['cpu']}, load at end {result['load_average_end']}")
+    machine = result["machine"]
+    print(
+        f"machine: {machine['cpu']}, device {machine['device']}, "
+        f"load at end {result['load_average_end']}"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -938,6 +938,7 @@ def _print_machine(machine: dict[str, Any], load_start: object) -> None:
     print(
         f"machine: {machine['cpu']}, nproc {machine['nproc']} "
         f"(usable {machine['usable_cpus']}), RAM {machine['ram_gb']} GB; "
+        f"device {machine['device']}; "
         f"load average (1/5/15 min) at start {load_start}"
     )
     print(

@@ -496,7 +496,8 @@ def _report(args: argparse.Namespace, workdir: Path) -> int:
     print("geosound tiling benchmark")
     print(
         f"machine: {machine['cpu']}, nproc {machine['nproc']} "
-        f"(usable {machine['usable_cpus']}), RAM {machine['ram_gb']} GB"
+        f"(usable {machine['usable_cpus']}), RAM {machine['ram_gb']} GB; "
+        f"device {machine['device']}"
     )
     print(
         f"software: Python {machine['python']}, numpy {machine['numpy']}, "

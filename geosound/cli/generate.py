@@ -59,6 +59,8 @@ def train_generator_command(
         Path | None,
         typer.Option("--data-dir", help="Dev data folder (default: GEOSOUND_DEV_DATA)."),
     ] = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Train SounDiT on the dev imagery paired with dev sounds; write it and its GeoKD.
@@ -75,6 +77,7 @@ def train_generator_command(
             f"unknown preset {preset!r}; presets: {', '.join(SOUNDIT_PRESETS)}",
             param_hint="--preset",
         )
+    use_resources(threads, device)
     from geosound.generation.geokd import KnowledgeBase
     from geosound.models.soundit_checkpoint import save_generator
     from geosound.sidecar import write_sidecar

@@ -16,6 +16,7 @@ from typing_extensions import override
 from geosound.data.features import PairFeatures
 from geosound.models import Sat2Sound, Sat2SoundConfig, build_sat2sound
 from geosound.progress import Progress
+from geosound.runtime import lightning_accelerator
 from geosound.training.augment import ImageViews
 from geosound.training.config import TrainConfig
 from geosound.training.data_module import PairDataModule
@@ -96,7 +97,7 @@ def fit_sat2sound(
         callbacks.append(EpochProgress(progress, run_dir.name))
     trainer = L.Trainer(
         max_epochs=config.epochs,
-        accelerator="cpu",
+        **lightning_accelerator(),  # --device / GEOSOUND_DEVICE; the CPU by default
         deterministic=True,
         gradient_clip_val=config.gradient_clip,
         logger=CSVLogger(run_dir, name="logs"),

@@ -62,6 +62,7 @@ from geosound.models.soundit import (
     count_parameters,
 )
 from geosound.progress import Progress, stage
+from geosound.runtime import lightning_accelerator
 from geosound.training.fit import EpochProgress
 
 # ---------------------------------------------------------------------------------------------
@@ -490,7 +491,7 @@ def _trainer(
         callbacks.append(EpochProgress(progress, run_dir.name))
     return L.Trainer(
         max_epochs=epochs,
-        accelerator="cpu",
+        **lightning_accelerator(),  # --device / GEOSOUND_DEVICE; the CPU by default
         deterministic=True,
         gradient_clip_val=config.gradient_clip,
         logger=CSVLogger(run_dir, name="logs"),
