@@ -198,8 +198,10 @@ def test_every_dev_scene_maps_to_valid_layers(dev_data: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("layout", [[], ["--kind", "flat", "--shard-size", "2"]],
+                         ids=["one index", "sharded"])  # fmt: skip
 def test_retrieval_layer_is_a_geopackage_of_tile_footprints(
-    scene: Path, tmp_path: Path, run_cli
+    scene: Path, tmp_path: Path, run_cli, layout: list[str]
 ):
     import geopandas as gpd
 
@@ -210,8 +212,10 @@ def test_retrieval_layer_is_a_geopackage_of_tile_footprints(
         sf.write(clips / f"tone{i}.wav", 0.3 * np.sin(2 * np.pi * freq * t), 16000)
     env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
     bank = tmp_path / "bank"
-    built = run_cli("index", "build", str(clips), "-o", str(bank), "--progress", "none", env=env)
+    built = run_cli("index", "build", str(clips), "-o", str(bank), "--progress", "none",
+                    *layout, env=env)  # fmt: skip
     assert built.returncode == 0, built.stderr
+    assert ("2 shards" in built.stdout) == bool(layout)
     out = tmp_path / "out"
     mapped = run_cli(
         "map", str(scene), "-o", str(out), "--retrieve", "2", "--bank", str(bank),

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
 
     from geosound.mapping.timeplace import Moment
     from geosound.progress import Progress
-    from geosound.retrieval.bank import AudioBank
+    from geosound.retrieval.shards import Bank
     from geosound.space.shared import SharedSpace
 
 POINTS_LAYER_NAME = "points_with_sounds.gpkg"
@@ -161,11 +161,11 @@ def synthesize_command(
     moment = Moment(month, hours[0] if hours else None)
     use_resources(threads, device)
 
-    from geosound.retrieval.bank import AudioBank
+    from geosound.retrieval.shards import open_bank
     from geosound.space.shared import SharedSpace
 
     space = SharedSpace.from_checkpoint(checkpoint)
-    audio_bank = AudioBank.load(bank, expected_space_id=space.space_id)
+    audio_bank = open_bank(bank, expected_space_id=space.space_id)
     options: dict[str, Any] = {
         "k": k,
         "seconds": seconds,
@@ -347,7 +347,7 @@ def _read_points(path: Path) -> gpd.GeoDataFrame:
 
 def _synthesize_one(
     space: SharedSpace,
-    bank: AudioBank,
+    bank: Bank,
     raster: Path | None,
     cache: Path | None,
     point: tuple[float, float, str | None],
@@ -396,7 +396,7 @@ def _synthesize_one(
 
 def _synthesize_layer(
     space: SharedSpace,
-    bank: AudioBank,
+    bank: Bank,
     raster: Path | None,
     cache: Path | None,
     layer: gpd.GeoDataFrame,

@@ -36,7 +36,7 @@ from geosound.mapping.region import RegionCache, RegionSpec, embed_region
 from geosound.mapping.timeplace import Moment, at_moment, check_time_metadata, moments
 from geosound.models.checkpoint import trained_tile_m
 from geosound.progress import Progress
-from geosound.retrieval.bank import AudioBank
+from geosound.retrieval.shards import open_bank
 from geosound.sidecar import write_sidecar
 from geosound.space.shared import SharedSpace, load_shared_space
 
@@ -307,7 +307,7 @@ def _retrieval_product(
     suffix: str = "",
 ) -> tuple[Path, dict[str, object]]:
     """The GeoPackage of each tile's top-k recordings; its sidecar entry."""
-    audio_bank = AudioBank.load(bank, expected_space_id=space.space_id)
+    audio_bank = open_bank(bank, expected_space_id=space.space_id)
     table = retrieval_table(region, audio_bank, k)
     gpkg = out / f"retrieval{suffix}.gpkg"
     with atomic_path(gpkg) as tmp:

@@ -30,7 +30,7 @@ from affine import Affine
 from geosound.errors import InputError
 from geosound.mapping.layers import grid_dataset
 from geosound.mapping.region import RegionCache, cache_transform
-from geosound.retrieval.bank import AudioBank
+from geosound.retrieval.shards import Bank
 from geosound.space.shared import SharedSpace
 
 CONCEPT_NODATA = 65535
@@ -55,9 +55,7 @@ def _layers(
     )  # fmt: skip
 
 
-def similarity_layers(
-    cache: RegionCache, queries: np.ndarray, names: Sequence[str]
-) -> xr.Dataset:
+def similarity_layers(cache: RegionCache, queries: np.ndarray, names: Sequence[str]) -> xr.Dataset:
     """Cosine similarity of every tile to each of the (Q, D) unit ``queries``; NaN off tiles."""
     embedding, valid = cache.embeddings()
     similarity = np.full((len(names), *valid.shape), np.nan, dtype=np.float32)
@@ -194,7 +192,7 @@ def strongest_concepts(cache: RegionCache, count: int = 3) -> list[int]:
     return [int(c) for c in totals.index[:count]]
 
 
-def retrieval_table(cache: RegionCache, bank: AudioBank, k: int = 5) -> gpd.GeoDataFrame:
+def retrieval_table(cache: RegionCache, bank: Bank, k: int = 5) -> gpd.GeoDataFrame:
     """Top-k recordings of a bank for every tile, one feature per tile footprint."""
     ds = cache.dataset()
     embedding, valid = cache.embeddings()

@@ -62,7 +62,7 @@ from geosound.sidecar import sidecar as sidecar_record
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from geosound.retrieval.bank import AudioBank
+    from geosound.retrieval.shards import Bank
     from geosound.space import EmbeddingSpace
     from geosound.space.shared import SharedSpace
 
@@ -176,7 +176,7 @@ class Synthesis:
 
 def synthesize_at(
     space: SharedSpace,
-    bank: AudioBank,
+    bank: Bank,
     embedding: np.ndarray,
     k: int = 3,
     seconds: float = 10.0,
@@ -393,7 +393,7 @@ def write_points_layer(
 
 def synthesize_points(
     space: SharedSpace,
-    bank: AudioBank,
+    bank: Bank,
     raster: str | os.PathLike[str] | RasterSource | None,
     points: gpd.GeoDataFrame,
     out_dir: str | os.PathLike[str],
@@ -673,9 +673,7 @@ def _mix_hits(
     )
 
 
-def _search(
-    bank: AudioBank, embedding: np.ndarray, k: int, min_score: float | None
-) -> pd.DataFrame:
+def _search(bank: Bank, embedding: np.ndarray, k: int, min_score: float | None) -> pd.DataFrame:
     """The bank's top-k for one place, best first, filtered by ``min_score``."""
     vector = np.asarray(embedding, dtype=np.float32)
     if vector.ndim == 2 and vector.shape[0] == 1:
@@ -808,7 +806,7 @@ def _check_parameters(
         )
 
 
-def _check_same_space(space: SharedSpace, bank: AudioBank) -> None:
+def _check_same_space(space: SharedSpace, bank: Bank) -> None:
     if bank.space_id != space.space_id:
         raise InputError(
             f"the bank holds vectors of {bank.space_id!r} but places are embedded in "

@@ -370,9 +370,11 @@ def merge_top_k(
     return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
 
 
-def open_bank(
-    folder: str | os.PathLike[str], expected_space_id: str | None = None
-) -> AudioBank | ShardedBank:
+Bank = AudioBank | ShardedBank
+"""Either layout of a bank: both search alike and carry ``metadata`` and ``space_id``."""
+
+
+def open_bank(folder: str | os.PathLike[str], expected_space_id: str | None = None) -> Bank:
     """Open a bank folder of either layout: one index, or shards.
 
     Raises:
