@@ -14,7 +14,7 @@ import socket
 import time
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
@@ -115,6 +115,21 @@ def tile_m_callback(
     if value is not None and not 0 < value < math.inf:
         raise option_error(_name(param), f"must be a positive number of metres; got {value:g}")
     return value
+
+
+MonthOption = Annotated[
+    int | None,
+    typer.Option("--month", help="Month 1-12 (models trained with metadata only).", min=1, max=12),
+]
+"""``--month`` of map and synthesize."""
+
+
+def hour_option(help: str) -> Any:
+    """``--hour`` of map and synthesize, parsed by :func:`hours_callback`.
+
+    Only the help differs: a map makes a layer per hour, a synthesis mixes one.
+    """
+    return typer.Option("--hour", help=help, callback=hours_callback)
 
 
 def hours_callback(

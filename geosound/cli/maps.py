@@ -10,6 +10,7 @@ import typer
 
 from geosound.cli.checks import (
     Bbox,
+    MonthOption,
     bbox_callback,
     check_bbox,
     check_checkpoint_file,
@@ -19,7 +20,7 @@ from geosound.cli.checks import (
     check_tile_options,
     check_time_options,
     crs_callback,
-    hours_callback,
+    hour_option,
     parse_crs,
     tile_m_callback,
 )
@@ -68,19 +69,12 @@ def map_command(
         int | None,
         typer.Option("--stride", help="Tile step in pixels (default: the tile size).", min=1),
     ] = None,
-    month: Annotated[
-        int | None,
-        typer.Option(
-            "--month", help="Month 1-12 (models trained with metadata only).", min=1, max=12
-        ),
-    ] = None,
+    month: MonthOption = None,
     hour: Annotated[
         list[str] | None,
-        typer.Option(
-            "--hour",
-            help="Local hour(s) of day: 5, 17.5, 0-23 or 5,17, repeatable; one layer per hour "
-            "(models trained with metadata only; each tile's own lon/lat is used).",
-            callback=hours_callback,
+        hour_option(
+            "Local hour(s) of day: 5, 17.5, 0-23 or 5,17, repeatable; one layer per hour "
+            "(models trained with metadata only; each tile's own lon/lat is used)."
         ),
     ] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Band preset.")] = None,

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from geosound.cli.checks import (
+    MonthOption,
     check_checkpoint_file,
     check_output_file,
     check_output_folder,
     check_tile_options,
     check_time_options,
     crs_callback,
-    hours_callback,
+    hour_option,
     option_error,
     tile_m_callback,
 )
@@ -104,19 +105,12 @@ def synthesize_command(
         int | None,
         typer.Option("--chip-size", help="Chip edge in pixels, instead of --tile-m.", min=1),
     ] = None,
-    month: Annotated[
-        int | None,
-        typer.Option(
-            "--month", help="Month 1-12 (models trained with metadata only).", min=1, max=12
-        ),
-    ] = None,
+    month: MonthOption = None,
     hour: Annotated[
         list[str] | None,
-        typer.Option(
-            "--hour",
-            help="Local hour of day, e.g. 5 or 17.5 (models trained with metadata only; the "
-            "place's own lon/lat is used).",
-            callback=hours_callback,
+        hour_option(
+            "Local hour of day, e.g. 5 or 17.5 (models trained with metadata only; the "
+            "place's own lon/lat is used)."
         ),
     ] = None,
     preset: Annotated[
