@@ -3,8 +3,8 @@
 A picture is DDIM steps of SounDiT with classifier-free guidance (three conditions batched
 into one forward pass: sound + scene, sound dropped, both dropped) and one decode of the
 latent by the autoencoder. This times whole pictures for 10, 25 and 50 steps at batch 1 and
-batch 16, the guided denoiser alone, and a 2048² float32 matmul in the same run, so every
-row reads as a share of what this CPU can do:
+batch 16, and a 2048² float32 matmul in the same run, so every row reads as a share of what
+this CPU can do:
 
     .venv/bin/python benchmarks/bench_generate.py              # the shipped generator
     .venv/bin/python benchmarks/bench_generate.py --quick      # a smoke run (seconds)
@@ -13,9 +13,10 @@ row reads as a share of what this CPU can do:
 ``GFLOP/s`` is the DiT's counted FLOPs (``count_flops``: a multiply-add is two) × 3 passes ×
 steps × batch over the picture's time; the autoencoder's decode is timed but not counted,
 so the ratio is a lower bound of the machine's use. Without a trained checkpoint (none
-shipped and no ``--model``) a fresh ``tiny`` model and autoencoder are timed: speed does not
-depend on the weights. Options: ``--steps`` (10 25 50), ``--batches`` (1 16), ``--repeat``
-(best of, 3), ``--json PATH``.
+shipped and no ``--model``), and always with ``--quick``, a fresh ``tiny`` model and
+autoencoder are timed and the report says so: speed does not depend on the weights.
+Options: ``--steps`` (10 25 50), ``--batches`` (1 16), ``--repeat`` (best of, 3),
+``--json PATH``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def load_parts(model_path: Path | None) -> tuple[SounDiT, LatentCodec, str]:
     torch.manual_seed(0)
     config = autoencoder_config("tiny")
     codec = LatentCodec(build_autoencoder(config), 1.0, config).eval()
-    return build_soundit("tiny").eval(), codec, "fresh tiny model (no checkpoint given)"
+    return build_soundit("tiny").eval(), codec, "a fresh tiny model (untrained: speed only)"
 
 
 def conditions(model: SounDiT, batch: int) -> tuple[SoundCondition, SceneCondition]:
@@ -116,9 +117,11 @@ def main() -> int:
     repeat = 1 if args.quick else args.repeat
     model_path = args.model
     if model_path is None and not args.quick:
-        from geosound.generation.default import default_generator_path
+        from geosound.config import assets_dir
+        from geosound.generation.default import DEFAULT_GENERATOR
 
-        model_path = default_generator_path()
+        shipped = assets_dir() / DEFAULT_GENERATOR
+        model_path = shipped if shipped.is_file() else None
     model, codec, source = load_parts(model_path)
     scheduler = ddim_scheduler(model.config.num_train_timesteps)
     gflop_per_pass = count_flops(model, sound_tokens=SOUND_TOKENS) / 1e9

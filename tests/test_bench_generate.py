@@ -14,7 +14,8 @@ def test_bench_generate_quick_run(run_benchmark) -> None:
                for line in lines)  # fmt: skip
     assert [(row["batch"], row["steps"]) for row in payload["rows"]] == [(1, 2), (2, 2)]
     assert all(row["seconds_per_image"] > 0 for row in payload["rows"])
-    # tiny preset: 0.19-0.21 GFLOP per image per pass (the docstring's table)
+    # tiny preset: 0.19-0.21 GFLOP per image per pass (the docstring's table). The GFLOP/s
+    # check below only guards the report against a units slip; it does not check the count.
     assert 0.15 < payload["dit_gflop_per_pass"] < 0.25
     assert payload["matmul_gflops"] > 0
     for row in payload["rows"]:
