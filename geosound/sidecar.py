@@ -14,6 +14,10 @@ from pathlib import Path
 from geosound.atomic import write_json
 from geosound.version import __version__
 
+OUTPUT_MARKER = ".geosound-output.json"
+"""Written first into every folder geosound fills with products (``map``, ``generate``): a
+folder holding it is geosound's to overwrite, any other non-empty folder is the user's."""
+
 
 def now_iso() -> str:
     """The current UTC time as an ISO 8601 string to the second, as sidecars record it."""

@@ -91,6 +91,32 @@ def test_audio_encoder_blocks_become_tokens():
     assert torch.allclose(out.pooled[0], out.tokens[0, :3].mean(dim=0))
 
 
+def test_audio_encoders_declare_the_window_a_token_needs():
+    """``window_seconds`` is one token's audio: a clip that long is the first one not padded.
+
+    aiSFX: one whole 100-frame block (a sample less is zero-padded); CLAP: its whole 10 s
+    input (a sample less is repeated). Readers (generation.hearing) take the window and the
+    padding's description from here, never from a backend's constants.
+    """
+    from geosound.encoders import audio_aisfx as aisfx
+    from geosound.encoders import clap
+
+    registered = available_encoders()
+    aisfx_class, clap_class = registered["aisfx"], registered["clap-audio"]
+    assert aisfx_class.window_seconds is not None and clap_class.window_seconds is not None
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, 44100 * 3).astype(np.float32)
+    exact = round(aisfx_class.window_seconds * aisfx.SAMPLE_RATE)
+    for length, frames in ((exact, aisfx.BLOCK_FRAMES), (exact - 1, aisfx.BLOCK_FRAMES - 1)):
+        assert aisfx.log_mel_frames(torch.from_numpy(wave[None, :length])).shape[1] == frames
+    exact = round(clap_class.window_seconds * clap.SAMPLE_RATE)
+    loud = np.full(exact, 0.25, np.float32)
+    assert clap._clap_input(loud, clap.SAMPLE_RATE)[1] == clap.CLIP_SAMPLES
+    assert clap._clap_input(loud[:-1], clap.SAMPLE_RATE)[1] == clap.CLIP_SAMPLES - 1
+    assert "silence" in aisfx_class.padding and "repeated" in clap_class.padding
+    for name in (DEFAULT_ENCODERS["image"], DEFAULT_ENCODERS["text"]):
+        assert registered[name].window_seconds is None  # no window: nothing is padded
+
+
 @pytest.mark.slow
 @pytest.mark.devdata
 def test_audio_embeddings_separate_real_classes(dev_data: Path):

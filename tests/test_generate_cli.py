@@ -168,6 +168,9 @@ def test_png_from_a_short_clip_says_it_was_padded(run_cli, run, tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     (note,) = result.stderr.strip().splitlines()
     assert note.startswith("geosound: note:") and "short.wav" in note and "padded" in note
+    from geosound.encoders.audio_aisfx import AisfxAudioEncoder
+
+    assert AisfxAudioEncoder.padding in note  # the encoder's own words for its padding
     from matplotlib.image import imread
 
     assert imread(out).shape[:2] == (32, 32)
@@ -210,7 +213,7 @@ def test_points_become_one_vrt_over_every_point(run_cli, run, tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [m["message"] for m in lines if "hearing" in m.get("message", "")] == [
-        f"point {i}: hearing r{i}.wav ({i + 1}/3)" for i in range(3)
+        f"feature {i + 1}: hearing r{i}.wav ({i + 1}/3)" for i in range(3)
     ]
     final = lines[-1]
     assert final["ok"] and final["outputs"][-2:] == [str(out), str(out.with_suffix(".json"))]
@@ -244,8 +247,44 @@ def test_a_silent_point_leaves_nothing_behind(run_cli, run, tmp_path: Path) -> N
     layer = _layer(tmp_path, [run["clip"], run["silent"]])
     before = _everything(tmp_path)
     result = _generate(run_cli, run, "--points", str(layer), "--audio-column", "recording")
-    _refused(result, "point 1", "silent.wav", "silent")
+    _refused(result, "feature 2", "silent.wav", "silent")
     assert _everything(tmp_path) == before
+
+
+def test_a_failing_vrt_leaves_the_previous_layer_as_it_was(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pictures folder, the VRT and the sidecar are replaced together or not at all."""
+    from geosound.generation import landscape
+    from geosound.generation.generator import GenerationOptions, LandscapeGenerator
+    from geosound.generation.hearing import Listener
+    from geosound.generation.outputs import PointRecording, pictures_folder
+
+    generator = LandscapeGenerator.from_files(run["model"])
+    listener = Listener(generator.loaded, run["sat2sound"])
+    vrt = tmp_path / "mosaic.vrt"
+    points = [PointRecording("feature 1", Path(run["clip"]), *MILAN)]
+    request = landscape.Request("forest", 640.0, GenerationOptions(steps=2))
+    landscape.generate_points(generator, listener, points, vrt, request)
+    folder = pictures_folder(vrt)
+
+    def contents() -> dict[str, bytes]:
+        return {name: (tmp_path / name).read_bytes() for name in _everything(tmp_path)
+                if (tmp_path / name).is_file()}  # fmt: skip
+
+    before = contents()
+    assert {"mosaic.vrt", "mosaic.json", str(folder.relative_to(tmp_path) / "0000.tif")} <= set(
+        before
+    )
+
+    def broken(path, pictures):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(landscape, "write_vrt", broken)
+    again = [PointRecording("feature 1", Path(run["clip"]), MILAN[0] + 0.01, MILAN[1])]
+    with pytest.raises(OSError, match="No space left"):
+        landscape.generate_points(generator, listener, again, vrt, request)
+    assert contents() == before  # no new pictures beside the old VRT, no temporaries left
 
 
 # -- bad input -----------------------------------------------------------------------------------
@@ -304,7 +343,7 @@ def test_a_sat2sound_of_another_space_is_refused(run_cli, run, tmp_path: Path) -
 def test_layer_problems_name_the_point_or_the_column(run_cli, run, tmp_path: Path) -> None:
     layer = _layer(tmp_path, [run["clip"], "audio/gone.wav"])
     missing = _generate(run_cli, run, "--points", str(layer), "--audio-column", "recording")
-    _refused(missing, "gone.wav", "recording of point 1")
+    _refused(missing, "gone.wav", "recording of feature 2")
     column = _generate(run_cli, run, "--points", str(layer), "--audio-column", "wav")
     _refused(column, "points.gpkg", "no column 'wav'", "recording")
     foreign = tmp_path / "points_landscapes_pictures"
@@ -314,6 +353,18 @@ def test_layer_problems_name_the_point_or_the_column(run_cli, run, tmp_path: Pat
     _refused(taken, "points_landscapes_pictures", "not one geosound wrote")
     assert (foreign / "thesis.txt").read_text() == "a user's file\n"
     assert not (tmp_path / "points_landscapes.vrt").exists()
+
+
+def test_a_point_is_named_by_the_fid_qgis_shows(run_cli, run, tmp_path: Path) -> None:
+    """A GeoPackage with a deleted feature: the third point is fid 3, not the second row."""
+    import sqlite3
+
+    layer = _layer(tmp_path, [run["clip"], run["clip"], "audio/gone.wav"])
+    with sqlite3.connect(layer) as db:
+        db.execute("DELETE FROM points WHERE fid = 2")
+    assert gpd.read_file(layer, fid_as_index=True).index.tolist() == [1, 3]
+    missing = _generate(run_cli, run, "--points", str(layer), "--audio-column", "recording")
+    _refused(missing, "gone.wav", "recording of feature 3")
 
 
 # -- the library underneath ----------------------------------------------------------------------
@@ -381,9 +432,7 @@ def test_cli_defaults_are_the_library_defaults() -> None:
 
     from geosound.cli.generate import generate_command
     from geosound.generation.generator import GenerationOptions
-    from geosound.generation.outputs import OUTPUT_MARKER
     from geosound.generation.sampling import GuidanceScales
-    from geosound.mapping.maps import OUTPUT_MARKER as MAP_MARKER
 
     defaults = {n: p.default for n, p in inspect.signature(generate_command).parameters.items()}
     options, scales = GenerationOptions(), GuidanceScales()
@@ -391,4 +440,21 @@ def test_cli_defaults_are_the_library_defaults() -> None:
         options.steps, options.seed, options.strength,
     )  # fmt: skip
     assert (defaults["sound_scale"], defaults["scene_scale"]) == (scales.sound, scales.scene)
-    assert OUTPUT_MARKER == MAP_MARKER
+
+
+def test_the_output_marker_is_defined_once() -> None:
+    """``map`` and ``generate`` recognise each other's folders because they share one name."""
+    import ast
+
+    import geosound
+
+    package = Path(geosound.__file__).parent
+    defined = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name) and target.id == "OUTPUT_MARKER"
+    ]
+    assert defined == ["sidecar.py"]

@@ -251,4 +251,8 @@ def test_listen_dock_shows_the_picture_of_the_place(report):
     assert entry["picture_visible"] and entry["pixmap"] == [256, 256], entry["caption"]
     assert "not imagery of this spot" in entry["caption"]
     assert_within_a_pixel(entry["picture_layer"], *LISTEN_LONLAT)
+    # The dock leaves the width to geosound generate's own --ground-m default.
+    assert "--ground-m" not in entry["command"]
+    x0, y0, x1, y1 = entry["picture_layer"]["extent"]
+    assert (x1 - x0, y1 - y0) == pytest.approx((GROUND_M, GROUND_M), abs=1e-6)
     assert entry["after_new_spot"] == {"visible": False, "file": None}

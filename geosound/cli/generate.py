@@ -353,8 +353,8 @@ def _layer_points(layer_path: Path, column: str) -> list[PointRecording]:
         raise InputError(f"no column {column!r} (--audio-column); columns: {known}", layer_path)
     lonlat = layer.geometry.to_crs("EPSG:4326")
     recordings = []
-    for index, value, geometry in zip(layer.index, layer[column], lonlat, strict=True):
-        name = f"point {index}"
+    names = _feature_names(layer_path, len(layer))
+    for name, value, geometry in zip(names, layer[column], lonlat, strict=True):
         if geometry is None or geometry.is_empty or geometry.geom_type != "Point":
             raise InputError(
                 f"{name} is not a point ({getattr(geometry, 'geom_type', None)})", layer_path
@@ -366,6 +366,22 @@ def _layer_points(layer_path: Path, column: str) -> list[PointRecording]:
         check_input_file(audio, f"recording of {name}", "--audio-column")
         recordings.append(PointRecording(name, audio, float(geometry.x), float(geometry.y)))
     return recordings
+
+
+def _feature_names(layer_path: Path, count: int) -> list[str]:
+    """``feature N`` for each feature, N being the id QGIS shows for it.
+
+    That is the layer's FID where it has a FID column (a GeoPackage's: from 1, with gaps where
+    features were deleted), else the feature's position counted from 1.
+    """
+    import pyogrio  # type: ignore[import-untyped]  # (no stubs; geopandas reads with it)
+
+    if not pyogrio.read_info(layer_path).get("fid_column"):
+        return [f"feature {n}" for n in range(1, count + 1)]
+    fids = pyogrio.read_dataframe(
+        layer_path, columns=[], read_geometry=False, fid_as_index=True
+    ).index
+    return [f"feature {fid}" for fid in fids]
 
 
 def _load(
@@ -396,8 +412,8 @@ def _notes(caught: list[warnings.WarningMessage], no_knowledge: bool) -> list[st
     if len(padded) == 1:
         notes.append(padded[0])
     elif padded:
-        notes.append(f"{len(padded)} recordings were shorter than the encoder window and padded "
-                     f"with silence (first: {padded[0]})")  # fmt: skip
+        notes.append(f"{len(padded)} recordings were shorter than the encoder's window and "
+                     f"padded (first: {padded[0]})")  # fmt: skip
     if no_knowledge:
         notes.append("no knowledge base: sampled from noise, no retrieved scene or neighbours")
     for note in notes[: len(notes) - no_knowledge]:

@@ -170,6 +170,9 @@ class AisfxAudioEncoder(Encoder):
 
     modality = "audio"
     dim = 512
+    # One block is BLOCK_FRAMES centred STFT frames: (frames - 1) hops of audio.
+    window_seconds = (BLOCK_FRAMES - 1) * HOP_LENGTH / SAMPLE_RATE
+    padding = "padded with silence"  # frame_blocks zero-pads the log-mel frames
 
     def __init__(
         self,

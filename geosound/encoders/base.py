@@ -135,6 +135,12 @@ class Encoder(abc.ABC):
     modality: ClassVar[Modality]
     dim: ClassVar[int]
     version: ClassVar[str] = "1"
+    window_seconds: ClassVar[float | None] = None
+    """Seconds of audio one token is made from: a shorter clip is filled out to it (None: no
+    window, as for images and text). Readers warn about short clips with it rather than
+    knowing each backend's front end."""
+    padding: ClassVar[str] = "padded"
+    """How a clip shorter than :attr:`window_seconds` is filled out, in words for a warning."""
 
     def __init__(self, batch_size: int = 32, device: str | None = None) -> None:
         self.batch_size = batch_size

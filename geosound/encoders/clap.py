@@ -446,6 +446,8 @@ class ClapAudioEncoder(Encoder):
 
     modality = "audio"
     dim = JOINT_DIM
+    window_seconds = CLIP_SAMPLES / SAMPLE_RATE
+    padding = "repeated to fill the window, then padded with silence"  # see _clap_input
 
     def __init__(
         self,

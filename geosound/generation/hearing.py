@@ -7,9 +7,11 @@ refuses a Sat2Sound checkpoint from another space, which would give tokens of th
 and the wrong meaning.
 
 Bad recordings fail where they are read (:func:`geosound.audio.load_audio`: missing,
-corrupt, silent, …, each naming the file). A clip shorter than the encoder's window is padded
-with silence by the encoder, as in training; a :class:`ShortClipWarning` says so, since a
-picture drawn from half a second of sound deserves less trust than one from ten.
+corrupt, silent, …, each naming the file). A clip shorter than the encoder's window
+(:attr:`~geosound.encoders.Encoder.window_seconds`) is filled out by the encoder, as in
+training, each its own way (:attr:`~geosound.encoders.Encoder.padding`); a
+:class:`ShortClipWarning` says so, since a picture drawn from half a second of sound deserves
+less trust than one from ten.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geosound.audio import Clip, load_audio
-from geosound.encoders import Encoder
 from geosound.encoders.base import encoder_from_id
 from geosound.errors import InputError
 from geosound.models.checkpoint import LoadedModel, load_checkpoint
@@ -29,28 +30,7 @@ from geosound.models.soundit_checkpoint import LoadedGenerator
 
 
 class ShortClipWarning(UserWarning):
-    """A recording shorter than the audio encoder's window was padded with silence."""
-
-
-def encoder_window_seconds(encoder: Encoder) -> float | None:
-    """Seconds of audio the encoder needs for one token; a shorter clip is zero-padded to it.
-
-    Read from an encoder's ``window_seconds`` where it declares one; for the encoders that do
-    not (yet), from their own front-end constants. None for an encoder without a window.
-    """
-    declared = getattr(encoder, "window_seconds", None)
-    if declared is not None:
-        return float(declared)
-    if encoder.name == "aisfx":
-        from geosound.encoders import audio_aisfx as aisfx
-
-        # A block is BLOCK_FRAMES centred STFT frames: (frames − 1) hops of audio.
-        return (aisfx.BLOCK_FRAMES - 1) * aisfx.HOP_LENGTH / aisfx.SAMPLE_RATE
-    if encoder.name == "clap-audio":
-        from geosound.encoders import clap
-
-        return clap.CLIP_SAMPLES / clap.SAMPLE_RATE
-    return None
+    """A recording shorter than the audio encoder's window was padded to it."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +91,7 @@ class Listener:
         self.sat2sound = model
         self.space_id = space
         self.encoder = encoder_from_id(str(audio_id))
-        self.window_seconds = encoder_window_seconds(self.encoder)
+        self.window_seconds = self.encoder.window_seconds
 
     def hear(self, path: str | os.PathLike[str], clip: Clip | None = None) -> Heard:
         """The sound condition of one recording.
@@ -129,8 +109,8 @@ class Listener:
             warnings.warn(
                 ShortClipWarning(
                     f"{path}: {clip.duration:.2f} s is shorter than the "
-                    f"{self.window_seconds:.2f} s window of {self.encoder.id}; padded with "
-                    "silence"
+                    f"{self.window_seconds:.2f} s window of {self.encoder.id}; "
+                    f"{self.encoder.padding}"
                 ),
                 stacklevel=2,
             )

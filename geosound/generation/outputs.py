@@ -1,7 +1,8 @@
 """What ``geosound generate`` reads and writes where: checked before any model loads.
 
-Only the standard library here, so that the command line refuses a bad ``-o`` or a missing
-recording at once rather than after torch and diffusers have been imported.
+Only the standard library and geosound's foundation modules here, so that the command line
+refuses a bad ``-o`` or a missing recording at once rather than after torch and diffusers have
+been imported.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geosound.errors import InputError
+from geosound.sidecar import OUTPUT_MARKER
 
-OUTPUT_MARKER = ".geosound-output.json"
-"""Marks a folder geosound wrote: the name ``geosound map`` uses (mapping.maps.OUTPUT_MARKER,
-which generation may not import; tests/test_generate_cli.py keeps the two equal)."""
 PICTURE_SUFFIXES = {".png": "png", ".tif": "tif", ".tiff": "tif"}
 
 
@@ -57,7 +56,7 @@ class PointRecording:
     """One recording point of a layer.
 
     Attributes:
-        name: How messages and the sidecar call it (``point 3``).
+        name: How messages and the sidecar call it (``feature 3``: the id QGIS shows).
         audio: The recording (resolved against the layer's folder).
         lon: Longitude (WGS 84).
         lat: Latitude.

@@ -41,6 +41,7 @@ from rasterio.transform import Affine
 from geosound.atomic import atomic_path
 from geosound.errors import InputError
 from geosound.geo import write_raster
+from geosound.geo.bands import to_uint8
 
 BAND_NAMES = ("red", "green", "blue")
 UPS_NORTH, UPS_SOUTH = "EPSG:32661", "EPSG:32761"
@@ -162,11 +163,6 @@ def place_picture(
 def mosaic_crs(lons: Sequence[float], lats: Sequence[float]) -> CRS:
     """The one metric CRS of a mosaic: the UTM zone of the points' median lon/lat."""
     return local_metric_crs(float(np.median(lons)), float(np.median(lats)))
-
-
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """``(3, H, W)`` floats in [0, 1] as uint8 (values outside are clipped)."""
-    return np.round(np.clip(np.asarray(pixels, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def write_geotiff(path: str | os.PathLike[str], pixels: np.ndarray, placement: Placement) -> Path:

@@ -99,9 +99,7 @@ def resolve_preset(
     return guess_preset(info.count, info.dtypes[0])
 
 
-def read_rgb(
-    source: RasterSource, windows: Sequence[Window], preset: BandPreset
-) -> np.ndarray:
+def read_rgb(source: RasterSource, windows: Sequence[Window], preset: BandPreset) -> np.ndarray:
     """(N, 3, H, W) RGB in [0, 1] of equal-sized windows, scaled the way tiles are.
 
     The one path from pixels to what the image encoder sees, for chips at points and image
@@ -147,3 +145,12 @@ def to_rgb(
     if len(preset.bands) == 1:
         scaled = np.repeat(scaled, 3, axis=channel_axis)
     return scaled.astype(np.float32, copy=False)
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] (what :func:`to_rgb` gives, or a generated picture) as 8-bit, rounded.
+
+    Values outside [0, 1] are clipped, so a picture decoded a little past its range still
+    writes as a valid image.
+    """
+    return np.round(np.clip(np.asarray(rgb, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -37,11 +37,8 @@ from geosound.mapping.timeplace import Moment, at_moment, check_time_metadata, m
 from geosound.models.checkpoint import trained_tile_m
 from geosound.progress import Progress
 from geosound.retrieval.shards import open_bank
-from geosound.sidecar import write_sidecar
+from geosound.sidecar import OUTPUT_MARKER, write_sidecar
 from geosound.space.shared import SharedSpace, load_shared_space
-
-OUTPUT_MARKER = ".geosound-output.json"
-"""Written first into every folder ``geosound map`` writes products into."""
 
 
 @dataclass

@@ -265,6 +265,7 @@ def prepare_generator_data(
     from geosound.data.features import audio_key, load_audio_spec
     from geosound.data.sonify import sonify_dev_sets
     from geosound.encoders import DEFAULT_ENCODERS, get_encoder, pad_tokens
+    from geosound.geo.bands import to_uint8
     from geosound.geo.images import read_image_ref
     from geosound.models.default import load_default_model
     from geosound.models.soundit import sound_condition
@@ -283,7 +284,7 @@ def prepare_generator_data(
     refs = list(dict.fromkeys(pairs["image"].astype(str)))
     row_of = {ref: i for i, ref in enumerate(refs)}
     report(0.1, f"reading {len(refs)} tiles")
-    images = np.stack([_to_uint8(read_image_ref(ref)) for ref in refs])
+    images = np.stack([to_uint8(read_image_ref(ref)) for ref in refs])
     image_splits = (
         pairs.drop_duplicates("image").set_index("image").loc[refs, "split"].astype(str).to_numpy()
     )
@@ -338,10 +339,6 @@ def _without_objects(array: np.ndarray) -> np.ndarray:
     pandas hands out object arrays, which ``np.load(allow_pickle=False)`` refuses.
     """
     return array.astype(str) if array.dtype == object else array
-
-
-def _to_uint8(rgb: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
 def _located(pairs: Any, column: str) -> np.ndarray:

@@ -42,8 +42,6 @@ from .styling import mark_product, product_of
 
 K_SETTINGS_KEY = "geosound/listen_k"
 SECONDS_SETTINGS_KEY = "geosound/listen_seconds"
-PICTURE_GROUND_M = 640.0
-"""Ground width of the dock's picture in metres: that of the tiles SounDiT was trained on."""
 
 
 class ListenMapTool(QgsMapToolEmitPoint):
@@ -232,7 +230,7 @@ class ListenController:
         model = QgsSettings().value(GENERATOR_SETTINGS_KEY, "", type=str)
         command = environment.command(
             "generate", f"--audio={recording}", f"--lon={lon!r}", f"--lat={lat!r}",
-            "--ground-m", repr(PICTURE_GROUND_M), "-o", str(picture),
+            "-o", str(picture),  # as wide as geosound generate's default (--ground-m)
             *(["--model", model] if model else []), "--progress", "json",
         )  # fmt: skip
         task = PictureTask(f"geosound: picture of {Path(recording).name}", command,

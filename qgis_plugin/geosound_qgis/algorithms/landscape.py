@@ -158,9 +158,7 @@ class LandscapeAlgorithm(GeosoundAlgorithm):
             defaultValue=default, optional=True,
         ))  # fmt: skip
         self.addParameter(
-            QgsProcessingParameterRasterDestination(
-                self.OUTPUT, self.tr("Generated landscape")
-            )
+            QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Generated landscape"))
         )
         self.addOutput(QgsProcessingOutputFile(self.SIDECAR, self.tr("Sidecar (JSON)")))
         self.addOutput(QgsProcessingOutputString(self.SCENE_USED, self.tr("Scene used")))
@@ -270,25 +268,27 @@ class LandscapeAlgorithm(GeosoundAlgorithm):
             context.transformContext(), options,
         )  # fmt: skip
         count = 0
-        for feature in source.getFeatures():
-            value = feature[field]
-            if value is None or not str(value).strip() or str(value) == "NULL":
-                raise QgsProcessingException(
-                    f"feature {feature.id()} has no recording in the field '{field}'"
-                )
-            geometry = QgsGeometry(feature.geometry())
-            if geometry.isEmpty() or geometry.constGet().partCount() != 1:
-                raise QgsProcessingException(
-                    f"feature {feature.id()} is not one point; split multipoints first "
-                    "(Multipart to singleparts)"
-                )
-            geometry.convertToSingleType()
-            out = QgsFeature(fields)
-            out.setGeometry(geometry)
-            out[field] = resolve_recording(value, base)
-            writer.addFeature(out)
-            count += 1
-        del writer  # flushes and closes the GeoPackage
+        try:
+            for feature in source.getFeatures():
+                value = feature[field]
+                if value is None or not str(value).strip() or str(value) == "NULL":
+                    raise QgsProcessingException(
+                        f"feature {feature.id()} has no recording in the field '{field}'"
+                    )
+                geometry = QgsGeometry(feature.geometry())
+                if geometry.isEmpty() or geometry.constGet().partCount() != 1:
+                    raise QgsProcessingException(
+                        f"feature {feature.id()} is not one point; split multipoints first "
+                        "(Multipart to singleparts)"
+                    )
+                geometry.convertToSingleType()
+                out = QgsFeature(fields)
+                out.setGeometry(geometry)
+                out[field] = resolve_recording(value, base)
+                writer.addFeature(out)
+                count += 1
+        finally:
+            del writer  # flushes and closes the GeoPackage, also when a feature is refused
         if not count:
             raise QgsProcessingException("the point layer has no features")
 
