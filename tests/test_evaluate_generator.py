@@ -5,13 +5,16 @@ checkpoint and data bundle written here."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from geosound.errors import InputError
+from geosound.errors import DataError, InputError
 from geosound.evaluation.generated import (
     LandcoverClassifier,
     diversity,
@@ -147,6 +150,13 @@ def test_classifier_is_cached_and_retrained_when_the_tiles_change(tmp_path: Path
     again, reused = landcover_classifier(x, y, test, truth, CLASSES, "enc@1", cache)
     assert reused and again.fingerprint == first.fingerprint
     np.testing.assert_array_equal(again.probabilities(test), first.probabilities(test))
+    # The cache keeps the weights, not the figure: another eval set is measured afresh. (The
+    # test tiles come from other class centres, so the first figure is near 0; seven of the
+    # training tiles are named right nearly always.)
+    expected = float(np.mean(first.predict(x[:7]) == np.array(y[:7])))
+    assert expected > first.eval_accuracy + 0.5
+    other, reused = landcover_classifier(x, y, x[:7], y[:7], CLASSES, "enc@1", cache)
+    assert reused and other.eval_tiles == 7 and other.eval_accuracy == pytest.approx(expected)
     changed, reused = landcover_classifier(x[1:], y[1:], test, truth, CLASSES, "enc@1", cache)
     assert not reused and changed.fingerprint != first.fingerprint
     assert LandcoverClassifier.load(cache).fingerprint == changed.fingerprint
@@ -154,6 +164,25 @@ def test_classifier_is_cached_and_retrained_when_the_tiles_change(tmp_path: Path
     assert not landcover_classifier(x, y, test, truth, CLASSES, "enc@1", cache)[1]
     with pytest.raises(InputError, match="every class"):
         fit_landcover_classifier(x[:10], ["Forest"] * 10, CLASSES, "enc@1")
+
+
+@pytest.mark.parametrize("head", ["{}", '{"classes": ["Forest"]}', "[1, 2]"])
+def test_classifier_file_with_the_tag_but_a_foreign_head(tmp_path: Path, head: str) -> None:
+    from geosound.evaluation.generated import CLASSIFIER_FORMAT
+
+    x, y = separable(60, CLASSES, seed=7)
+    cache = tmp_path / "classifier.npz"
+    fitted = fit_landcover_classifier(x, y, CLASSES, "enc@1")
+    with open(cache, "wb") as handle:  # right tag and arrays, a head without the keys
+        np.savez(handle, format=np.array(CLASSIFIER_FORMAT), head=np.array(head),
+                 mean=fitted.mean, scale=fitted.scale, coef=fitted.coef,
+                 intercept=fitted.intercept)  # fmt: skip
+    with pytest.raises(DataError, match="not a land-cover classifier") as caught:
+        LandcoverClassifier.load(cache)
+    assert str(cache) in str(caught.value)
+    # The cache treats it as damaged: retrained and replaced.
+    classifier, reused = landcover_classifier(x, y, x, y, CLASSES, "enc@1", cache)
+    assert not reused and LandcoverClassifier.load(cache).fingerprint == classifier.fingerprint
 
 
 def test_classifier_on_real_dev_tiles(dev_data: Path) -> None:
@@ -219,12 +248,20 @@ def tiny_bundle(per_class: int = 8, eval_per_class: int = 3):
     )
 
 
-def write_tiny_run(folder: Path, use_moe: bool = True, seed: int = 0) -> Path:
-    """soundit.pt, geokd.npz (train pairs) and generator_data.npz of a random tiny SounDiT."""
+def write_tiny_run(
+    folder: Path,
+    use_moe: bool = True,
+    seed: int = 0,
+    train_config: dict[str, Any] | None = None,
+    knowledge_split: tuple[str, ...] = ("train",),
+) -> Path:
+    """soundit.pt, geokd.npz (pairs of ``knowledge_split``) and generator_data.npz of a random
+    tiny SounDiT; ``train_config`` (default: train-generator's defaults) goes in its info."""
     from geosound.generation.geokd import KnowledgeBase
     from geosound.models.autoencoder import AutoencoderConfig, LatentCodec, build_autoencoder
     from geosound.models.soundit import build_soundit
     from geosound.models.soundit_checkpoint import save_generator
+    from geosound.training.generator import GeneratorTrainConfig
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -241,10 +278,11 @@ def write_tiny_run(folder: Path, use_moe: bool = True, seed: int = 0) -> Path:
     data.save(folder / "generator_data.npz")
     scenes = {str(w): torch.from_numpy(e) for w, e in zip(data.scene_words, data.scene_embeddings,
                                                            strict=True)}  # fmt: skip
-    info = {"train_config": {"seed": 0, "eval_fraction": 0.3}}
+    recorded = GeneratorTrainConfig().to_dict() if train_config is None else train_config
+    info = {"train_config": recorded} if recorded else {}
     save_generator(folder / "soundit.pt", model.eval(), codec, "sat2sound:test",
                    data.meta["encoders"], scenes, info)  # fmt: skip
-    train = np.flatnonzero(data.pair_splits == "train")
+    train = np.flatnonzero(np.isin(data.pair_splits, knowledge_split))
     with torch.no_grad():
         latents = codec.encode(data.images_float(data.pair_image[train])).numpy()
     KnowledgeBase(
@@ -281,6 +319,20 @@ def test_plan_is_seeded_held_out_and_keeps_reference_and_bound_apart() -> None:
     assert not np.array_equal(other.slot_seed, plan.slot_seed)
     with pytest.raises(InputError, match="per_sound"):
         plan_evaluation(data, EvaluationSettings(per_sound=0))
+
+
+def test_classifier_eval_set_is_every_eval_tile_whatever_the_slots() -> None:
+    from geosound.generation.evaluation import EvaluationSettings, plan_evaluation
+
+    # Six eval tiles a class: a reference half of three and a bound half of three, of which
+    # one sound with one picture uses a single tile.
+    data = tiny_bundle(eval_per_class=6)
+    every = np.flatnonzero(data.image_splits == "eval")
+    for per_class, per_sound in [(1, 1), (3, 1), (2, 4)]:
+        settings = EvaluationSettings(per_class=per_class, per_sound=per_sound)
+        plan = plan_evaluation(data, settings)
+        np.testing.assert_array_equal(plan.eval_tiles, every)
+        assert set(plan.reference_tiles) | set(plan.bound_tiles) <= set(plan.eval_tiles)
 
 
 def test_evaluate_generator_cli_end_to_end(tmp_path: Path, run_cli) -> None:
@@ -342,3 +394,68 @@ def test_evaluate_generator_refuses_bad_input(tmp_path: Path, run_cli) -> None:
     assert bad.returncode == 2 and "bad.npz" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "landcover_classifier.npz").exists()
+
+
+def test_ablation_model_without_or_with_other_split_settings_is_refused(
+    tmp_path: Path, run_cli
+) -> None:
+    from geosound.training.generator import GeneratorTrainConfig
+
+    run = write_tiny_run(tmp_path / "run")
+    unrecorded = write_tiny_run(tmp_path / "unrecorded", use_moe=False, train_config={})
+    partial = write_tiny_run(tmp_path / "partial", use_moe=False,
+                             train_config={"seed": 0, "eval_fraction": 0.3})  # fmt: skip
+    other = {**GeneratorTrainConfig().to_dict(), "seed": 7}
+    reseeded = write_tiny_run(tmp_path / "reseeded", use_moe=False, train_config=other)
+    env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
+    base = ["evaluate-generator", "--data", str(run), "--per-class", "1", "--per-sound", "1",
+            "--steps", "2", "--progress", "none"]  # fmt: skip
+    for folder, expected in [(unrecorded, "records no seed"), (partial, "records no imagery"),
+                             (reseeded, "(seed differ)")]:  # fmt: skip
+        ablation = folder / "soundit.pt"
+        result = run_cli(*base, "--ablation-model", str(ablation), env=env)
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert expected in result.stderr and str(ablation) in result.stderr
+        assert not (run / "landcover_classifier.npz").exists()
+    # The main checkpoint is held to the same rule, and named by its own file.
+    swapped = run_cli("evaluate-generator", "--data", str(run), "--model",
+                      str(unrecorded / "soundit.pt"), "--ablation-model", str(run / "soundit.pt"),
+                      "--progress", "none", env=env)  # fmt: skip
+    assert swapped.returncode == 2 and f"--model {unrecorded / 'soundit.pt'}" in swapped.stderr
+
+
+GRID_SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "make_generator_grid.py"
+
+
+def run_grid(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(GRID_SCRIPT), *args], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_generator_grid_draws_the_planned_held_out_sounds(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    run = write_tiny_run(tmp_path / "run")
+    out = tmp_path / "grid" / "grid.png"
+    done = run_grid("--run", str(run), "--per-class", "2", "--steps", "2", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout
+    picture = matplotlib.image.imread(out)
+    assert picture.ndim == 3 and picture.shape[0] > 0
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_generator_grid_refuses_sounds_its_knowledge_base_holds(tmp_path: Path) -> None:
+    # The knowledge base holds the eval pairs too: their pictures would be retrieved, not
+    # imagined, so the grid is refused before anything is drawn.
+    run = write_tiny_run(tmp_path / "run", knowledge_split=("train", "eval"))
+    out = tmp_path / "grid.png"
+    done = run_grid("--run", str(run), "--per-class", "1", "--steps", "2", "-o", str(out))
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "not held out" in done.stderr
+    assert str(run / "soundit.pt") in done.stderr
+    assert not out.exists()
+    missing = run_grid("--run", str(tmp_path / "nowhere"), "-o", str(out))
+    assert missing.returncode == 2 and "generator_data.npz" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and not out.exists()

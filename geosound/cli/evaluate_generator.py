@@ -137,6 +137,7 @@ def evaluate_generator_command(
             ablation=ablation,
             classifier_path=classifier,
             progress=report,
+            names=(f"--model {model}", f"--ablation-model {ablation_model}"),
         )
     table = format_evaluation(result)
     outputs = [] if result.classifier_reused else [str(classifier)]

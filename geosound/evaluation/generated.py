@@ -156,19 +156,20 @@ class LandcoverClassifier:
                     raise DataError(f"not a {CLASSIFIER_FORMAT} file", path)
                 head = json.loads(str(data["head"]))
                 arrays = {k: data[k].astype(np.float64) for k in ("mean", "scale", "coef")}
-                intercept = data["intercept"].astype(np.float64)
-        except (OSError, KeyError, ValueError) as error:
-            raise DataError(f"not a land-cover classifier ({error})", path) from None
-        return cls(
-            classes=tuple(head["classes"]),
-            encoder_id=str(head["encoder_id"]),
-            intercept=intercept,
-            fingerprint=str(head["fingerprint"]),
-            train_tiles=int(head["train_tiles"]),
-            eval_tiles=int(head["eval_tiles"]),
-            eval_accuracy=float(head["eval_accuracy"]),
-            **arrays,
-        )
+                # The head is read here, inside the try: a file with the right format tag but
+                # a head without these keys (or not a JSON object) is as foreign as any other.
+                return cls(
+                    classes=tuple(str(name) for name in head["classes"]),
+                    encoder_id=str(head["encoder_id"]),
+                    intercept=data["intercept"].astype(np.float64),
+                    fingerprint=str(head["fingerprint"]),
+                    train_tiles=int(head["train_tiles"]),
+                    eval_tiles=int(head["eval_tiles"]),
+                    eval_accuracy=float(head["eval_accuracy"]),
+                    **arrays,
+                )
+        except (OSError, KeyError, TypeError, ValueError) as error:
+            raise DataError(f"not a land-cover classifier ({error!r})", path) from None
 
 
 def _fingerprint(
@@ -243,7 +244,10 @@ def landcover_classifier(
     """The classifier of these training tiles, read from ``cache`` or trained (and saved).
 
     A cached classifier is reused only when its fingerprint (training features, labels,
-    classes, encoder, seed) matches, so a changed data bundle or encoder retrains it.
+    classes, encoder, seed) matches, so a changed data bundle or encoder retrains it. Only
+    its weights are reused: its accuracy is measured again on the eval tiles given here, so
+    the figure printed always belongs to this run's eval tiles, whatever set the cached file
+    was measured on.
 
     Returns:
         The classifier, with its accuracy on the eval tiles, and whether it came from the cache.
@@ -261,15 +265,22 @@ def landcover_classifier(
         except DataError:
             cached = None  # a damaged or foreign file is replaced, never trusted
         if cached is not None and cached.fingerprint == fingerprint:
-            return cached, True
+            return _measured(cached, eval_features, eval_labels), True
     classifier = fit_landcover_classifier(train_features, train_labels, classes, encoder_id, seed)
-    predicted = classifier.predict(eval_features)
-    truth = np.asarray([str(x) for x in eval_labels])
-    accuracy = float(np.mean(predicted == truth)) if len(truth) else float("nan")
-    classifier = dataclasses.replace(classifier, eval_tiles=len(truth), eval_accuracy=accuracy)
+    classifier = _measured(classifier, eval_features, eval_labels)
     if cache is not None:
         classifier.save(cache)
     return classifier, False
+
+
+def _measured(
+    classifier: LandcoverClassifier, eval_features: np.ndarray, eval_labels: Labels
+) -> LandcoverClassifier:
+    """The classifier with its top-1 accuracy on these eval tiles (NaN for none)."""
+    truth = np.asarray([str(x) for x in eval_labels])
+    predicted = classifier.predict(eval_features) if len(truth) else truth
+    accuracy = float(np.mean(predicted == truth)) if len(truth) else float("nan")
+    return dataclasses.replace(classifier, eval_tiles=len(truth), eval_accuracy=accuracy)
 
 
 # --------------------------------------------------------------------------- PSS (proxies)

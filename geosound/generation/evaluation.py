@@ -11,7 +11,9 @@ What is drawn (:func:`plan_evaluation`, all seeded):
   half gives the *bound* row — for each picture slot, a real tile of the paired class, so the
   bound has as many images as every generated row (FD-EffNet depends on the count);
 * the land-cover classifier: trained on the train tiles of those classes
-  (:func:`geosound.evaluation.generated.landcover_classifier`), its eval accuracy reported.
+  (:func:`geosound.evaluation.generated.landcover_classifier`), its accuracy measured on every
+  eval tile of those classes (both halves, whether or not a bound slot uses the tile), so the
+  figure does not move with ``per_class`` or ``per_sound``.
 
 Rows of the main table: the bound (real tiles of the paired class), the conditioned model
 (sound heard through Sat2Sound, scene retrieved from the knowledge base, RAG from the
@@ -62,6 +64,7 @@ __all__ = [
     "GeneratorData",
     "GeneratorEvaluation",
     "Row",
+    "check_held_out",
     "evaluate_generator",
     "format_evaluation",
     "plan_evaluation",
@@ -151,6 +154,8 @@ class EvaluationPlan:
         train_labels: Their land cover.
         reference_tiles: Tile rows of the reference half.
         bound_tiles: ``(S·N,)`` tile row of the bound row in each slot.
+        eval_tiles: Every eval tile of the classes, the classifier's accuracy set: the
+            reference half and the whole bound half, used by a slot or not.
         tile_labels: Land cover of every tile of the data bundle.
         notes: What the plan had to settle for (too few tiles, missing classes).
     """
@@ -165,13 +170,9 @@ class EvaluationPlan:
     train_labels: np.ndarray
     reference_tiles: np.ndarray
     bound_tiles: np.ndarray
+    eval_tiles: np.ndarray
     tile_labels: np.ndarray
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def eval_tiles(self) -> np.ndarray:
-        """Every eval tile of the classes (reference and bound halves)."""
-        return np.union1d(self.reference_tiles, self.bound_tiles)
 
 
 def _tile_labels(data: GeneratorData) -> np.ndarray:
@@ -241,6 +242,7 @@ def plan_evaluation(data: GeneratorData, settings: EvaluationSettings) -> Evalua
             )
         bound[slots] = np.resize(bound_pool, len(slots))
     train = np.flatnonzero(np.isin(tile_labels, classes) & (data.image_splits == "train"))
+    evaluated = np.flatnonzero(np.isin(tile_labels, classes) & (data.image_splits == "eval"))
     return EvaluationPlan(
         classes=tuple(classes),
         sound_rows=np.asarray(sound_rows, np.int64),
@@ -252,6 +254,7 @@ def plan_evaluation(data: GeneratorData, settings: EvaluationSettings) -> Evalua
         train_labels=tile_labels[train],
         reference_tiles=np.asarray(reference, np.int64),
         bound_tiles=bound,
+        eval_tiles=evaluated,
         tile_labels=tile_labels,
         notes=notes,
     )
@@ -433,8 +436,23 @@ def _unconditional(generator: LandscapeGenerator, plan: EvaluationPlan, steps: i
     return draw
 
 
-def _check_held_out(generator: LandscapeGenerator, data: GeneratorData, plan: EvaluationPlan,
-                    what: str) -> None:  # fmt: skip
+def check_held_out(generator: LandscapeGenerator, data: GeneratorData, plan: EvaluationPlan,
+                   what: str) -> None:  # fmt: skip
+    """Refuse a generator that cannot draw the plan's sounds as held-out sounds.
+
+    Pictures of sounds the generator's knowledge base holds would be retrieved, not imagined,
+    so any figure or picture of them says nothing about held-out sounds.
+
+    Args:
+        generator: The checkpoint and its knowledge base.
+        data: The data bundle the plan was drawn from.
+        plan: Its sounds (:func:`plan_evaluation`).
+        what: How messages name the generator (e.g. its file).
+
+    Raises:
+        InputError: No knowledge base, or one in another sound space than the data's.
+        DataError: Some of the plan's sounds are in the knowledge base.
+    """
     if generator.knowledge is None:
         raise InputError(f"{what} needs its knowledge base (geokd.npz) for the RAG rows")
     if data.meta.get("sound_space") != generator.loaded.sound_space:
@@ -450,14 +468,31 @@ def _check_held_out(generator: LandscapeGenerator, data: GeneratorData, plan: Ev
         )
 
 
-def _check_same_split(main: LandscapeGenerator, other: LandscapeGenerator) -> None:
-    first = main.loaded.info.get("train_config", {})
-    second = other.loaded.info.get("train_config", {})
-    differ = [k for k in SPLIT_KEYS if k in first and k in second and first[k] != second[k]]
+def _check_same_split(
+    main: LandscapeGenerator, other: LandscapeGenerator, names: tuple[str, str]
+) -> None:
+    """Refuse two checkpoints whose held-out pairs may differ, or cannot be told apart.
+
+    A checkpoint that does not record its split settings could have been trained on the
+    other one's eval sounds, so it is refused rather than compared on trust.
+    """
+    configs = []
+    for generator, name in zip((main, other), names, strict=True):
+        recorded = generator.loaded.info.get("train_config")
+        config = recorded if isinstance(recorded, dict) else {}
+        missing = [k for k in SPLIT_KEYS if k not in config]
+        if missing:
+            raise InputError(
+                f"{name} records no {', '.join(missing)} in its train_config, so whether both "
+                "models held out the same pairs cannot be checked; use checkpoints written by "
+                "geosound train-generator"
+            )
+        configs.append(config)
+    differ = [k for k in SPLIT_KEYS if configs[0][k] != configs[1][k]]
     if differ:
         raise InputError(
-            f"the ablation model was trained on other pairs ({', '.join(differ)} differ), so "
-            "its eval sounds are not the same held-out set"
+            f"{names[1]} was trained on other pairs than {names[0]} ({', '.join(differ)} "
+            "differ), so its eval sounds are not the same held-out set"
         )
 
 
@@ -523,6 +558,7 @@ def evaluate_generator(
     cache_root: Path | None = None,
     encoder: Encoder | None = None,
     progress: Progress | None = None,
+    names: tuple[str, str] = ("the model", "the ablation model"),
 ) -> GeneratorEvaluation:
     """Draw and score every row of the evaluation (module docstring).
 
@@ -535,18 +571,20 @@ def evaluate_generator(
         cache_root: Feature cache folder for the real tiles (None: the default one).
         encoder: The image encoder (default: the default image encoder).
         progress: ``callback(fraction, message)``.
+        names: How messages name the model and the ablation model (the CLI gives their files).
 
     Raises:
-        InputError: A knowledge base or checkpoint that does not fit the data.
+        InputError: A knowledge base or checkpoint that does not fit the data, or an ablation
+            model whose split settings differ or are not recorded.
         DataError: Eval sounds that are not held out, or too few classes.
     """
     settings = (settings or EvaluationSettings()).validate()
     report = progress or (lambda fraction, message: None)
     plan = plan_evaluation(data, settings)
-    _check_held_out(generator, data, plan, "the model")
+    check_held_out(generator, data, plan, names[0])
     if ablation is not None:
-        _check_held_out(ablation, data, plan, "the ablation model")
-        _check_same_split(generator, ablation)
+        check_held_out(ablation, data, plan, names[1])
+        _check_same_split(generator, ablation, names)
     encoder = encoder or get_encoder(DEFAULT_ENCODERS["image"])
     report(0.0, "encoding the real tiles")
     train_x = _real_features(data, plan.train_tiles, encoder, cache_root, stage(report, 0, 0.1))
