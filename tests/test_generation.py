@@ -286,3 +286,16 @@ def test_generator_data_bundle_reads_back_the_strings_pandas_hands_out(tmp_path)
     assert loaded.labels.tolist() == ["Forest", "River", "Forest"]
     assert loaded.meta == {"sound_space": "sat2sound:x"}
     np.testing.assert_array_equal(loaded.lon, data.lon)
+
+
+def test_train_generator_cli_defaults_are_the_training_defaults() -> None:
+    import inspect
+
+    from geosound.cli.generate import train_generator_command
+
+    defaults = {
+        n: p.default for n, p in inspect.signature(train_generator_command).parameters.items()
+    }
+    config = GeneratorTrainConfig()
+    for name in ("preset", "epochs", "autoencoder_epochs", "batch_size", "seed"):
+        assert defaults[name] == getattr(config, name), name

@@ -42,10 +42,10 @@ if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
 def train_generator_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/soundit"),
     preset: Annotated[str, typer.Option(help="SounDiT size: tiny (CPU), S or B (GPU).")] = "tiny",
-    epochs: Annotated[int, typer.Option(help="SounDiT epochs over the train pairs.", min=1)] = 100,
+    epochs: Annotated[int, typer.Option(help="SounDiT epochs over the train pairs.", min=1)] = 40,
     autoencoder_epochs: Annotated[
         int, typer.Option("--autoencoder-epochs", help="Autoencoder epochs.", min=1)
-    ] = 20,
+    ] = 8,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.", min=1)] = 64,
     plain_cross_attention: Annotated[
         bool,

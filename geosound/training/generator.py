@@ -97,11 +97,11 @@ class GeneratorTrainConfig:
     """
 
     autoencoder_preset: str = "tiny"
-    autoencoder_epochs: int = 20
+    autoencoder_epochs: int = 8
     autoencoder_lr: float = 1e-3
     preset: str = "tiny"
     model: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 100
+    epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 3e-4
     weight_decay: float = 0.0
