@@ -147,16 +147,27 @@ def test_ddim_sampling_runs_seeded_with_and_without_rag() -> None:
     assert GuidanceScales().sound > 1
 
 
-def test_ema_follows_the_model_by_its_decay() -> None:
+def test_ema_follows_the_model_by_its_warmed_up_decay() -> None:
     model = tiny_model()
     module = SounDiTModule(model, *synthetic_tensors(4), GeneratorTrainConfig(ema_decay=0.9))
     module.ema.update_parameters(model)  # the first update copies
-    before = module.ema.module.final.linear.bias.detach().clone()
-    with torch.no_grad():
-        model.final.linear.bias.add_(1.0)
-    module.ema.update_parameters(model)
-    after = module.ema.module.final.linear.bias.detach()
-    assert torch.allclose(after, 0.9 * before + 0.1 * model.final.linear.bias.detach())
+    for updates in (1, 2, 200):  # decay (1+n)/(10+n) = 0.18, 0.25, then capped at 0.9
+        module.ema.n_averaged.fill_(updates)
+        before = module.ema.module.final.linear.bias.detach().clone()
+        with torch.no_grad():
+            model.final.linear.bias.add_(1.0)
+        module.ema.update_parameters(model)
+        after = module.ema.module.final.linear.bias.detach()
+        rate = min(0.9, (1 + updates) / (10 + updates))
+        assert torch.allclose(after, rate * before + (1 - rate) * model.final.linear.bias.detach())
+
+
+def test_the_ema_forgets_its_zero_start_in_a_short_run() -> None:
+    from geosound.training.generator import ema_decay_at
+
+    # weight left on the initial (ε = 0) model after the shipped recipe's ~1,400 updates
+    kept = float(np.prod([ema_decay_at(0.999, n) for n in range(1, 1400)]))
+    assert kept < 1e-3 < 0.999**1400
 
 
 def synthetic_tensors(pairs: int):

@@ -26,7 +26,7 @@ import logging
 import re
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
@@ -139,6 +139,28 @@ class GeneratorTrainConfig:
         if not 0.0 <= self.eval_fraction < 1.0:
             raise InputError(f"eval_fraction must be in [0, 1); got {self.eval_fraction!r}")
         return self
+
+
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The EMA decay after ``updates`` updates: ``min(decay, (1 + n) / (10 + n))``.
+
+    A fixed 0.999 from the first step keeps ``0.999^n`` of the initial weights — a quarter
+    after the 1,400 steps of the shipped recipe, and adaLN-Zero's initial DiT predicts ε = 0,
+    so such an average under-predicts the noise and sampling diverges (measured: latents of
+    std 46 against 1 for the raw weights). The warm-up (as diffusers' ``EMAModel`` offers)
+    lets the average forget its start while training is short.
+    """
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
+def warmup_ema(decay: float) -> Callable[[Tensor, Tensor, Tensor | int], Tensor]:
+    """``AveragedModel``'s ``avg_fn`` for an EMA whose decay warms up (:func:`ema_decay_at`)."""
+
+    def average(averaged: Tensor, current: Tensor, num_averaged: Tensor | int) -> Tensor:
+        rate = ema_decay_at(decay, int(num_averaged))
+        return rate * averaged + (1.0 - rate) * current
+
+    return average
 
 
 def ddpm_scheduler(num_train_timesteps: int = 1000) -> DDPMScheduler:
@@ -422,7 +444,7 @@ class SounDiTModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.model = model
-        self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+        self.ema = AveragedModel(model, avg_fn=warmup_ema(config.ema_decay))
         self.config = config
         self.scheduler = ddpm_scheduler(config.num_train_timesteps)
         self.latent_mean, self.latent_std = latent_mean, latent_std
