@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["MixRecipe", "MixSource", "is_recipe"]
 
 MixSource = dict[str, str | float]
-"""One source of a mix: ``path``, ``target_lufs`` and ``offset`` (seconds) are what rendering
-reads; ``class``, ``caption``, ``concept`` and ``licence`` travel with it for provenance."""
+"""One source of a mix: ``path``, ``target_lufs``, ``offset`` (seconds cut from the clip's start)
+and ``delay`` (seconds of silence before it enters the mix; optional, 0 when absent) are what
+rendering reads; ``class``, ``caption``, ``concept`` and ``licence`` travel with it for
+provenance."""
 
 
 def is_recipe(audio: str) -> bool:
@@ -127,11 +129,11 @@ class MixRecipe:
     def render(self) -> Clip:
         """Render the mix, deterministically.
 
-        Each source is loaded (mono, at the recipe's rate), cut from its ``offset`` and padded
-        or trimmed to ``seconds``, normalised to its ``target_lufs`` and summed; a mix that
-        would clip is scaled down as a whole (:func:`geosound.audio.mix`), so the sources keep
-        their relative loudness. No randomness is involved: the same recipe gives the same
-        samples.
+        Each source is loaded (mono, at the recipe's rate), cut from its ``offset``, delayed
+        by its ``delay`` and padded or trimmed to ``seconds``, normalised to its
+        ``target_lufs`` and summed; a mix that would clip is scaled down as a whole
+        (:func:`geosound.audio.mix`), so the sources keep their relative loudness. No
+        randomness is involved: the same recipe gives the same samples.
 
         Returns:
             A mono :class:`~geosound.audio.Clip` of ``round(seconds * sample_rate)`` samples.
@@ -163,11 +165,16 @@ class MixRecipe:
         try:
             path, target = str(source["path"]), float(source["target_lufs"])
             offset = float(source.get("offset", 0.0))
+            delay = float(source.get("delay", 0.0))
         except (KeyError, TypeError, ValueError) as error:
             raise InputError(f"malformed mix recipe source {i}: {error!r}") from error
+        if not delay >= 0:
+            raise InputError(f"malformed mix recipe source {i}: delay must be >= 0, got {delay}")
         clip = load_audio(path, sample_rate=self.sample_rate, mono=True)
         start = max(0, round(offset * self.sample_rate))
-        return pad_or_trim(clip.samples[start : start + length], length), target
+        lead = np.zeros(min(length, round(delay * self.sample_rate)), dtype=np.float32)
+        samples = np.concatenate([lead, clip.samples[start : start + length - len(lead)]])
+        return pad_or_trim(samples, length), target
 
 
 def _json_default(value: object) -> object:

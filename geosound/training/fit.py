@@ -36,6 +36,59 @@ class EpochProgress(Callback):
         self.report(done / epochs, f"{self.label}: epoch {done}/{epochs}")
 
 
+def resumable_trainer(
+    run_dir: Path,
+    epochs: int,
+    gradient_clip: float | None,
+    progress: Progress | None = None,
+    progress_bar: bool = False,
+    **options: Any,
+) -> L.Trainer:
+    """The Lightning trainer every geosound model fits with.
+
+    Seeded runs are deterministic, ``run_dir/lightning/last.ckpt`` is written after each
+    epoch (so a run resumes), logs go to CSV under ``run_dir/logs``, and ``progress`` hears
+    of each epoch.
+
+    ``options`` go to :class:`lightning.Trainer` (validation cadence, for instance).
+    """
+    # Lightning's start-up banner (accelerators, tips) is noise on a CPU-only tool.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=run_dir / "lightning", save_last=True, save_top_k=0)
+    ]
+    if progress is not None:
+        callbacks.append(EpochProgress(progress, run_dir.name))
+    return L.Trainer(
+        max_epochs=epochs,
+        **lightning_accelerator(),  # --device / GEOSOUND_DEVICE; the CPU by default
+        deterministic=True,
+        gradient_clip_val=gradient_clip,
+        logger=CSVLogger(run_dir, name="logs"),
+        callbacks=callbacks,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        **options,
+    )
+
+
+def fit_resuming(trainer: L.Trainer, module: L.LightningModule, run_dir: Path, **data: Any) -> None:
+    """``trainer.fit``, from ``run_dir/lightning/last.ckpt`` when a previous run left one.
+
+    ``data`` is ``datamodule=`` or ``train_dataloaders=``, as :meth:`lightning.Trainer.fit`.
+    """
+    last = run_dir / "lightning" / "last.ckpt"
+    with warnings.catch_warnings():
+        # Lightning suggests DataLoader workers (our batches are slices of in-memory arrays),
+        # warns about its own use of a deprecated torch API, and about validation left off.
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*limit_val_batches.*")
+        trainer.fit(module, ckpt_path=str(last) if last.exists() else None, **data)
+
+
 def _text_dim(features: PairFeatures) -> int:
     """Width of the caption tokens; the model default when a manifest has no captions."""
     for name in ("audio_caption", "image_caption"):
@@ -74,8 +127,6 @@ def fit_sat2sound(
         The trained model, in eval mode.
     """
     run_dir = Path(run_dir)
-    # Lightning's start-up banner (accelerators, tips) is noise on a CPU-only tool.
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     L.seed_everything(config.seed, workers=True, verbose=False)
     dims = {
         "image_dim": features.image_tokens.shape[-1],
@@ -91,28 +142,13 @@ def fit_sat2sound(
         audio_block_drop=config.audio_block_drop,
     )
     module = Sat2SoundModule(model, config, list(data.eval_features.labels))
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "lightning", save_last=True, save_top_k=0)
-    callbacks: list[Callback] = [checkpoints]
-    if progress is not None:
-        callbacks.append(EpochProgress(progress, run_dir.name))
-    trainer = L.Trainer(
-        max_epochs=config.epochs,
-        **lightning_accelerator(),  # --device / GEOSOUND_DEVICE; the CPU by default
-        deterministic=True,
-        gradient_clip_val=config.gradient_clip,
-        logger=CSVLogger(run_dir, name="logs"),
-        callbacks=callbacks,
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        num_sanity_val_steps=0,
+    trainer = resumable_trainer(
+        run_dir,
+        config.epochs,
+        config.gradient_clip,
+        progress,
+        progress_bar,
         check_val_every_n_epoch=config.val_every,
     )
-    last = run_dir / "lightning" / "last.ckpt"
-    with warnings.catch_warnings():
-        # Lightning suggests DataLoader workers (our batches are slices of in-memory arrays)
-        # and warns about its own use of a deprecated torch API.
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")
-        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    fit_resuming(trainer, module, run_dir, datamodule=data)
     return module.model.eval()

@@ -22,10 +22,8 @@ Every stage resumes: Lightning's ``last.ckpt`` per model, the data bundle in the
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +34,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, TensorDataset
@@ -62,8 +58,7 @@ from geosound.models.soundit import (
     count_parameters,
 )
 from geosound.progress import Progress, stage
-from geosound.runtime import lightning_accelerator
-from geosound.training.fit import EpochProgress
+from geosound.training.fit import fit_resuming, resumable_trainer
 
 # ---------------------------------------------------------------------------------------------
 # Configuration
@@ -495,45 +490,6 @@ class SounDiTModule(L.LightningModule):
         return model.eval()
 
 
-def _trainer(
-    run_dir: Path,
-    epochs: int,
-    config: GeneratorTrainConfig,
-    progress: Progress | None,
-    progress_bar: bool,
-) -> L.Trainer:
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    callbacks: list[Callback] = [
-        ModelCheckpoint(dirpath=run_dir / "lightning", save_last=True, save_top_k=0)
-    ]
-    if progress is not None:
-        callbacks.append(EpochProgress(progress, run_dir.name))
-    return L.Trainer(
-        max_epochs=epochs,
-        **lightning_accelerator(),  # --device / GEOSOUND_DEVICE; the CPU by default
-        deterministic=True,
-        gradient_clip_val=config.gradient_clip,
-        logger=CSVLogger(run_dir, name="logs"),
-        callbacks=callbacks,
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-
-
-def _fit(trainer: L.Trainer, module: L.LightningModule, loader: DataLoader, run_dir: Path) -> None:
-    last = run_dir / "lightning" / "last.ckpt"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")
-        warnings.filterwarnings("ignore", ".*limit_val_batches.*")
-        trainer.fit(
-            module, train_dataloaders=loader, ckpt_path=str(last) if last.exists() else None
-        )
-
-
 def _loader(tensor: Tensor, batch_size: int, seed: int) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
@@ -560,8 +516,17 @@ def fit_autoencoder(
     ae_config = autoencoder_config(config.autoencoder_preset, image_size=int(images.shape[-1]))
     codec = LatentCodec(build_autoencoder(ae_config), 1.0, ae_config)
     module = AutoencoderModule(codec, ae_config, config.autoencoder_lr)
-    trainer = _trainer(run_dir, config.autoencoder_epochs, config, progress, progress_bar)
-    _fit(trainer, module, _loader(images, config.batch_size, config.seed), run_dir)
+    trainer = resumable_trainer(
+        run_dir,
+        config.autoencoder_epochs,
+        config.gradient_clip,
+        progress,
+        progress_bar,
+        limit_val_batches=0,
+    )
+    fit_resuming(
+        trainer, module, run_dir, train_dataloaders=_loader(images, config.batch_size, config.seed)
+    )
     codec.eval()
     batches = (images[i : i + 256] for i in range(0, len(images), 256))
     codec.scaling_factor = measure_scaling_factor(codec, batches)
@@ -581,8 +546,15 @@ def fit_soundit(
     """
     config = module.config
     L.seed_everything(config.seed, workers=True, verbose=False)
-    trainer = _trainer(run_dir, config.epochs, config, progress, progress_bar)
-    _fit(trainer, module, _loader(train_pairs, config.batch_size, config.seed), run_dir)
+    trainer = resumable_trainer(
+        run_dir, config.epochs, config.gradient_clip, progress, progress_bar, limit_val_batches=0
+    )
+    fit_resuming(
+        trainer,
+        module,
+        run_dir,
+        train_dataloaders=_loader(train_pairs, config.batch_size, config.seed),
+    )
     return module.ema_model()
 
 
