@@ -54,6 +54,11 @@ from geosound.cli.progress import (
 )
 from geosound.cli.query_auc import evaluate_queries_command
 from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
+from geosound.cli.separate import (
+    evaluate_separator_command,
+    separate_command,
+    train_separator_command,
+)
 from geosound.cli.sonify import pairs_command, sonify_command
 from geosound.cli.synthesize import synthesize_command
 from geosound.cli.train import train_command
@@ -85,6 +90,9 @@ app.command("train-generator")(train_generator_command)
 app.command("generate")(generate_command)
 app.command("evaluate")(evaluate_command)
 app.command("evaluate-generator")(evaluate_generator_command)
+app.command("separate")(separate_command)
+app.command("train-separator")(train_separator_command)
+app.command("evaluate-separator")(evaluate_separator_command)
 app.command("evaluate-queries")(evaluate_queries_command)
 app.command("evaluate-scene")(evaluate_scene_command)
 

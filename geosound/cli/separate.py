@@ -1,0 +1,252 @@
+"""``geosound separate``, ``train-separator`` and ``evaluate-separator``: AV-GAS, used and made.
+
+``separate`` lists the sources in a recording (nearest classes, score, share of loudness);
+``train-separator`` trains the separator on mixes of the dev clips; ``evaluate-separator``
+scores a separator on mixes of held-out clips against the unseparated mix and the clean
+sources (geosound/evaluation/separation.py says what each figure means).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geosound.cli.checks import (
+    check_checkpoint_file,
+    check_input_file,
+    check_output_file,
+    check_output_folder,
+)
+from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
+from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
+
+
+def _separator_path(model: Path | None) -> Path:
+    """``--model``, or the shipped separator; refused with one line when neither exists."""
+    from geosound.separation.default import default_separator_path
+
+    if model is not None:
+        check_checkpoint_file(model, "--model")
+        return model
+    return default_separator_path()
+
+
+def separate_command(
+    recording: Annotated[Path, typer.Argument(help="The recording (any soundfile format).")],
+    max_sources: Annotated[
+        int | None,
+        typer.Option("--max-sources", help="Report at most this many sources.", min=1),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Separator checkpoint (default: shipped).")
+    ] = None,
+    sat2sound: Annotated[
+        Path | None,
+        typer.Option("--sat2sound", help="Its Sat2Sound checkpoint (default: shipped)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for programs.")] = False,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """List the sources in a recording: nearest classes, score and share of loudness.
+
+    A single-source clip gives one source; a stereo file is downmixed (and says so).
+    """
+    check_input_file(recording, "recording", "RECORDING")
+    path = _separator_path(model)
+    if sat2sound is not None:
+        check_checkpoint_file(sat2sound, "--sat2sound")
+    use_resources(threads, device)
+    from geosound.separation import DownmixWarning, SourceFinder
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DownmixWarning)
+        finder = SourceFinder(path, sat2sound)
+        separation = finder.separate(recording, max_sources)
+    notes = [str(w.message) for w in caught if issubclass(w.category, DownmixWarning)]
+    for item in caught:
+        if not issubclass(item.category, DownmixWarning):
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    if as_json:
+        emit_json({**separation.to_dict(), "notes": notes})
+        return
+    count = len(separation.sources)
+    typer.echo(
+        f"{recording}: {count} source{'s' if count != 1 else ''} "
+        f"({separation.seconds:.1f} s; separator {separation.separator})"
+    )
+    for i, source in enumerate(separation.sources, 1):
+        others = ", ".join(f"{name} {score:.2f}" for name, score in source.classes[1:])
+        typer.echo(
+            f"  {i}. {source.label:<16} score {source.classes[0][1]:.2f}  "
+            f"share {source.share:.0%}  (also: {others})"
+        )
+    for note in notes:
+        typer.echo(f"note: {note}")
+
+
+def train_separator_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/separator"),
+    preset: Annotated[str, typer.Option(help="Separator size: tiny or small.")] = "tiny",
+    slots: Annotated[
+        int, typer.Option("--slots", help="Most sources a recording can yield (N).", min=1)
+    ] = 3,
+    mixtures: Annotated[
+        int, typer.Option("--mixtures", help="Training mixes, encoded once.", min=1)
+    ] = 3000,
+    epochs: Annotated[int, typer.Option(help="Epochs over the mixes.", min=1)] = 60,
+    eval_mixtures: Annotated[
+        int, typer.Option("--eval-mixtures", help="Held-out mixes per source count.", min=1)
+    ] = 300,
+    sweep: Annotated[
+        int, typer.Option("--sweep", help="Held-out mixes per ratio of the loudness sweep.", min=1)
+    ] = 150,
+    seed: Annotated[int, typer.Option(help="Seed of the mixes and of training.", min=0)] = 0,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Dev data folder (default: GEOSOUND_DEV_DATA)."),
+    ] = None,
+    sat2sound: Annotated[
+        Path | None,
+        typer.Option("--sat2sound", help="The space the slots land in (default: shipped)."),
+    ] = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
+    progress: ProgressOption = ProgressMode.bar,
+) -> None:
+    """Train the AV-GAS separator on mixes of the dev clips; write it and its metrics.
+
+    Writes ``separator.pt`` and ``metrics.json`` (the evaluate-separator figures on mixes of
+    the held-out clips) into --out. Rerunning with the same --out resumes.
+    """
+    check_output_folder(out, "--out")
+    if sat2sound is not None:
+        check_checkpoint_file(sat2sound, "--sat2sound")
+    use_resources(threads, device)
+    from geosound.sidecar import write_sidecar
+    from geosound.training.separator import SeparatorTrainConfig, run_separator_training
+
+    config = SeparatorTrainConfig(
+        preset=preset,
+        model={"num_slots": slots},
+        train_mixtures=mixtures,
+        epochs=epochs,
+        eval_mixtures=eval_mixtures,
+        sweep_mixtures=sweep,
+        seed=seed,
+    ).validate()
+    with progress_reporter(progress, "train-separator") as report:
+        outcome = run_separator_training(
+            out, config, data_dir, sat2sound=str(sat2sound) if sat2sound else None, progress=report
+        )
+    metrics = write_sidecar(
+        out / "metrics.json",
+        "separator training run",
+        model_id=outcome.model_id,
+        train_config=config.to_dict(),
+        metrics=outcome.metrics,
+    )
+    outputs = [str(outcome.checkpoint), str(metrics)]
+    if progress is ProgressMode.json:
+        emit_json({"ok": True, "outputs": outputs, "model_id": outcome.model_id})
+        return
+    typer.echo(_table(outcome.metrics["evaluation"]))
+    typer.echo(f"geosound train-separator: wrote {', '.join(outputs)} ({outcome.model_id})")
+
+
+def evaluate_separator_command(
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Separator checkpoint (default: shipped).")
+    ] = None,
+    sat2sound: Annotated[
+        Path | None,
+        typer.Option("--sat2sound", help="Its Sat2Sound checkpoint (default: shipped)."),
+    ] = None,
+    mixtures: Annotated[
+        int, typer.Option("--mixtures", help="Held-out mixes per source count.", min=1)
+    ] = 300,
+    sweep: Annotated[
+        int, typer.Option("--sweep", help="Held-out mixes per ratio of the loudness sweep.", min=1)
+    ] = 150,
+    seed: Annotated[int, typer.Option(help="Seeds the mixes.", min=0)] = 0,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Dev data folder (default: GEOSOUND_DEV_DATA)."),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
+    ] = None,
+    threads: ThreadsOption = None,
+    progress: ProgressOption = ProgressMode.bar,
+) -> None:
+    """Score a separator on mixes of held-out clips (R@k*, source counting; dev figures).
+
+    Beside the separator: the unseparated mix's one embedding, and the clean sources
+    (oracle). The eval split is the one the separator's own training config records.
+    """
+    path = _separator_path(model)
+    if sat2sound is not None:
+        check_checkpoint_file(sat2sound, "--sat2sound")
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    use_resources(threads, None)
+    from geosound.atomic import atomic_path
+    from geosound.evaluation.separation import evaluate_separator, separation_clips
+    from geosound.models.separator_checkpoint import load_separator
+    from geosound.space.shared import SharedSpace
+
+    with progress_reporter(progress, "evaluate-separator") as report:
+        separator = load_separator(path)
+        trained = separator.info.get("train_config", {})
+        clips = separation_clips(
+            data_dir, float(trained.get("eval_fraction", 0.3)), int(trained.get("seed", 0))
+        )
+        space = SharedSpace.from_checkpoint(sat2sound)
+        figures = evaluate_separator(
+            separator,
+            space,
+            clips,
+            mixtures=mixtures,
+            sweep_mixtures=sweep,
+            seed=seed,
+            progress=report,
+        )
+    if json_out is not None:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(figures, indent=2) + "\n")
+    if progress is ProgressMode.json:
+        emit_json({"ok": True, "figures": figures})
+        return
+    typer.echo(_table(figures))
+
+
+def _table(figures: dict[str, object]) -> str:
+    """The figures as a Markdown table (what the closing note and docs quote)."""
+    sets = figures["sets"]
+    assert isinstance(sets, dict)
+    chance = figures["chance"]
+    assert isinstance(chance, dict)
+    lines = [
+        f"separator {figures['separator']} in {figures['space']}: mixes of "
+        f"{figures['eval_clips']} held-out clips, {figures['classes']} classes (dev figures)",
+        "",
+        "| set | mixes | R@k* separator (proto / text) | R@k* mix | R@k* oracle | chance "
+        "| counting separator | counting mix |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in sets.items():
+        k = int(name.split()[0])
+        recall = row["recall"]
+        lines.append(
+            f"| {name} | {row['mixes']} "
+            f"| {recall['separator']['prototypes']:.3f} / {recall['separator']['text']:.3f} "
+            f"| {recall['mix']['prototypes']:.3f} / {recall['mix']['text']:.3f} "
+            f"| {recall['oracle']['prototypes']:.3f} / {recall['oracle']['text']:.3f} "
+            f"| {chance[f'R@{k}*']:.4f} "
+            f"| {row['counting']['separator']:.3f} | {row['counting']['mix']:.3f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""``geosound train-separator``, ``evaluate-separator`` and ``separate``, run as a user would.
+
+A separator is trained once per module on a small real dev set (four ESC-50 classes, three
+clips each, copied with their index rows into tmp) and used by the other tests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from geosound.config import dev_data_dir
+
+ESC50 = "esc50_outdoor_16k"
+
+
+def _small_dev_set(root: Path) -> Path:
+    """Four ESC-50 classes with at least two Freesound recordings each, three clips a class."""
+    source = dev_data_dir() / ESC50
+    index = pd.read_csv(source / "index.csv")
+    groups = index.groupby("class")["freesound_id"].nunique()
+    classes = sorted(groups[groups >= 2].index)[:4]
+    rows = index[index["class"].isin(classes)].groupby("class").head(3)
+    (root / ESC50 / "audio").mkdir(parents=True)
+    for name in rows["filename"]:
+        target = root / ESC50 / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / name, target)
+    rows.to_csv(root / ESC50 / "index.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, run_cli) -> dict[str, Path]:
+    if not (dev_data_dir() / ESC50).is_dir():
+        pytest.skip(f"dev data not found at {dev_data_dir()} (set GEOSOUND_DEV_DATA)")
+    root = tmp_path_factory.mktemp("separator")
+    data = _small_dev_set(root / "data")
+    env = {"GEOSOUND_CACHE": str(root / "cache")}
+    args = ("train-separator", "-o", str(root / "run"), "--data-dir", str(data),
+            "--mixtures", "24", "--epochs", "2", "--eval-mixtures", "4", "--sweep", "2",
+            "--threads", "1", "--progress", "none")  # fmt: skip
+    done = run_cli(*args, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {"root": root, "data": data, "run": root / "run", "env": env, "stdout": done.stdout}  # type: ignore[dict-item]
+
+
+def test_training_writes_the_separator_and_its_figures(trained, run_cli) -> None:
+    run = trained["run"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    evaluation = metrics["metrics"]["evaluation"]
+    assert set(evaluation["sets"]) == {
+        "1 source", "2 sources", "3 sources", "2 sources at 0 dB", "2 sources at -6 dB",
+        "2 sources at -12 dB", "2 sources at -18 dB",
+    }  # fmt: skip
+    assert evaluation["classes"] == 4
+    for row in evaluation["sets"].values():
+        for method in ("separator", "mix", "oracle"):
+            assert 0.0 <= row["recall"][method]["prototypes"] <= 1.0
+    assert "| 2 sources |" in trained["stdout"]
+    # A rerun resumes: nothing is encoded again or trained further, the same model comes out.
+    again = run_cli(*("train-separator", "-o", str(run), "--data-dir", str(trained["data"]),
+                      "--mixtures", "24", "--epochs", "2", "--eval-mixtures", "4", "--sweep",
+                      "2", "--threads", "1", "--progress", "none"), env=trained["env"])  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run / "metrics.json").read_text())["model_id"] == metrics["model_id"]
+
+
+def _clip(trained) -> Path:
+    return next((trained["data"] / ESC50 / "audio").glob("*.flac"))
+
+
+def test_separate_lists_sources_with_shares(trained, run_cli) -> None:
+    model = str(trained["run"] / "separator.pt")
+    done = run_cli("separate", str(_clip(trained)), "--model", model, "--json", env=trained["env"])
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert 1 <= len(result["sources"]) <= 3
+    assert sum(s["share"] for s in result["sources"]) == pytest.approx(1.0, abs=1e-3)
+    assert result["channels"] == 1 and result["notes"] == []
+    one = run_cli("separate", str(_clip(trained)), "--model", model, "--max-sources", "1",
+                  env=trained["env"])  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    assert ": 1 source " in one.stdout and "share 100%" in one.stdout
+
+
+def test_a_stereo_recording_is_downmixed_and_says_so(trained, run_cli, tmp_path: Path) -> None:
+    samples, rate = sf.read(_clip(trained), dtype="float32")
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.stack([samples, 0.5 * samples], axis=1), rate)
+    model = str(trained["run"] / "separator.pt")
+    done = run_cli("separate", str(stereo), "--model", model, env=trained["env"])
+    assert done.returncode == 0, done.stderr
+    assert "note: " in done.stdout and "2 channels, downmixed to mono" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        (lambda d: sf.write(d / "silent.wav", np.zeros(16000), 16000) or d / "silent.wav", (),
+         "silent"),
+        (lambda d: d / "missing.wav", (), "missing.wav"),
+        (lambda d: sf.write(d / "ok.wav", np.random.default_rng(0).normal(0, 0.1, 16000), 16000)
+         or d / "ok.wav", ("--max-sources", "0"), "--max-sources"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(
+    trained, run_cli, tmp_path: Path, make: Callable[[Path], Path], extra, message: str
+) -> None:
+    path = make(tmp_path)
+    model = str(trained["run"] / "separator.pt")
+    done = run_cli("separate", str(path), "--model", model, *extra, env=trained["env"])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_separator_beside_another_sat2sound_is_refused(
+    trained, run_cli, tmp_path: Path, random_checkpoint
+) -> None:
+    other = random_checkpoint(tmp_path / "other.pt", 3)
+    done = run_cli("separate", str(_clip(trained)), "--model", str(trained["run"] / "separator.pt"),
+                   "--sat2sound", str(other), env=trained["env"])  # fmt: skip
+    assert done.returncode == 2
+    assert "was trained beside" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_evaluate_separator_writes_its_table(trained, run_cli, tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    done = run_cli("evaluate-separator", "--model", str(trained["run"] / "separator.pt"),
+                   "--data-dir", str(trained["data"]), "--mixtures", "4", "--sweep", "2",
+                   "--json", str(out), "--progress", "none", env=trained["env"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["eval_clips"] >= 4 and figures["sets"]["3 sources"]["mixes"] == 4
+    assert "R@k* separator" in done.stdout
