@@ -141,3 +141,35 @@ def test_evaluate_separator_writes_its_table(trained, run_cli, tmp_path: Path) -
     figures = json.loads(out.read_text())
     assert figures["eval_clips"] >= 4 and figures["sets"]["3 sources"]["mixes"] == 4
     assert "R@k* separator" in done.stdout
+
+
+def test_points_layer_gets_source_columns(trained, run_cli, tmp_path: Path) -> None:
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    clips = sorted((trained["data"] / ESC50 / "audio").glob("*.flac"))[:2]
+    for clip in clips:
+        shutil.copy(clip, tmp_path / clip.name)
+    layer = gpd.GeoDataFrame(
+        {"site": ["a", "b"], "audio": [clip.name for clip in clips]},  # relative to the layer
+        geometry=[Point(9.19, 45.46), Point(9.2, 45.47)],
+        crs="EPSG:4326",
+    )
+    layer.to_file(tmp_path / "sites.gpkg", driver="GPKG")
+    model = str(trained["run"] / "separator.pt")
+    out = tmp_path / "sources.gpkg"
+    done = run_cli("separate", "--points", str(tmp_path / "sites.gpkg"), "--audio-column",
+                   "audio", "-o", str(out), "--model", model, "--max-sources", "2",
+                   env=trained["env"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = gpd.read_file(out)
+    assert list(written["site"]) == ["a", "b"]
+    assert {"n_sources", "source1", "score1", "share1", "source2", "share2"} <= set(written)
+    assert "source3" not in written
+    assert written["n_sources"].between(1, 2).all()
+    assert written["source1"].notna().all()
+    missing_out = run_cli("separate", "--points", str(tmp_path / "sites.gpkg"), "--audio-column",
+                          "audio", "--model", model, env=trained["env"])  # fmt: skip
+    assert missing_out.returncode == 2 and "--points needs --audio-column and --out" in (
+        missing_out.stderr
+    )

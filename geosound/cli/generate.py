@@ -23,6 +23,7 @@ from geosound.cli.checks import (
     option_error,
     tile_m_callback,
 )
+from geosound.cli.layers import layer_recordings
 from geosound.cli.progress import (
     ProgressMode,
     ProgressOption,
@@ -36,7 +37,6 @@ from geosound.generation.default import RUN_CHECKPOINT, RUN_KNOWLEDGE
 if TYPE_CHECKING:  # imported inside the commands, so that the CLI starts fast
     from geosound.generation.generator import LandscapeGenerator
     from geosound.generation.hearing import Listener
-    from geosound.generation.outputs import PointRecording
 
 
 def train_generator_command(
@@ -242,7 +242,7 @@ def generate_command(
 
     clip = load_audio(audio, sample_rate=None) if audio is not None else None
     layer_points = (
-        _layer_points(points, audio_column) if points is not None and audio_column else None
+        layer_recordings(points, audio_column) if points is not None and audio_column else None
     )
     from geosound.generation.generator import GenerationOptions
     from geosound.generation.hearing import ShortClipWarning
@@ -334,54 +334,6 @@ def _model_files(
     if sat2sound is not None:
         check_checkpoint_file(sat2sound, "--sat2sound")
     return model, knowledge if knowledge is not None else knowledge_beside(model)
-
-
-def _layer_points(layer_path: Path, column: str) -> list[PointRecording]:
-    """Every point of the layer with its recording, in WGS 84; every recording must exist.
-
-    Raises:
-        InputError: A missing column, a feature that is not a point, or a recording that is
-            not there (naming the point).
-    """
-    from geosound.cli.synthesize import _read_points
-    from geosound.errors import InputError
-    from geosound.generation.outputs import PointRecording
-
-    layer = _read_points(layer_path)
-    if column not in layer.columns:
-        known = ", ".join(str(c) for c in layer.columns if c != layer.geometry.name)
-        raise InputError(f"no column {column!r} (--audio-column); columns: {known}", layer_path)
-    lonlat = layer.geometry.to_crs("EPSG:4326")
-    recordings = []
-    names = _feature_names(layer_path, len(layer))
-    for name, value, geometry in zip(names, layer[column], lonlat, strict=True):
-        if geometry is None or geometry.is_empty or geometry.geom_type != "Point":
-            raise InputError(
-                f"{name} is not a point ({getattr(geometry, 'geom_type', None)})", layer_path
-            )
-        if not isinstance(value, str) or not value.strip():
-            raise InputError(f"{name} has no recording in column {column!r}", layer_path)
-        audio = Path(value)
-        audio = audio if audio.is_absolute() else layer_path.parent / audio
-        check_input_file(audio, f"recording of {name}", "--audio-column")
-        recordings.append(PointRecording(name, audio, float(geometry.x), float(geometry.y)))
-    return recordings
-
-
-def _feature_names(layer_path: Path, count: int) -> list[str]:
-    """``feature N`` for each feature, N being the id QGIS shows for it.
-
-    That is the layer's FID where it has a FID column (a GeoPackage's: from 1, with gaps where
-    features were deleted), else the feature's position counted from 1.
-    """
-    import pyogrio  # type: ignore[import-untyped]  # (no stubs; geopandas reads with it)
-
-    if not pyogrio.read_info(layer_path).get("fid_column"):
-        return [f"feature {n}" for n in range(1, count + 1)]
-    fids = pyogrio.read_dataframe(
-        layer_path, columns=[], read_geometry=False, fid_as_index=True
-    ).index
-    return [f"feature {fid}" for fid in fids]
 
 
 def _load(

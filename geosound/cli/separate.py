@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,9 @@ from geosound.cli.checks import (
 )
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
+
+if TYPE_CHECKING:
+    from geosound.separation import Separation
 
 
 def _separator_path(model: Path | None) -> Path:
@@ -36,10 +39,27 @@ def _separator_path(model: Path | None) -> Path:
 
 
 def separate_command(
-    recording: Annotated[Path, typer.Argument(help="The recording (any soundfile format).")],
+    recording: Annotated[
+        Path | None,
+        typer.Argument(help="The recording (any soundfile format); or give --points."),
+    ] = None,
     max_sources: Annotated[
         int | None,
         typer.Option("--max-sources", help="Report at most this many sources.", min=1),
+    ] = None,
+    points: Annotated[
+        Path | None,
+        typer.Option("--points", help="A points layer with a recording per point (GPKG, …)."),
+    ] = None,
+    audio_column: Annotated[
+        str | None,
+        typer.Option("--audio-column", help="Its column of recording paths (with --points)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="With --points: the layer with source columns (GeoPackage)."
+        ),
     ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", help="Separator checkpoint (default: shipped).")
@@ -51,32 +71,76 @@ def separate_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for programs.")] = False,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
+    progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """List the sources in a recording: nearest classes, score and share of loudness.
 
-    A single-source clip gives one source; a stereo file is downmixed (and says so).
+    A single-source clip gives one source; a stereo file is downmixed (and says so). With
+    --points, every point's recording is separated and the layer is written to --out with
+    the columns n_sources, source1, score1, share1, source2, … (loudest first).
     """
-    check_input_file(recording, "recording", "RECORDING")
+    recordings = _recordings(recording, points, audio_column, out)
     path = _separator_path(model)
     if sat2sound is not None:
         check_checkpoint_file(sat2sound, "--sat2sound")
     use_resources(threads, device)
     from geosound.separation import DownmixWarning, SourceFinder
 
-    with warnings.catch_warnings(record=True) as caught:
+    with (
+        progress_reporter(progress, "separate") as report,
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always", DownmixWarning)
+        report(0.0, "loading the separator")
         finder = SourceFinder(path, sat2sound)
-        separation = finder.separate(recording, max_sources)
+        separations = []
+        for i, audio in enumerate(recordings):
+            separations.append(finder.separate(audio, max_sources))
+            report((i + 1) / len(recordings), f"separated {i + 1}/{len(recordings)}")
     notes = [str(w.message) for w in caught if issubclass(w.category, DownmixWarning)]
     for item in caught:
         if not issubclass(item.category, DownmixWarning):
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-    if as_json:
-        emit_json({**separation.to_dict(), "notes": notes})
+    if points is not None and out is not None:
+        columns = max_sources or finder.separator.model.config.num_slots
+        written = _write_sources_layer(points, out, separations, columns)
+        if as_json or progress is ProgressMode.json:
+            emit_json({"ok": True, "outputs": [str(written)], "notes": notes})
+            return
+        typer.echo(f"geosound separate: wrote {written} ({len(separations)} recordings)")
+        for note in notes:
+            typer.echo(f"note: {note}")
         return
+    if as_json or progress is ProgressMode.json:
+        emit_json({"ok": True, "outputs": [], **separations[0].to_dict(), "notes": notes})
+        return
+    _print_sources(separations[0], notes)
+
+
+def _recordings(
+    recording: Path | None, points: Path | None, audio_column: str | None, out: Path | None
+) -> list[Path]:
+    """What to separate: the one RECORDING, or every point's of --points (options checked)."""
+    from geosound.cli.layers import layer_recordings
+    from geosound.errors import InputError
+
+    if (recording is None) == (points is None):
+        raise InputError("give one RECORDING, or --points LAYER --audio-column COL -o OUT.gpkg")
+    if recording is not None:
+        if out is not None:
+            raise InputError("--out is for --points; a single recording prints its sources")
+        check_input_file(recording, "recording", "RECORDING")
+        return [recording]
+    if points is None or audio_column is None or out is None:
+        raise InputError("--points needs --audio-column and --out")
+    check_output_file(out, "--out")
+    return [point.audio for point in layer_recordings(points, audio_column)]
+
+
+def _print_sources(separation: Separation, notes: list[str]) -> None:
     count = len(separation.sources)
     typer.echo(
-        f"{recording}: {count} source{'s' if count != 1 else ''} "
+        f"{separation.path}: {count} source{'s' if count != 1 else ''} "
         f"({separation.seconds:.1f} s; separator {separation.separator})"
     )
     for i, source in enumerate(separation.sources, 1):
@@ -87,6 +151,25 @@ def separate_command(
         )
     for note in notes:
         typer.echo(f"note: {note}")
+
+
+def _write_sources_layer(
+    points: Path, out: Path, separations: list[Separation], columns: int
+) -> Path:
+    """The points layer with source columns, written atomically as a GeoPackage."""
+    from geosound.atomic import atomic_path
+    from geosound.cli.layers import read_points
+
+    layer = read_points(points)
+    layer["n_sources"] = [len(s.sources) for s in separations]
+    for i in range(columns):
+        found = [s.sources[i] if i < len(s.sources) else None for s in separations]
+        layer[f"source{i + 1}"] = [f.label if f else None for f in found]
+        layer[f"score{i + 1}"] = [round(f.classes[0][1], 4) if f else None for f in found]
+        layer[f"share{i + 1}"] = [round(f.share, 4) if f else None for f in found]
+    with atomic_path(out) as tmp:
+        layer.to_file(tmp, driver="GPKG", layer=out.stem, engine="pyogrio")
+    return out
 
 
 def train_separator_command(

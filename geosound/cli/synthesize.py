@@ -26,6 +26,7 @@ from geosound.cli.checks import (
     option_error,
     tile_m_callback,
 )
+from geosound.cli.layers import read_points
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
@@ -149,7 +150,7 @@ def synthesize_command(
     chip = 0
     if raster is not None:
         chip = _check_raster(raster, point_given, chip_size, tile_m, trained_m)
-    layer = _read_points(points) if points is not None else None
+    layer = read_points(points) if points is not None else None
     from geosound.mapping.timeplace import Moment
 
     moment = Moment(month, hours[0] if hours else None)
@@ -314,29 +315,6 @@ def _point_mode(
     if crs is not None:
         raise InputError("--crs goes with --x/--y")
     return None
-
-
-def _read_points(path: Path) -> gpd.GeoDataFrame:
-    """The point layer, with errors that name the file."""
-    import geopandas as gpd
-
-    from geosound.errors import InputError
-
-    if not path.exists():
-        raise InputError("point layer not found", path)
-    if path.is_dir():
-        raise InputError("is a folder, not a vector layer", path)
-    try:
-        layer = gpd.read_file(path, engine="pyogrio")
-    except Exception as error:  # pyogrio raises its own DataSourceError, GDAL errors, …
-        text = str(error).strip().splitlines()
-        reason = text[0] if text else type(error).__name__
-        raise InputError(f"not a vector layer GDAL can read ({reason})", path) from None
-    if len(layer) == 0:
-        raise InputError("the point layer has no features", path)
-    if layer.crs is None:
-        raise InputError("the point layer has no CRS; assign one in your GIS first", path)
-    return layer
 
 
 def _synthesize_one(
