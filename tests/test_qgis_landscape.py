@@ -62,6 +62,23 @@ def tiny_generator(path: Path) -> Path:
     return path
 
 
+def tiny_separator(path: Path) -> Path:
+    """An untrained separator beside the shipped Sat2Sound model, naming ESC-50 classes."""
+    import torch
+
+    from geosound.models.default import load_default_model
+    from geosound.models.separator import build_separator
+    from geosound.models.separator_checkpoint import save_separator
+
+    sat2sound = load_default_model()
+    torch.manual_seed(0)
+    prototypes = torch.nn.functional.normalize(torch.randn(3, 512), dim=-1)
+    save_separator(path, build_separator("tiny", layers=1), sat2sound.encoders["audio"],
+                   f"sat2sound:{sat2sound.model_id}", ["dog", "rain", "wind"], prototypes,
+                   {"note": "untrained, tests only"})  # fmt: skip
+    return path
+
+
 def dev_clips(folder: Path, count: int) -> list[Path]:
     """The first clip of ``count`` ESC-50 classes (real recordings)."""
     clips, seen = [], set()
@@ -84,7 +101,9 @@ def recording_sites(folder: Path, clips: list[Path]) -> Path:
         shutil.copy(clip, folder / clip.name)
         names.append(clip.name)
     sites = gpd.GeoDataFrame(
-        {"clip": names}, geometry=[Point(*lonlat) for lonlat in SITES_LONLAT], crs="EPSG:4326"
+        {"clip": names, "site": [f"site {i}" for i in range(len(names))]},
+        geometry=[Point(*lonlat) for lonlat in SITES_LONLAT],
+        crs="EPSG:4326",
     )
     path = folder / "sites.gpkg"
     sites.to_file(path, driver="GPKG")
@@ -108,6 +127,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     x, y = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(*POINT_LONLAT)
     setup = {
         "model": str(tiny_generator(tmp / "soundit_tiny.pt")),
+        "separator": str(tiny_separator(tmp / "separator_tiny.pt")),
         "clips": [str(clip) for clip in clips],
         "point_3857": [x, y],
         "points_gpkg": str(recording_sites(tmp / "sites", clips[:2])),
@@ -255,4 +275,29 @@ def test_listen_dock_shows_the_picture_of_the_place(report):
     assert "--ground-m" not in entry["command"]
     x0, y0, x1, y1 = entry["picture_layer"]["extent"]
     assert (x1 - x0, y1 - y0) == pytest.approx((GROUND_M, GROUND_M), abs=1e-6)
-    assert entry["after_new_spot"] == {"visible": False, "file": None}
+    assert entry["after_new_spot"] == {"visible": False, "file": None, "sources": ""}
+    # The sources of the selected recording, through the separator the settings name.
+    assert entry["sources_running"].startswith("Separating the sources of")
+    assert entry["sources_command"][-6:-3] == ["separate", entry["chosen"], "--model"]
+    text = entry["sources_text"]
+    assert "No sources" not in text, text
+    assert f"{Path(entry['chosen']).name}: " in text and "% of the loudness" in text
+
+
+@qgis_run
+def test_sources_in_recordings_adds_the_layer_with_source_columns(report):
+    entry = check(report, "sources")
+    (layer,) = entry["layers"]
+    assert layer["valid"] and layer["name"] == "recording sites (sources)"
+    assert {"clip", "site", "n_sources", "source1", "score1", "share1", "source2"} <= set(
+        layer["fields"]
+    )
+    assert "source3" not in layer["fields"]  # MAX_SOURCES 2
+    sites = sorted(feature["site"] for feature in layer["features"])
+    assert sites == ["site 0", "site 1"]
+    for feature in layer["features"]:
+        assert 1 <= int(feature["n_sources"]) <= 2
+        assert feature["source1"] in ("dog", "rain", "wind")
+    assert any("separate --points" in command for command in entry["commands"])
+    message = entry["no_field"]  # refused before geosound runs
+    assert message and ("AUDIO_FIELD" in message or "Recording field" in message), message

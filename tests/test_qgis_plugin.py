@@ -391,7 +391,7 @@ def test_provider_registers_every_algorithm_with_processing_types(report):
     assert set(algorithms) == {
         "geosound:soundscapemap", "geosound:conceptmap", "geosound:retrievetiles",
         "geosound:retrievepoints", "geosound:synthesizepoint", "geosound:buildindex",
-        "geosound:landscape",
+        "geosound:landscape", "geosound:sources",
     }  # fmt: skip
     soundscape = algorithms["geosound:soundscapemap"]
     assert soundscape["parameters"]["INPUT"] == "raster"
@@ -403,6 +403,7 @@ def test_provider_registers_every_algorithm_with_processing_types(report):
     assert algorithms["geosound:retrievetiles"]["parameters"]["OUTPUT"] == "sink"
     assert algorithms["geosound:synthesizepoint"]["parameters"]["POINT"] == "point"
     assert algorithms["geosound:buildindex"]["parameters"]["OUTPUT"] == "folderDestination"
+    assert algorithms["geosound:sources"]["parameters"]["OUTPUT"] == "vectorDestination"
     assert all(a["help"] for a in algorithms.values())
     assert entry["model_child_valid"], entry["model_issues"]  # usable in the modeler
 
@@ -411,7 +412,7 @@ def test_provider_registers_every_algorithm_with_processing_types(report):
 def test_toolbox_and_batch_dialogs_build_every_parameter_widget(report):
     entry = check(report, "dialogs")
     algorithms = {k: v for k, v in entry.items() if k.startswith("geosound:")}
-    assert len(algorithms) == 7
+    assert len(algorithms) == 8
     for name, counts in algorithms.items():
         assert counts["widgets"] == counts["parameters"] == counts["batch_columns"], name
 
@@ -544,7 +545,7 @@ def test_failures_are_processing_exceptions_with_the_reason(report):
 @qgis_run
 def test_plugin_loads_adds_its_gui_and_unloads(report):
     entry = check(report, "plugin")
-    assert entry["provider_after_init"] and len(entry["algorithms"]) == 7
+    assert entry["provider_after_init"] and len(entry["algorithms"]) == 8
     assert entry["toolbar"][0] == "Listen here"
     assert entry["opened"] == ["geosound:soundscapemap", "geosound:conceptmap"]
     assert "Settings…" in entry["menu"] and "Set up geosound…" in entry["menu"]

@@ -173,3 +173,26 @@ def test_points_layer_gets_source_columns(trained, run_cli, tmp_path: Path) -> N
     assert missing_out.returncode == 2 and "--points needs --audio-column and --out" in (
         missing_out.stderr
     )
+
+
+def test_map_separate_gives_one_layer_per_source(trained, run_cli, tmp_path: Path, data_raster):
+    import rasterio
+
+    scene = data_raster("utm_rgb8.tif", "scene.tif")  # 256 × 192 px of UTM, 10 m
+    model = str(trained["run"] / "separator.pt")
+    clip = _clip(trained)
+    listed = run_cli("separate", str(clip), "--model", model, "--json", env=trained["env"])
+    sources = json.loads(listed.stdout)["sources"]
+    out = tmp_path / "map"
+    done = run_cli("map", str(scene), "-o", str(out), "--audio", str(clip), "--separate",
+                   "--separator", model, "--tile", "64", "--progress", "none",
+                   env=trained["env"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with rasterio.open(out / "similarity.tif") as layers:
+        names = list(layers.descriptions)
+    assert len(names) == len(sources)
+    for i, (name, source) in enumerate(zip(names, sources, strict=True), 1):
+        assert name.startswith(f"similarity: audio: {clip.name} / source {i}: {source['label']} (")
+    refused = run_cli("map", str(scene), "-o", str(tmp_path / "m2"), "-t", "rain",
+                      "--separate", env=trained["env"])  # fmt: skip
+    assert refused.returncode == 2 and "--separate separates --audio" in refused.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,6 +26,10 @@ from geosound.cli.checks import (
 )
 from geosound.cli.progress import ProgressMode, ProgressOption, progress_reporter, report_outputs
 from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
+from geosound.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class EncoderBackendChoice(StrEnum):
@@ -44,6 +48,18 @@ def map_command(
     ] = None,
     audio: Annotated[
         list[Path] | None, typer.Option("--audio", "-a", help="Audio query (repeatable).")
+    ] = None,
+    separate: Annotated[
+        bool,
+        typer.Option(
+            "--separate",
+            help="Separate each --audio recording into its sources first (AV-GAS): one layer "
+            "per source instead of one for the mix.",
+        ),
+    ] = False,
+    separator: Annotated[
+        Path | None,
+        typer.Option("--separator", help="Separator checkpoint for --separate (default: shipped)."),
     ] = None,
     concepts: Annotated[bool, typer.Option("--concepts", help="Concept layers.")] = False,
     retrieve: Annotated[int, typer.Option("--retrieve", help="Top-k sounds per tile.", min=0)] = 0,
@@ -127,13 +143,21 @@ def map_command(
         raster, out, audio or [], checkpoint, tile, tile_m, stride, bbox, bbox_crs, scheduler,
         month, hours,
     )  # fmt: skip
+    if separate and not audio:
+        raise InputError("--separate separates --audio recordings; give at least one")
+    if separator is not None:
+        if not separate:
+            raise InputError("--separator is for --separate")
+        check_checkpoint_file(separator, "--separator")
     _use_encoder_backend(encoder_backend)
     use_resources(threads, device)
     from geosound.mapping.maps import map_region
 
     with progress_reporter(progress, "map") as report:
+        sounds = _separated(audio or [], separator, checkpoint) if separate else {}
         result = map_region(
-            raster, out, texts=text or (), recordings=[str(a) for a in audio or ()],
+            raster, out, texts=text or (),
+            recordings=[] if separate else [str(a) for a in audio or ()], sounds=sounds,
             concepts=concepts, retrieve=retrieve, bank=bank, checkpoint=checkpoint,
             tile_size=tile, tile_m=tile_m, stride=stride, month=month, hours=hours,
             preset=preset, bbox=bbox, bbox_crs=bbox_crs,
@@ -141,6 +165,22 @@ def map_command(
             progress=report,
         )  # fmt: skip
     report_outputs("map", progress, result.outputs, result.note)
+
+
+def _separated(
+    recordings: list[Path], separator: Path | None, checkpoint: Path | None
+) -> dict[str, np.ndarray]:
+    """The sources of each recording as map queries, named ``audio: FILE / source N: CLASS``."""
+    from geosound.separation import SourceFinder
+    from geosound.separation.default import default_separator_path
+
+    finder = SourceFinder(separator or default_separator_path(), checkpoint)
+    sounds = {}
+    for path in recordings:
+        for i, source in enumerate(finder.separate(path).sources, 1):
+            name = f"audio: {path.name} / source {i}: {source.label} ({source.share:.0%})"
+            sounds[name] = source.embedding
+    return sounds
 
 
 def _check_map_options(

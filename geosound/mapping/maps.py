@@ -8,7 +8,7 @@ xarray Datasets too, for notebooks.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +74,7 @@ def map_region(
     tile_m: float | None = None,
     month: int | None = None,
     hours: Sequence[float] = (),
+    sounds: Mapping[str, np.ndarray] | None = None,
 ) -> MapResult:
     """Map a raster: embed its tiles once (cached, resumable), then write the layers asked for.
 
@@ -101,6 +102,8 @@ def map_region(
             :func:`geosound.geo.ground.ground_tile`.
         month: Month (1-12) to embed the tiles at (metadata models only).
         hours: Hours of day; each gives its own layers (metadata models only).
+        sounds: Queries already in the space, by band name: the sources of a separated
+            recording (``geosound map --separate``), one layer each.
 
     Returns:
         The query and concept layers (xarray; with several hours, the query bands of every
@@ -110,7 +113,8 @@ def map_region(
         InputError: Nothing to map, ``--retrieve`` without a bank, a time for a model without
             metadata, a tile size this raster cannot take, or any input problem of the cache.
     """
-    if not (texts or recordings or concepts or retrieve):
+    sounds = dict(sounds or {})
+    if not (texts or recordings or sounds or concepts or retrieve):
         raise InputError("nothing to map: give --text/--audio queries, --concepts or --retrieve")
     if retrieve and bank is None:
         raise InputError("--retrieve needs --bank (an audio bank from `geosound index build`)")
@@ -130,7 +134,9 @@ def map_region(
                 cache_path, raster, checkpoint_path, tile.pixels, stride, preset, bbox,
                 bbox_crs, chunk_rows, workers, scheduler, progress, space=space,
             )  # fmt: skip
-            asked = _Asked(texts, recordings, concepts, retrieve, bank, moments(month, hours))
+            asked = _Asked(
+                texts, recordings, sounds, concepts, retrieve, bank, moments(month, hours)
+            )
             return _write_products(region, space, tile, out, asked)
 
 
@@ -164,6 +170,7 @@ class _Asked:
 
     texts: Sequence[str]
     recordings: Sequence[str]
+    sounds: Mapping[str, np.ndarray]
     concepts: bool
     retrieve: int
     bank: str | os.PathLike[str] | None
@@ -197,9 +204,9 @@ def _write_products(
         }
     views = [at_moment(region, space, moment) for moment in times]
     products: dict[str, object] = {}
-    if asked.texts or asked.recordings:
+    if asked.texts or asked.recordings or asked.sounds:
         result.queries, written, products["queries"] = _query_products(
-            views, times, space, out, asked.texts, asked.recordings
+            views, times, space, out, asked.texts, asked.recordings, asked.sounds
         )
         result.outputs += written
     for view, moment in zip(views, times, strict=True):
@@ -227,6 +234,7 @@ def _query_products(
     out: Path,
     texts: Sequence[str],
     recordings: Sequence[str],
+    sounds: Mapping[str, np.ndarray],
 ) -> tuple[xr.Dataset, list[Path], dict[str, object]]:
     """Similarity and probability COGs and the preview; their sidecar entry.
 
@@ -234,7 +242,7 @@ def _query_products(
     """
     per_time = []
     for view, moment in zip(views, times, strict=True):
-        layers = query_layers(view, space, texts, recordings)
+        layers = query_layers(view, space, texts, recordings, sounds)
         if moment.given:
             labels = [f"{band} @ {moment.label()}" for band in layers["band"].values]
             layers = layers.assign_coords(band=labels)

@@ -17,7 +17,7 @@ raster's pixels, which is why a region can be re-queried in seconds.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import geopandas as gpd
 import numpy as np
@@ -69,15 +69,25 @@ def query_layers(
     space: SharedSpace,
     texts: Sequence[str] = (),
     recordings: Sequence[str] = (),
+    sounds: Mapping[str, np.ndarray] | None = None,
 ) -> xr.Dataset:
     """Similarity and probability layers for text and recording queries.
+
+    Args:
+        cache: The region.
+        space: Its space.
+        texts: Text queries.
+        recordings: Recordings as queries, embedded here.
+        sounds: Queries already in the space, by band name (the sources of a separated
+            recording, ``geosound map --separate``).
 
     Raises:
         InputError: No query, or a recording that is silent (it has no sound to compare).
     """
     from geosound.audio import load_audio
 
-    names = [f"text: {t}" for t in texts] + [f"audio: {r}" for r in recordings]
+    sounds = dict(sounds or {})
+    names = [f"text: {t}" for t in texts] + [f"audio: {r}" for r in recordings] + list(sounds)
     if not names:
         raise InputError("give at least one query (--text or --audio)")
     vectors = []
@@ -87,6 +97,8 @@ def query_layers(
         for path in recordings:
             load_audio(path, sample_rate=None)  # a silent or broken query fails here, by name
         vectors.append(space.embed_recordings(list(recordings)))
+    if sounds:
+        vectors.append(np.stack([np.asarray(v, dtype=np.float32) for v in sounds.values()]))
     result = similarity_layers(cache, np.concatenate(vectors), names)
     similarity = result["similarity"].values
     scale = space.logit_scale

@@ -218,8 +218,10 @@ def find_environment(
             tried.append(f"{error} (from {source})")
             continue
         return GeosoundEnvironment(python=python, source=source, version=version)
-    detail = "; ".join(tried) if tried else (
-        "no setting, no GEOSOUND_PYTHON, no managed environment, no geosound on PATH"
+    detail = (
+        "; ".join(tried)
+        if tried
+        else ("no setting, no GEOSOUND_PYTHON, no managed environment, no geosound on PATH")
     )
     raise EnvironmentNotFound(f"geosound environment not found: {detail}. Set it in {WHERE_TO_SET}")
 

@@ -34,6 +34,7 @@ from qgis.gui import QgsMapCanvas, QgsMapToolEmitPoint
 
 from .algorithms.base import crs_argument
 from .algorithms.landscape import GENERATOR_SETTINGS_KEY, PRODUCT, lon_lat
+from .algorithms.sources import SEPARATOR_SETTINGS_KEY
 from .environment import BANK_SETTINGS_KEY, EnvironmentNotFound, child_environment
 from .profile import qgis_environment
 from .runner import GeosoundRunError, RunResult, run_geosound
@@ -123,7 +124,9 @@ class ListenController:
         self.layer_name: str | None = None
         self.spot: tuple[QgsPointXY, QgsCoordinateReferenceSystem] | None = None
         self.picture_task: PictureTask | None = None
+        self.sources_task: ListenTask | None = None
         dock.picture_button.clicked.connect(self.picture_of_place)
+        dock.sources_button.clicked.connect(self.sources_of_recording)
 
     def raster_under(
         self, point: QgsPointXY, crs: QgsCoordinateReferenceSystem
@@ -157,6 +160,9 @@ class ListenController:
         crs = self.canvas.mapSettings().destinationCrs()
         where = describe_point(point, crs)
         self._drop_picture()  # a picture of the previous spot must not appear under this one
+        if self.sources_task is not None and not self._finished(self.sources_task):
+            self.sources_task.cancel()
+        self.sources_task = None
         self.dock.show()
         settings = QgsSettings()
         bank = settings.value(BANK_SETTINGS_KEY, "", type=str)
@@ -203,7 +209,7 @@ class ListenController:
         return task
 
     def cancel(self) -> None:
-        for task in (self.task, self.picture_task):
+        for task in (self.task, self.picture_task, self.sources_task):
             if task is not None and not self._finished(task):
                 task.cancel()
 
@@ -240,6 +246,42 @@ class ListenController:
         self.dock.show_picture_running(recording)
         QgsApplication.taskManager().addTask(task)
         return task
+
+    def sources_of_recording(self, _checked: bool = False) -> ListenTask | None:
+        """List the sources of the selected recording (or the mix) with ``geosound separate``.
+
+        Returns the task, None when there is nothing to separate or no environment.
+        """
+        recording = self.dock.picture_recording()
+        if not recording:
+            self.dock.show_sources_error("listen to a spot first")
+            return None
+        try:
+            environment = qgis_environment()
+        except EnvironmentNotFound as error:
+            self.dock.show_sources_error(str(error))
+            return None
+        if self.sources_task is not None and not self._finished(self.sources_task):
+            self.sources_task.cancel()
+        model = QgsSettings().value(SEPARATOR_SETTINGS_KEY, "", type=str)
+        command = environment.command(
+            "separate", recording, *(["--model", model] if model else []), "--progress", "json"
+        )
+        task = ListenTask(f"geosound: sources of {Path(recording).name}", command,
+                          Path(recording), self._sources_done)  # fmt: skip
+        self.sources_task = task
+        self.dock.show_sources_running(recording)
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _sources_done(self, task: ListenTask) -> None:
+        if task is not self.sources_task:
+            return  # a later request replaced this one
+        if task.error is not None or task.result is None:
+            self.dock.show_sources_error(task.error or "geosound reported no result")
+            return
+        found = task.result.payload.get("sources")
+        self.dock.show_recording_sources(str(task.wav), found if isinstance(found, list) else [])
 
     def _drop_picture(self) -> None:
         """Forget the running picture task (cancelled): its result would belong elsewhere."""

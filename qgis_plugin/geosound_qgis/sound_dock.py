@@ -32,6 +32,10 @@ PICTURE_TIP = (
     "with SounDiT: plausible, not imagery of this spot"
 )
 PICTURE_SIZE = 256
+SOURCES_TIP = (
+    "List the sources heard in the selected recording (else the mix) with the AV-GAS "
+    "separator: nearest sound class and share of the loudness of each"
+)
 
 
 class SoundDock(QgsDockWidget):
@@ -88,6 +92,7 @@ class SoundDock(QgsDockWidget):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #555; font-style: italic;")
         layout.addWidget(self.note)
+        self._add_sources_widgets(body, layout)
         self._add_picture_widgets(body, layout)
         self.setWidget(body)
         self._set_buttons(False)
@@ -109,6 +114,7 @@ class SoundDock(QgsDockWidget):
         self.wav, self.sources = None, []
         self._set_buttons(False)
         self.clear_picture()
+        self.sources_list.setText("")
 
     def fit_to(self, window: QWidget | None) -> None:
         """A useful first size: a third of the window's width, tall enough for several rows."""
@@ -139,7 +145,7 @@ class SoundDock(QgsDockWidget):
         over = f" over <b>{escape(layer)}</b>" if layer else ""
         self.status.setText(
             f"{escape(where)}{over}: the {len(self.sources)} nearest recordings, mixed into "
-            f"<a href=\"{QUrl.fromLocalFile(wav).toString()}\">{escape(os.path.basename(wav))}</a>"
+            f'<a href="{QUrl.fromLocalFile(wav).toString()}">{escape(os.path.basename(wav))}</a>'
         )
         self.table.setRowCount(len(self.sources))
         for row, source in enumerate(self.sources):
@@ -158,6 +164,42 @@ class SoundDock(QgsDockWidget):
             self.table.setCellWidget(row, 3, button)
         self.note.setText(note)
         self._set_buttons(True)
+
+    # -- the sources of a recording ------------------------------------------------------------
+
+    def _add_sources_widgets(self, body: QWidget, layout: QVBoxLayout) -> None:
+        """The "Sources in this recording" button and the list it fills (empty at first)."""
+        self.sources_button = QPushButton("Sources in this recording", body)
+        self.sources_button.setObjectName("sources_in_recording")
+        self.sources_button.setToolTip(SOURCES_TIP)
+        self.sources_button.setEnabled(False)
+        layout.addWidget(self.sources_button)
+        self.sources_list = QLabel("", body)
+        self.sources_list.setWordWrap(True)
+        self.sources_list.setTextFormat(Qt.RichText)
+        layout.addWidget(self.sources_list)
+
+    def show_sources_running(self, recording: str) -> None:
+        self.sources_button.setEnabled(False)
+        name = escape(os.path.basename(recording))
+        self.sources_list.setText(f"Separating the sources of {name} …")
+
+    def show_recording_sources(self, recording: str, found: Sequence[dict[str, Any]]) -> None:
+        """One line per source, loudest first: class, score, share of the loudness."""
+        self.sources_button.setEnabled(self.wav is not None)
+        lines = [
+            f"{i}. <b>{escape(str(source.get('label', '?')))}</b> — "
+            f"{100 * float(source.get('share', 0.0)):.0f} % of the loudness "
+            f"(score {float((source.get('classes') or [{}])[0].get('score', 0.0)):.2f})"
+            for i, source in enumerate(found, 1)
+        ]
+        count = len(lines)
+        head = f"{escape(os.path.basename(recording))}: {count} source{'s' if count != 1 else ''}"
+        self.sources_list.setText("<br>".join([head, *lines]))
+
+    def show_sources_error(self, message: str) -> None:
+        self.sources_button.setEnabled(self.wav is not None)
+        self.sources_list.setText(f"<b>No sources:</b> {escape(message)}")
 
     # -- the generated picture of the place ----------------------------------------------------
 
@@ -181,7 +223,7 @@ class SoundDock(QgsDockWidget):
         self.picture_file: str | None = None
 
     def picture_recording(self) -> str | None:
-        """What the picture is generated from: the selected recording, else the mix."""
+        """What the picture (or the sources list) is of: the selected recording, else the mix."""
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         if rows and 0 <= rows[0].row() < len(self.sources):
             return str(self.sources[rows[0].row()].get("path") or "") or self.wav
@@ -239,6 +281,7 @@ class SoundDock(QgsDockWidget):
     def _set_buttons(self, have_sounds: bool) -> None:
         enabled = have_sounds and self.player.available
         self.picture_button.setEnabled(have_sounds)
+        self.sources_button.setEnabled(have_sounds)
         tooltip = "" if self.player.available else self.player.reason
         for button in [*self.play_buttons(), self.stop_button]:
             button.setEnabled(enabled)

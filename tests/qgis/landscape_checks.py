@@ -7,7 +7,10 @@ a JSON report, one entry per check with ``ok`` and what was measured, or ``error
 traceback.
 
 Usage: python3 landscape_checks.py REPORT.json WORK_DIR SETUP.json [CHECK ...]
-(SETUP.json: model, clips, point_3857, points_gpkg, audio_field, scene, recordings)
+(SETUP.json: model, separator, clips, point_3857, points_gpkg, audio_field, scene, recordings)
+
+"Sources in recordings" (``geosound separate --points``) is checked here too: it takes the same
+recording sites.
 """
 
 from __future__ import annotations
@@ -172,6 +175,38 @@ class Checks:
             "e4_written": (self.work / "e4.tif").exists(),
         }  # fmt: skip
 
+    def check_sources(self) -> Report:
+        """ "Sources in recordings" on the recording sites: the layer again, with source
+        columns, every attribute kept, added to the project under its name."""
+        from qgis.core import QgsVectorLayer
+
+        points = QgsVectorLayer(self.setup["points_gpkg"], "recording sites", "ogr")
+        feedback = Feedback()
+        project = QgsProject.instance()
+        before = set(project.mapLayers())
+        result = self.processing.runAndLoadResults(
+            "geosound:sources",
+            {"POINTS": points, "AUDIO_FIELD": self.setup["audio_field"], "MAX_SOURCES": 2,
+             "MODEL": self.setup["separator"], "OUTPUT": str(self.work / "sources.gpkg")},
+            feedback=feedback,
+        )  # fmt: skip
+        added = [project.mapLayer(i) for i in project.mapLayers() if i not in before]
+        vectors = [layer for layer in added if isinstance(layer, QgsVectorLayer)]
+        return {
+            "outputs": result, "commands": feedback.commands, "progress": feedback.progress,
+            "layers": [
+                {"name": layer.name(), "valid": layer.isValid(), "crs": layer.crs().authid(),
+                 "fields": layer.fields().names(),
+                 "features": [dict(zip(layer.fields().names(),
+                                       [str(v) for v in f.attributes()], strict=True))
+                              for f in layer.getFeatures()]}
+                for layer in vectors
+            ],
+            "no_field": raises(lambda: self.processing.run(
+                "geosound:sources", {"POINTS": points, "OUTPUT": str(self.work / "s1.gpkg")}
+            )),
+        }  # fmt: skip
+
     def check_dock(self) -> Report:
         """Listen at a spot of the scene, select the first recording, press "Picture of this
         place": the dock shows the picture generated from that recording."""
@@ -184,6 +219,7 @@ class Checks:
             feedback=feedback,
         )["OUTPUT"]
         QgsSettings().setValue("geosound/generator", self.setup["model"])
+        QgsSettings().setValue("geosound/separator", self.setup["separator"])
         registry = QgsApplication.processingRegistry()
         if registry.providerById("geosound") is not None:  # the standalone one: the plugin's now
             registry.removeProvider("geosound")
@@ -233,17 +269,29 @@ class Checks:
                 picture_layer=layer_report(QgsRasterLayer(dock.picture_file, "picture"))
                 if dock.picture_file else None,
             )  # fmt: skip
-            # A new spot clears the picture of the old one.
+            # "Sources in this recording" lists what the separator hears in the selection.
+            dock.sources_button.click()
+            sources_task = plugin.listener.sources_task
+            report["sources_running"] = dock.sources_list.text()
+            wait_for(lambda: sources_task is not None and plugin.listener._finished(sources_task),
+                     300)  # fmt: skip
+            report.update(
+                sources_command=sources_task.command if sources_task is not None else None,
+                sources_text=dock.sources_list.text(),
+            )  # fmt: skip
+            # A new spot clears the picture and the sources of the old one.
             plugin.listener.listen_at(QgsPointXY(0.0, 0.0))
             report["after_new_spot"] = {"visible": dock.picture.isVisibleTo(dock),
-                                        "file": dock.picture_file}  # fmt: skip
+                                        "file": dock.picture_file,
+                                        "sources": dock.sources_list.text()}  # fmt: skip
         finally:
             plugin.unload()
             QgsSettings().remove("geosound/generator")
+            QgsSettings().remove("geosound/separator")
         return report
 
 
-ORDER = ("point", "layer", "errors", "dock")
+ORDER = ("point", "layer", "errors", "sources", "dock")
 
 
 def main(argv: list[str]) -> int:

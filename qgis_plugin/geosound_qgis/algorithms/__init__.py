@@ -8,6 +8,7 @@ from .concept_map import ConceptMapAlgorithm
 from .landscape import LandscapeAlgorithm
 from .retrieve import RetrievePointsAlgorithm, RetrieveTilesAlgorithm
 from .soundscape_map import SoundscapeMapAlgorithm
+from .sources import SourcesAlgorithm
 from .synthesize import SynthesizePointAlgorithm
 
 ALGORITHMS: tuple[type[GeosoundAlgorithm], ...] = (
@@ -17,6 +18,7 @@ ALGORITHMS: tuple[type[GeosoundAlgorithm], ...] = (
     RetrievePointsAlgorithm,
     SynthesizePointAlgorithm,
     LandscapeAlgorithm,
+    SourcesAlgorithm,
     BuildIndexAlgorithm,
 )
 

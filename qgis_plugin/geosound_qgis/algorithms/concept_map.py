@@ -34,8 +34,8 @@ class ConceptMapAlgorithm(MapAlgorithm):
         "Which soundscape concept dominates each tile. A concept is an entry of the Sat2Sound "
         "model's learnt codebook, named after the caption it matches best.\n\n"
         "The output is a categorical raster whose legend names the region's most frequent "
-        "concepts, each in its own colour; all other concepts share one grey \"other "
-        "concepts\" entry. The sub-tile layer does the same on a finer grid (the cells of each "
+        'concepts, each in its own colour; all other concepts share one grey "other '
+        'concepts" entry. The sub-tile layer does the same on a finer grid (the cells of each '
         "tile's feature map; needs tile step = tile size). The optional weight raster says how "
         "strongly each tile expresses its concept."
     )

@@ -20,10 +20,6 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsCoordinateTransformContext,
     QgsCsException,
-    QgsFeature,
-    QgsField,
-    QgsFields,
-    QgsGeometry,
     QgsPointXY,
     QgsProcessing,
     QgsProcessingContext,
@@ -37,16 +33,13 @@ from qgis.core import (
     QgsProcessingParameterPoint,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
-    QgsProviderRegistry,
     QgsSettings,
-    QgsVectorFileWriter,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..runner import RunResult
 from ..styling import mark_product
 from .base import GeosoundAlgorithm, Parameters, number_parameter
+from .points import layer_folder, write_recording_points
 
 GENERATOR_SETTINGS_KEY = "geosound/generator"
 """A SounDiT checkpoint used instead of geosound's default (empty: the default)."""
@@ -71,19 +64,6 @@ def lon_lat(
     wgs84 = QgsCoordinateReferenceSystem(WGS84)
     degrees = QgsCoordinateTransform(crs, wgs84, transforms).transform(point)
     return degrees.x(), degrees.y()
-
-
-def resolve_recording(value: Any, base: Path | None) -> str:
-    """A recording path of an attribute table as an absolute path.
-
-    Tables usually name recordings relative to where the table lives (the recordings beside
-    the GeoPackage); the points are handed to geosound as a copy in a work folder, so a
-    relative path is resolved against the layer's own folder first.
-    """
-    path = Path(str(value)).expanduser()
-    if not path.is_absolute() and base is not None:
-        path = base / path
-    return str(path.absolute())
 
 
 class LandscapeAlgorithm(GeosoundAlgorithm):
@@ -241,56 +221,9 @@ class LandscapeAlgorithm(GeosoundAlgorithm):
             )
         layer = self.parameterAsVectorLayer(parameters, self.POINTS, context)
         path = Path(work / "recording_points.gpkg")
-        self._write_recordings(source, fields[0], self._layer_folder(layer), path, context)
+        write_recording_points(source, fields[0], layer_folder(layer), path, context)
         self._name = f"{source.sourceName()} (generated landscapes)"
         return ["generate", "--points", str(path), "--audio-column", fields[0]]
-
-    @staticmethod
-    def _layer_folder(layer: Any) -> Path | None:
-        """The folder of a file-based layer (where its relative recording paths start)."""
-        if layer is None:
-            return None
-        decoded = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
-        path = decoded.get("path") or ""
-        return Path(path).parent if path and os.path.exists(path) else None
-
-    @staticmethod
-    def _write_recordings(
-        source: Any, field: str, base: Path | None, path: Path, context: QgsProcessingContext
-    ) -> None:
-        """The points with one attribute, the absolute path of their recording."""
-        fields = QgsFields()
-        fields.append(QgsField(field, QVariant.String))
-        options = QgsVectorFileWriter.SaveVectorOptions()
-        options.driverName = "GPKG"
-        writer = QgsVectorFileWriter.create(
-            str(path), fields, QgsWkbTypes.Point, source.sourceCrs(),
-            context.transformContext(), options,
-        )  # fmt: skip
-        count = 0
-        try:
-            for feature in source.getFeatures():
-                value = feature[field]
-                if value is None or not str(value).strip() or str(value) == "NULL":
-                    raise QgsProcessingException(
-                        f"feature {feature.id()} has no recording in the field '{field}'"
-                    )
-                geometry = QgsGeometry(feature.geometry())
-                if geometry.isEmpty() or geometry.constGet().partCount() != 1:
-                    raise QgsProcessingException(
-                        f"feature {feature.id()} is not one point; split multipoints first "
-                        "(Multipart to singleparts)"
-                    )
-                geometry.convertToSingleType()
-                out = QgsFeature(fields)
-                out.setGeometry(geometry)
-                out[field] = resolve_recording(value, base)
-                writer.addFeature(out)
-                count += 1
-        finally:
-            del writer  # flushes and closes the GeoPackage, also when a feature is refused
-        if not count:
-            raise QgsProcessingException("the point layer has no features")
 
     def _common_arguments(self, parameters: Parameters, context: QgsProcessingContext) -> list[str]:
         """Scene, ground size, steps, seed and model: the same for both cases."""

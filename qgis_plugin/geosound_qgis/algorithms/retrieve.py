@@ -187,9 +187,7 @@ class RetrievePointsAlgorithm(GeosoundAlgorithm):
             )
         )
         self.add_advanced(
-            number_parameter(
-                self.CHIP_SIZE, self.tr("Image chip size (pixels)"), int, 64, 8, 4096
-            )
+            number_parameter(self.CHIP_SIZE, self.tr("Image chip size (pixels)"), int, 64, 8, 4096)
         )
         self.add_checkpoint_parameter()
         self.addParameter(

@@ -37,7 +37,7 @@ def query_name(band: str) -> str:
     """A band's query as a layer name: ``text: birds chirping`` → ``birds chirping``."""
     for prefix in ("similarity: ", "text: "):
         if band.startswith(prefix):
-            band = band[len(prefix):]
+            band = band[len(prefix) :]
     return band
 
 

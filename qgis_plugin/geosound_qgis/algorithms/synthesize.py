@@ -74,9 +74,7 @@ class SynthesizePointAlgorithm(GeosoundAlgorithm):
             number_parameter(self.SEED, self.tr("Seed of the loudness balance"), int, 0, 0)
         )
         self.add_advanced(
-            number_parameter(
-                self.CHIP_SIZE, self.tr("Image chip size (pixels)"), int, 64, 8, 4096
-            )
+            number_parameter(self.CHIP_SIZE, self.tr("Image chip size (pixels)"), int, 64, 8, 4096)
         )
         self.add_checkpoint_parameter()
         self.addParameter(
