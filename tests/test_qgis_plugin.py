@@ -549,7 +549,7 @@ def test_plugin_loads_adds_its_gui_and_unloads(report):
     assert entry["toolbar"][0] == "Listen here"
     assert entry["opened"] == ["geosound:soundscapemap", "geosound:conceptmap"]
     assert "Settings…" in entry["menu"] and "Set up geosound…" in entry["menu"]
-    assert len(entry["menu"]) == 10 and entry["setup_dialog"] == "Set up geosound"
+    assert len(entry["menu"]) == 11 and entry["setup_dialog"] == "Set up geosound"
     assert entry["environment_problem"] is None  # GEOSOUND_PYTHON is found at start-up
     # Every action has its own icon, and a one-line tooltip that starts with its name.
     assert len(set(entry["icons"].values())) == len(entry["icons"])
