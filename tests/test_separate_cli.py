@@ -196,3 +196,11 @@ def test_map_separate_gives_one_layer_per_source(trained, run_cli, tmp_path: Pat
     refused = run_cli("map", str(scene), "-o", str(tmp_path / "m2"), "-t", "rain",
                       "--separate", env=trained["env"])  # fmt: skip
     assert refused.returncode == 2 and "--separate separates --audio" in refused.stderr
+
+
+def test_separate_uses_the_shipped_separator_by_default(trained, run_cli) -> None:
+    done = run_cli("separate", str(_clip(trained)), "--json", env=trained["env"])
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["separator"].startswith("separator-") and result["sources"]
+    assert result["sources"][0]["share"] >= max(s["share"] for s in result["sources"])

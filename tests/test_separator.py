@@ -273,3 +273,46 @@ def test_checkpoint_round_trips_and_refuses_edits(tmp_path: Path) -> None:
     (tmp_path / "text.pt").write_text("not a checkpoint")
     with pytest.raises(InputError, match=r"text\.pt"):
         load_separator(tmp_path / "text.pt")
+
+
+def test_no_default_separator_says_how_to_make_one(monkeypatch, tmp_path: Path) -> None:
+    import geosound.separation.default as default
+
+    monkeypatch.setattr(default, "assets_dir", lambda: tmp_path)
+    with pytest.raises(InputError, match=r"no default separator.*train-separator.*--model"):
+        default.default_separator_path()
+    (tmp_path / default.DEFAULT_SEPARATOR).write_bytes(b"")
+    assert default.default_separator_path() == tmp_path / default.DEFAULT_SEPARATOR
+
+
+# -- the shipped separator ---------------------------------------------------------------------
+
+
+def test_shipped_separator_loads_beside_the_shipped_sat2sound() -> None:
+    from geosound.config import assets_dir
+    from geosound.models.default import load_default_model
+    from geosound.separation.default import DEFAULT_SEPARATOR, default_separator_path
+
+    path = default_separator_path()
+    assert path == assets_dir() / DEFAULT_SEPARATOR and path.stat().st_size < 10e6
+    assert torch.load(path, weights_only=True)["format"] == "geosound-separator"
+    loaded = load_separator(path)
+    sat2sound = load_default_model()
+    assert loaded.sat2sound_space == f"sat2sound:{sat2sound.model_id}"
+    assert loaded.audio_encoder == sat2sound.encoders["audio"]
+    assert loaded.info["train_config"]["seed"] == 0
+    assert len(loaded.classes) == 32 and loaded.prototypes.shape == (32, 512)
+
+
+@pytest.mark.slow
+def test_shipped_separator_finds_one_dominant_source_in_single_clips(dev_data: Path) -> None:
+    """On every dev eval clip (one source each), as docs/separation.md reports: the loudest
+    source it finds holds most of the loudness in at least 80 % of them (90 % measured)."""
+    from geosound.evaluation.separation import separation_clips
+    from geosound.separation import SourceFinder
+
+    clips = separation_clips(dev_data)
+    held_out = clips[clips["split"] == "eval"]
+    finder = SourceFinder(SourceFinder.default_path())
+    dominant = [finder.separate(path).sources[0].share >= 0.5 for path in held_out["path"]]
+    assert np.mean(dominant) >= 0.8

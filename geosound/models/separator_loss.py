@@ -6,8 +6,9 @@ are matched to its sources by the Hungarian algorithm on cosine cost
 not a function to differentiate), and the gradients flow through the gathered matches:
 
 * **A2A** — symmetric InfoNCE between matched slots and their sources, every other source of
-  the batch a negative (the same clip in two mixes of a batch counts as a positive, not a
-  negative);
+  the batch a negative — except sources with the same id, which count as positives: the same
+  clip in two mixes of a batch, or, when the ids are classes, every clip of the slot's class
+  (supervised-contrastive, so slots learn what a class sounds like rather than one clip);
 * **existence** — binary cross-entropy: matched slots exist, the others do not, which is what
   lets a single-source clip come out as one source;
 * **loudness** — cross-entropy between the softmax of the matched slots' loudness logits and
@@ -122,7 +123,8 @@ class SeparationLoss(nn.Module):
             output: The separator's slots for ``B`` mixes.
             sources: ``(B, K, D)`` unit embeddings of each mix's clean sources (padded).
             source_mask: ``(B, K)`` True at real sources.
-            source_ids: ``(B, K)`` an id per source clip: equal ids are one clip.
+            source_ids: ``(B, K)`` an id per source: equal ids are positives of each other
+                (clip ids, or class ids).
             shares: ``(B, K)`` each source's share of its mix's loudness.
         """
         mix, slot, source = match_slots(output.embeddings, sources, source_mask)

@@ -126,6 +126,13 @@ class SourceFinder:
         check_separator_space(self.separator, self.space)
         self.threshold = threshold
 
+    @staticmethod
+    def default_path() -> Path:
+        """The shipped separator (:func:`~geosound.separation.default.default_separator_path`)."""
+        from geosound.separation.default import default_separator_path
+
+        return default_separator_path()
+
     def read(self, path: str | os.PathLike[str]) -> tuple[Clip, int]:
         """The recording as mono at its own rate, and its channel count.
 

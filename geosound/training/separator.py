@@ -92,6 +92,8 @@ class SeparatorTrainConfig:
         eval_mixtures: Mixes of eval clips per source count in the evaluation.
         sweep_mixtures: Mixes per ratio of the loudness sweep.
         eval_fraction: Share of each class's clips held out (as ``geosound train``).
+        positives: ``"class"``: every source of a slot's class is a positive of its A2A
+            term; ``"clip"``: only its own clip (the paper's instance-level A2A).
         seed: Seeds the split's twin, the mixes and training.
     """
 
@@ -110,6 +112,7 @@ class SeparatorTrainConfig:
     eval_mixtures: int = 300
     sweep_mixtures: int = 150
     eval_fraction: float = 0.3
+    positives: str = "class"
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +142,8 @@ class SeparatorTrainConfig:
             raise InputError(f"source_counts must be >= 1; got {self.source_counts!r}")
         if self.lufs_low > self.lufs_high:
             raise InputError(f"lufs_low ({self.lufs_low}) must not exceed lufs_high")
+        if self.positives not in ("class", "clip"):
+            raise InputError(f"positives must be 'class' or 'clip'; got {self.positives!r}")
         if not 0.0 < self.eval_fraction < 1.0:
             raise InputError(f"eval_fraction must be in (0, 1); got {self.eval_fraction!r}")
         return self
@@ -151,6 +156,7 @@ class SeparatorModule(L.LightningModule):
         model: The separator.
         mixes: The encoded training mixes.
         targets: ``(S, D)`` unit embeddings of the clips ``mixes.sources`` indexes.
+        classes: ``(S,)`` the class index of each of those clips.
         config: The run's settings.
     """
 
@@ -159,6 +165,7 @@ class SeparatorModule(L.LightningModule):
         model: SourceSeparator,
         mixes: EncodedMixtures,
         targets: Tensor,
+        classes: Tensor,
         config: SeparatorTrainConfig,
     ) -> None:
         super().__init__()
@@ -170,19 +177,16 @@ class SeparatorModule(L.LightningModule):
         self.sources = torch.from_numpy(mixes.sources)
         self.shares = torch.from_numpy(mixes.shares)
         self.targets = targets
+        self.classes = classes
 
     def batch_loss(self, rows: Tensor) -> dict[str, Tensor]:
         """The loss terms on the mixes ``rows``."""
         sources = self.sources[rows]
         real = sources >= 0
+        clips = sources.clamp_min(0)
+        ids = self.classes[clips] if self.config.positives == "class" else clips
         output = self.model(self.tokens[rows], self.mask[rows])
-        return self.loss(
-            output,
-            self.targets[sources.clamp_min(0)],
-            real,
-            sources,
-            self.shares[rows],
-        )
+        return self.loss(output, self.targets[clips], real, ids, self.shares[rows])
 
     @override
     def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
@@ -273,7 +277,8 @@ def run_separator_training(
         out_dim=int(targets.shape[-1]),
         **config.model,
     )
-    module = SeparatorModule(model, mixes, torch.from_numpy(targets), config)
+    class_index = torch.tensor([classes.index(label) for label in train["label"]])
+    module = SeparatorModule(model, mixes, torch.from_numpy(targets), class_index, config)
     trainer = resumable_trainer(
         out_dir / "runs" / "separator",
         config.epochs,
