@@ -23,6 +23,7 @@ from geosound.models.soundit import (
     SceneCondition,
     SoundCondition,
     SounDiTBlock,
+    SounDiTConfig,
     build_soundit,
     count_flops,
     guided_epsilon,
@@ -96,6 +97,25 @@ def test_a_fresh_block_is_the_identity_and_a_fresh_model_predicts_zero() -> None
     with torch.no_grad():
         block.modulation[1].bias.fill_(0.5)
     assert not torch.allclose(block(x, condition, scene_parts, sound_parts, timesteps), x)
+
+
+@pytest.mark.parametrize("global_conditioning", [True, False])
+def test_the_pooled_sound_reaches_the_modulation_only_with_global_conditioning(
+    global_conditioning: bool,
+) -> None:
+    """The same sound tokens with another pooled embedding: with global conditioning the
+    prediction changes (the embedding drives adaLN); without it only the router reads the
+    embedding, so a plain cross-attention model is blind to it."""
+    model = tiny(use_moe=False, global_conditioning=global_conditioning)
+    perturb(model)
+    first = sound()
+    other = SoundCondition(first.tokens, first.mask, torch.randn(2, SOUND_DIM))
+    latents, t = torch.randn(2, 4, 8, 8), torch.tensor([3, 700])
+    with torch.no_grad():
+        changed = not torch.allclose(model(latents, t, first), model(latents, t, other))
+    assert changed is global_conditioning
+    assert soundit_config("tiny").global_conditioning  # the presets use it
+    assert not SounDiTConfig().global_conditioning  # what older checkpoints read as
 
 
 def test_block_count_and_presets() -> None:

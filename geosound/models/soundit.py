@@ -38,10 +38,10 @@ latent, 5 sound tokens, 1 scene token; ``tests/test_soundit.py`` keeps the param
     ==========  ======  =====  =====  =======  ==========  ================
     preset      hidden  depth  heads  experts  parameters  GFLOPs per image
     ==========  ======  =====  =====  =======  ==========  ================
-    tiny        128     4      4      4        3.24 M      0.193
-    tiny, MHCA  128     4      4      —        2.32 M      0.139
-    S           384     12     6      4        82.5 M      5.19
-    B           768     12     12     4        328.7 M     20.7
+    tiny        128     4      4      4        3.28 M      0.193
+    tiny, MHCA  128     4      4      —        2.35 M      0.139
+    S           384     12     6      4        82.8 M      5.19
+    B           768     12     12     4        329.9 M     20.7
     ==========  ======  =====  =====  =======  ==========  ================
 
     (Patch 2 throughout: 64 tokens per 64×64 tile. ``tiny`` is what trains on this CPU; S
@@ -94,6 +94,12 @@ class SounDiTConfig:
         scene_dim: Width of the scene tokens (MiniLM: 384).
         num_experts: ``M``, cross-attention experts of TA-PMoE.
         use_moe: False replaces TA-PMoE by one plain multi-head cross-attention (ablation).
+        global_conditioning: Also add the pooled sound embedding and the pooled scene to the
+            timestep embedding that drives every adaLN-Zero modulation, as DiT conditions on a
+            class label. Cross-attention lets a block look at *which* sound tokens matter;
+            the modulation gives every block the gist of the sound from the first step, which
+            a short CPU run learns to use far sooner (see docs/soundit.md). False is the
+            paper's timestep-only modulation (and what checkpoints from before it read as).
         router_temperature_max: Router temperature at ``t = T`` (pure noise): broad routing.
         router_temperature_min: Router temperature at ``t = 0`` (clean): sharp routing.
             Router scores are cosines in [-1, 1], so 0.1 lets one expert take most weight.
@@ -114,6 +120,7 @@ class SounDiTConfig:
     scene_dim: int = 384
     num_experts: int = 4
     use_moe: bool = True
+    global_conditioning: bool = False
     router_temperature_max: float = 1.0
     router_temperature_min: float = 0.1
     num_train_timesteps: int = 1000
@@ -163,9 +170,9 @@ class SounDiTConfig:
 
 
 SOUNDIT_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"hidden_dim": 128, "depth": 4, "heads": 4},
-    "S": {"hidden_dim": 384, "depth": 12, "heads": 6},
-    "B": {"hidden_dim": 768, "depth": 12, "heads": 12},
+    "tiny": {"hidden_dim": 128, "depth": 4, "heads": 4, "global_conditioning": True},
+    "S": {"hidden_dim": 384, "depth": 12, "heads": 6, "global_conditioning": True},
+    "B": {"hidden_dim": 768, "depth": 12, "heads": 12, "global_conditioning": True},
 }
 """Size presets (overrides of :class:`SounDiTConfig`), DiT-S/B widths; see the table above."""
 
@@ -583,6 +590,9 @@ class SounDiT(nn.Module):
         self.scene_proj = nn.Sequential(
             nn.LayerNorm(config.scene_dim), nn.Linear(config.scene_dim, dim)
         )
+        if config.global_conditioning:
+            self.sound_to_condition = nn.Linear(dim, dim)
+            self.scene_to_condition = nn.Linear(dim, dim)
         self.null_sound_token = nn.Parameter(torch.randn(config.sound_dim) * 0.02)
         self.null_sound_embedding = nn.Parameter(torch.randn(config.sound_dim) * 0.02)
         self.null_scene_token = nn.Parameter(torch.randn(config.scene_dim) * 0.02)
@@ -672,6 +682,15 @@ class SounDiT(nn.Module):
         condition = self.time_embed(timestep_features(timesteps, config.frequency_dim))
         sound_parts = self._sound(sound, keep_sound, batch, latents.device)
         scene_parts = self._scene(scene, keep_scene, batch, latents.device)
+        if config.global_conditioning:
+            scene_tokens, scene_mask = scene_parts
+            weights = scene_mask.unsqueeze(-1).to(scene_tokens.dtype)
+            scene_pooled = (scene_tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+            condition = (
+                condition
+                + self.sound_to_condition(sound_parts[2])
+                + self.scene_to_condition(scene_pooled)
+            )
         for block in self.blocks:
             x = block(x, condition, scene_parts, sound_parts, timesteps)
         return self._unpatchify(self.final(x, condition))
