@@ -117,6 +117,14 @@ def tile_m_callback(
     return value
 
 
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Dev data folder (default: GEOSOUND_DEV_DATA or ../shared/data)."
+    ),
+]
+"""``--data-dir`` of every command that reads the shared dev data."""
+
 MonthOption = Annotated[
     int | None,
     typer.Option("--month", help="Month 1-12 (models trained with metadata only).", min=1, max=12),

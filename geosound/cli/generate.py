@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from geosound.cli.checks import (
+    DataDirOption,
     check_checkpoint_file,
     check_input_file,
     check_output_file,
@@ -55,10 +56,7 @@ def train_generator_command(
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the pairs and of training.", min=0)] = 0,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Dev data folder (default: GEOSOUND_DEV_DATA)."),
-    ] = None,
+    data_dir: DataDirOption = None,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
     progress: ProgressOption = ProgressMode.bar,

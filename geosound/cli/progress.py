@@ -42,9 +42,7 @@ def emit_json(payload: dict[str, object]) -> None:
 
 
 @contextlib.contextmanager
-def progress_reporter(
-    mode: ProgressMode, description: str
-) -> Iterator[Progress]:
+def progress_reporter(mode: ProgressMode, description: str) -> Iterator[Progress]:
     """Yield a ``callback(fraction, message)`` that reports in the chosen mode."""
     if mode is ProgressMode.json:
         JSON_MODE["active"] = True

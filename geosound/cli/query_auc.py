@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from geosound.cli.checks import check_checkpoint_file
+from geosound.cli.checks import DataDirOption, check_checkpoint_file
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 
 if TYPE_CHECKING:
@@ -26,12 +26,7 @@ def evaluate_queries_command(
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="Model to evaluate (default: shipped).")
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir", help="Dev data folder (default: GEOSOUND_DEV_DATA or ../shared/data)."
-        ),
-    ] = None,
+    data_dir: DataDirOption = None,
     split: Annotated[
         SplitChoice,
         typer.Option(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from geosound.cli.checks import (
+    DataDirOption,
     check_checkpoint_file,
     check_input_file,
     check_output_file,
@@ -26,6 +27,17 @@ from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
 if TYPE_CHECKING:
     from geosound.separation import Separation
+
+SeparatorOption = Annotated[
+    Path | None, typer.Option("--model", help="Separator checkpoint (default: shipped).")
+]
+Sat2SoundOption = Annotated[
+    Path | None,
+    typer.Option("--sat2sound", help="Its Sat2Sound checkpoint (default: shipped)."),
+]
+SweepOption = Annotated[
+    int, typer.Option("--sweep", help="Held-out mixes per ratio of the loudness sweep.", min=1)
+]
 
 
 def _separator_path(model: Path | None) -> Path:
@@ -61,13 +73,8 @@ def separate_command(
             "--out", "-o", help="With --points: the layer with source columns (GeoPackage)."
         ),
     ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", help="Separator checkpoint (default: shipped).")
-    ] = None,
-    sat2sound: Annotated[
-        Path | None,
-        typer.Option("--sat2sound", help="Its Sat2Sound checkpoint (default: shipped)."),
-    ] = None,
+    model: SeparatorOption = None,
+    sat2sound: Sat2SoundOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for programs.")] = False,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
@@ -185,14 +192,9 @@ def train_separator_command(
     eval_mixtures: Annotated[
         int, typer.Option("--eval-mixtures", help="Held-out mixes per source count.", min=1)
     ] = 300,
-    sweep: Annotated[
-        int, typer.Option("--sweep", help="Held-out mixes per ratio of the loudness sweep.", min=1)
-    ] = 150,
+    sweep: SweepOption = 150,
     seed: Annotated[int, typer.Option(help="Seed of the mixes and of training.", min=0)] = 0,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Dev data folder (default: GEOSOUND_DEV_DATA)."),
-    ] = None,
+    data_dir: DataDirOption = None,
     sat2sound: Annotated[
         Path | None,
         typer.Option("--sat2sound", help="The space the slots land in (default: shipped)."),
@@ -242,24 +244,14 @@ def train_separator_command(
 
 
 def evaluate_separator_command(
-    model: Annotated[
-        Path | None, typer.Option("--model", help="Separator checkpoint (default: shipped).")
-    ] = None,
-    sat2sound: Annotated[
-        Path | None,
-        typer.Option("--sat2sound", help="Its Sat2Sound checkpoint (default: shipped)."),
-    ] = None,
+    model: SeparatorOption = None,
+    sat2sound: Sat2SoundOption = None,
     mixtures: Annotated[
         int, typer.Option("--mixtures", help="Held-out mixes per source count.", min=1)
     ] = 300,
-    sweep: Annotated[
-        int, typer.Option("--sweep", help="Held-out mixes per ratio of the loudness sweep.", min=1)
-    ] = 150,
+    sweep: SweepOption = 150,
     seed: Annotated[int, typer.Option(help="Seeds the mixes.", min=0)] = 0,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Dev data folder (default: GEOSOUND_DEV_DATA)."),
-    ] = None,
+    data_dir: DataDirOption = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
     ] = None,

@@ -7,16 +7,9 @@ from typing import Annotated
 
 import typer
 
-from geosound.cli.checks import check_input_file, check_output_folder
+from geosound.cli.checks import DataDirOption, check_input_file, check_output_folder
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
-
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", help="Dev data folder (default: GEOSOUND_DEV_DATA or ../shared/data)."
-    ),
-]
 
 
 def train_command(

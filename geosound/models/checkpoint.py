@@ -95,19 +95,24 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
 
 
 def _checked_model_id(path: Path, stored: object, model: Sat2Sound) -> str:
-    """The model id recomputed from the weights, which must be the one the file records.
+    """The Sat2Sound model id recomputed from the weights (:func:`check_model_id`)."""
+    return check_model_id(path, stored, f"sat2sound-{model_fingerprint(model)}")
 
-    Caches, banks and maps are keyed by the model id; a checkpoint whose weights were edited
-    by hand (or damaged) but kept its old id would pass as the model those were made with.
+
+def check_model_id(path: Path, stored: object, actual: str) -> str:
+    """``actual`` (the id recomputed from the weights), which must be the one the file records.
+
+    Caches, banks and maps are keyed by model ids; a checkpoint whose weights were edited by
+    hand (or damaged) but kept its old id would pass as the model those were made with. Every
+    checkpoint kind checks its id here.
 
     Raises:
         InputError: The recorded id is missing or differs from the weights' fingerprint.
     """
-    actual = f"sat2sound-{model_fingerprint(model)}"
     if stored != actual:
         raise InputError(
             f"checkpoint records model id {stored!r} but its weights are {actual}: the file "
-            "was edited or damaged after it was saved (save it again with save_checkpoint)",
+            "was changed after it was saved (edited or damaged; save it again)",
             path,
         )
     return actual

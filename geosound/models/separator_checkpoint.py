@@ -23,7 +23,7 @@ from torch import Tensor
 
 from geosound.atomic import atomic_path
 from geosound.errors import InputError
-from geosound.models.checkpoint import read_payload
+from geosound.models.checkpoint import check_model_id, read_payload
 from geosound.models.separator import SeparatorConfig, SourceSeparator
 
 FORMAT = "geosound-separator"
@@ -118,13 +118,9 @@ def load_separator(path: str | os.PathLike[str]) -> LoadedSeparator:
             f"of width {model.config.out_dim}",
             path,
         )
-    actual = f"separator-{separator_fingerprint(model)}"
-    if payload.get("model_id") != actual:
-        raise InputError(
-            f"checkpoint records model id {payload.get('model_id')!r} but its weights are "
-            f"{actual}: the file was changed after it was saved",
-            path,
-        )
+    actual = check_model_id(
+        path, payload.get("model_id"), f"separator-{separator_fingerprint(model)}"
+    )
     return LoadedSeparator(
         model.eval(),
         actual,

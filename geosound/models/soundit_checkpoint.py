@@ -21,7 +21,7 @@ from torch import Tensor
 from geosound.atomic import atomic_path
 from geosound.errors import InputError
 from geosound.models.autoencoder import LatentCodec
-from geosound.models.checkpoint import read_payload
+from geosound.models.checkpoint import check_model_id, read_payload
 from geosound.models.soundit import SounDiT, SounDiTConfig
 
 FORMAT = "geosound-soundit"
@@ -110,13 +110,9 @@ def load_generator(path: str | os.PathLike[str]) -> LoadedGenerator:
         codec = LatentCodec.from_state(payload["autoencoder"])
     except (KeyError, ValueError, RuntimeError) as error:
         raise InputError(f"checkpoint does not match its config ({error})", path) from None
-    actual = f"soundit-{generator_fingerprint(model, codec)}"
-    if payload.get("model_id") != actual:
-        raise InputError(
-            f"checkpoint records model id {payload.get('model_id')!r} but its weights are "
-            f"{actual}: the file was changed after it was saved",
-            path,
-        )
+    actual = check_model_id(
+        path, payload.get("model_id"), f"soundit-{generator_fingerprint(model, codec)}"
+    )
     scenes = dict(zip(payload["scene_words"], payload["scene_embeddings"], strict=True))
     return LoadedGenerator(
         model.eval(),
