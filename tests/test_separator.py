@@ -307,7 +307,7 @@ def test_shipped_separator_loads_beside_the_shipped_sat2sound() -> None:
 @pytest.mark.slow
 def test_shipped_separator_finds_one_dominant_source_in_single_clips(dev_data: Path) -> None:
     """On every dev eval clip (one source each), as docs/separation.md reports: the loudest
-    source it finds holds most of the loudness in at least 80 % of them (90 % measured)."""
+    source it finds holds most of the loudness in at least 80 % of them (92 % measured)."""
     from geosound.evaluation.separation import separation_clips
     from geosound.separation import SourceFinder
 
