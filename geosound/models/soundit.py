@@ -38,10 +38,10 @@ latent, 5 sound tokens, 1 scene token; ``tests/test_soundit.py`` keeps the param
     ==========  ======  =====  =====  =======  ==========  ================
     preset      hidden  depth  heads  experts  parameters  GFLOPs per image
     ==========  ======  =====  =====  =======  ==========  ================
-    tiny        128     4      4      4        3.28 M      0.193
-    tiny, MHCA  128     4      4      —        2.35 M      0.139
-    S           384     12     6      4        82.8 M      5.19
-    B           768     12     12     4        329.9 M     20.7
+    tiny        128     4      4      4        3.24 M      0.193
+    tiny, MHCA  128     4      4      —        2.32 M      0.139
+    S           384     12     6      4        82.5 M      5.19
+    B           768     12     12     4        328.7 M     20.7
     ==========  ======  =====  =====  =======  ==========  ================
 
     (Patch 2 throughout: 64 tokens per 64×64 tile. ``tiny`` is what trains on this CPU; S
@@ -97,9 +97,9 @@ class SounDiTConfig:
         global_conditioning: Also add the pooled sound embedding and the pooled scene to the
             timestep embedding that drives every adaLN-Zero modulation, as DiT conditions on a
             class label. Cross-attention lets a block look at *which* sound tokens matter;
-            the modulation gives every block the gist of the sound from the first step, which
-            a short CPU run learns to use far sooner (see docs/soundit.md). False is the
-            paper's timestep-only modulation (and what checkpoints from before it read as).
+            the modulation gives every block the gist of the sound from the first step. Off by
+            default (the paper's timestep-only modulation): in the 1,400-step CPU recipe it
+            made no measurable difference (PSS-scene 0.225 vs 0.220, docs/soundit.md).
         router_temperature_max: Router temperature at ``t = T`` (pure noise): broad routing.
         router_temperature_min: Router temperature at ``t = 0`` (clean): sharp routing.
             Router scores are cosines in [-1, 1], so 0.1 lets one expert take most weight.
@@ -170,9 +170,9 @@ class SounDiTConfig:
 
 
 SOUNDIT_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"hidden_dim": 128, "depth": 4, "heads": 4, "global_conditioning": True},
-    "S": {"hidden_dim": 384, "depth": 12, "heads": 6, "global_conditioning": True},
-    "B": {"hidden_dim": 768, "depth": 12, "heads": 12, "global_conditioning": True},
+    "tiny": {"hidden_dim": 128, "depth": 4, "heads": 4},
+    "S": {"hidden_dim": 384, "depth": 12, "heads": 6},
+    "B": {"hidden_dim": 768, "depth": 12, "heads": 12},
 }
 """Size presets (overrides of :class:`SounDiTConfig`), DiT-S/B widths; see the table above."""
 
