@@ -101,7 +101,8 @@ def outer(args: argparse.Namespace) -> int:
         for name in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "PYENV_VERSION"):
             env.pop(name, None)
         env["PATH"] = os.pathsep.join(
-            part for part in env.get("PATH", "").split(os.pathsep)
+            part
+            for part in env.get("PATH", "").split(os.pathsep)
             if ".pyenv" not in part and "venv" not in part
         )
         os.chmod(tmp, 0o700)
@@ -198,9 +199,13 @@ def inner(job: dict) -> None:
     point = QgsCoordinateTransform(wgs84, canvas_crs, project).transform(QgsPointXY(*LISTEN_AT))
     from geosound_qgis.styling import product_of
 
-    say(f"at {point.toString()} ({canvas_crs.authid()}): " + "; ".join(
-        f"{layer.name()} {layer.extent().toString(0)} {product_of(layer)}"
-        for layer in iface.mapCanvas().layers()))
+    say(
+        f"at {point.toString()} ({canvas_crs.authid()}): "
+        + "; ".join(
+            f"{layer.name()} {layer.extent().toString(0)} {product_of(layer)}"
+            for layer in iface.mapCanvas().layers()
+        )
+    )
     say(f"listening with the active layer {iface.activeLayer().name()!r} (an output)")
     plugin.listener.listen_at(point)
     dock = plugin.dock

@@ -141,7 +141,9 @@ def test_a_range_of_grid_rows_is_exactly_those_rows_of_the_whole_grid(data_raste
     expected = whole[(whole["row"] >= first + 2) & (whole["row"] < first + 5)]
     columns = ["row", "col", "row_off", "col_off"]
     assert part[columns].reset_index(drop=True).equals(expected[columns].reset_index(drop=True))
-    assert part.geometry.reset_index(drop=True).geom_equals(
-        expected.geometry.reset_index(drop=True)
-    ).all()
+    assert (
+        part.geometry.reset_index(drop=True)
+        .geom_equals(expected.geometry.reset_index(drop=True))
+        .all()
+    )
     assert sorted(set(part["row"])) == [first + 2, first + 3, first + 4]

@@ -64,9 +64,7 @@ def test_an_area_of_interest_layer_lies_on_the_whole_raster_layer(make_raster):
         aoi = tile_grid(src, 32, bounds=(500600.0, 5199400.0, 500950.0, 5199600.0))
     assert 0 < len(aoi) < len(whole)
     first_row, first_col = int(aoi["row"].min()), int(aoi["col"].min())
-    assert layer_transform(aoi) == layer_transform(whole) @ Affine.translation(
-        first_col, first_row
-    )
+    assert layer_transform(aoi) == layer_transform(whole) @ Affine.translation(first_col, first_row)
 
 
 def test_tiles_scatter_onto_grid_and_missing_tiles_are_nan(make_raster):

@@ -74,9 +74,7 @@ def test_map_writes_layers_and_requeries_from_the_cache(scene: Path, tmp_path: P
 
 
 @pytest.mark.slow
-def test_cache_of_another_model_is_refused(
-    scene: Path, tmp_path: Path, run_cli, random_checkpoint
-):
+def test_cache_of_another_model_is_refused(scene: Path, tmp_path: Path, run_cli, random_checkpoint):
     out = tmp_path / "out"
     assert run_cli("map", str(scene), "-o", str(out), "-t", "rain", "--tile", "64").returncode == 0
     other = random_checkpoint(tmp_path / "other.pt", seed=3)

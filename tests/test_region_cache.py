@@ -171,9 +171,7 @@ def test_a_replaced_raster_is_embedded_again(make_raster, tmp_path: Path):
 
 
 @pytest.mark.parametrize("damage", ["delete", "garbage"])
-def test_a_damaged_chunk_is_recomputed_never_read_as_fill(
-    make_raster, tmp_path: Path, damage: str
-):
+def test_a_damaged_chunk_is_recomputed_never_read_as_fill(make_raster, tmp_path: Path, damage: str):
     raster = make_raster("scene.tif", width=128, height=128, count=3, dtype="uint8")
     reference = embeddings(embed(tmp_path / "cache.zarr", raster))
     chunk_file = tmp_path / "cache.zarr" / "embedding" / "1.0.0"
@@ -224,13 +222,16 @@ def test_a_second_writer_is_refused_with_the_first_ones_pid(make_raster, tmp_pat
     embed(tmp_path / "cache.zarr", raster)  # the lock died with its holder
 
 
-KILLED_RUN = SPACE_SOURCE + '''
+KILLED_RUN = (
+    SPACE_SOURCE
+    + """
 import sys
 from pathlib import Path
 from geosound.mapping.region import embed_region
 embed_region(Path(sys.argv[1]), sys.argv[2], space=MeanColourSpace(), tile_size=16,
              chunk_rows=1, batch_size=4)
-'''
+"""
+)
 
 
 def _kill_when(job: subprocess.Popen[bytes], ready: Callable[[], bool]) -> bool:
@@ -284,9 +285,7 @@ def test_a_kill_at_any_moment_leaves_nothing_or_a_valid_resumable_cache(
             assert 1 <= markers(target) < chunks and read_spec(target) is not None
         subprocess.run([sys.executable, str(script), str(target), str(raster)], check=True)
         assert not list(tmp_path.glob(f".{target.name}.*.tmp"))
-        np.testing.assert_array_equal(
-            embeddings(RegionCache(target, read_spec(target))), expected
-        )
+        np.testing.assert_array_equal(embeddings(RegionCache(target, read_spec(target))), expected)
 
 
 def test_map_products_go_only_into_folders_geosound_may_write(tmp_path: Path):
@@ -322,9 +321,7 @@ def test_two_map_runs_on_one_folder_one_works_the_other_is_refused(data_raster, 
     first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     time.sleep(0.1)
     second = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    results = sorted(
-        (job.wait(timeout=600), job.communicate()[1]) for job in (first, second)
-    )
+    results = sorted((job.wait(timeout=600), job.communicate()[1]) for job in (first, second))
     (ok_code, _), (refused_code, refused_err) = results
     assert (ok_code, refused_code) == (0, 2), results
     assert "in use by PID" in refused_err and "Traceback" not in refused_err

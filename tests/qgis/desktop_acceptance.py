@@ -75,7 +75,8 @@ def outer(args: argparse.Namespace) -> int:
                          "VIRTUAL_ENV", "PYENV_VERSION"):  # fmt: skip
             env.pop(variable, None)
         env["PATH"] = os.pathsep.join(  # no geosound, no venv or pyenv Python on the PATH
-            part for part in env.get("PATH", "").split(os.pathsep)
+            part
+            for part in env.get("PATH", "").split(os.pathsep)
             if ".pyenv" not in part and "venv" not in part
         )
         os.chmod(tmp, 0o700)

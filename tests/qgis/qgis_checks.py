@@ -277,8 +277,12 @@ class Checks:
                     if corner.x() >= visible.width():
                         hidden.append(widget.objectName() or type(widget).__name__)
         dialog.hide()
-        return {"help_rendered": " ".join(helps), "help_source": algorithm.ALG_HELP,
-                "hidden_browse_buttons": hidden, "overflow": overflow}
+        return {
+            "help_rendered": " ".join(helps),
+            "help_source": algorithm.ALG_HELP,
+            "hidden_browse_buttons": hidden,
+            "overflow": overflow,
+        }
 
     # -- algorithms ----------------------------------------------------------------------------
 
@@ -606,7 +610,8 @@ class Checks:
                 if f.with_name("map.json").is_file()]  # fmt: skip
         cli_output = QgsRasterLayer(str(work[0]), "cli") if work else None
         return {
-            "tree": tree, "query_rasters": result["QUERY_RASTERS"],
+            "tree": tree,
+            "query_rasters": result["QUERY_RASTERS"],
             "canvas_top": [layer.name() for layer in iface.canvas.layers()][:3],
             "active": newest.name(),
             "restyled_product": product_of(restyled),
@@ -666,10 +671,7 @@ class Checks:
 
         record = self.work / "played.txt"
         script = self.work / "fake_player.py"
-        script.write_text(
-            "import sys\n"
-            f"open({str(record)!r}, 'w').write(sys.argv[-1])\n"
-        )
+        script.write_text(f"import sys\nopen({str(record)!r}, 'w').write(sys.argv[-1])\n")
         player = AudioPlayer(f"{sys.executable} {script}", use_qt=False)
         started = player.play(wav)
         wait_for(lambda: record.exists() and record.read_text() == wav, 30)
