@@ -164,7 +164,11 @@ def test_interrupted_dask_run_resumes_to_the_same_cog(make_raster, tmp_path: Pat
         rasterio.open(out / "similarity.tif") as a,
         rasterio.open(tmp_path / "ref" / "similarity.tif") as b,
     ):
-        assert np.array_equal(a.read(), b.read())
+        # The same numbers up to float rounding: worker processes run torch on other thread
+        # counts than the in-process reference, and oneDNN may then sum in another order
+        # (differences of about 1e-7 on some CPUs). A lost, doubled or shifted chunk would
+        # differ by far more.
+        np.testing.assert_allclose(a.read(), b.read(), rtol=0, atol=1e-6)
         assert a.transform == b.transform and a.crs == b.crs
 
 
