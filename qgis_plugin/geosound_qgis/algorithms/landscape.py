@@ -39,7 +39,7 @@ from qgis.core import (
 from ..runner import RunResult
 from ..styling import mark_product
 from .base import GeosoundAlgorithm, Parameters, number_parameter
-from .points import layer_folder, write_recording_points
+from .points import recording_points_argument
 
 GENERATOR_SETTINGS_KEY = "geosound/generator"
 """A SounDiT checkpoint used instead of geosound's default (empty: the default)."""
@@ -207,23 +207,12 @@ class LandscapeAlgorithm(GeosoundAlgorithm):
     ) -> list[str]:
         """``--points LAYER --audio-column COL``, the layer written to a GeoPackage geosound
         reads (any QGIS source: memory layers, selections, services)."""
-        source = self.parameterAsSource(parameters, self.POINTS, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.POINTS))
-        if not source.sourceCrs().isValid():
-            raise QgsProcessingException(
-                f"The point layer '{source.sourceName()}' has no CRS; assign one first."
-            )
-        fields = self.parameterAsFields(parameters, self.AUDIO_FIELD, context)
-        if not fields:
-            raise QgsProcessingException(
-                "Choose the field that holds each point's recording (a file path)."
-            )
-        layer = self.parameterAsVectorLayer(parameters, self.POINTS, context)
-        path = Path(work / "recording_points.gpkg")
-        write_recording_points(source, fields[0], layer_folder(layer), path, context)
+        path = work / "recording_points.gpkg"
+        source, field = recording_points_argument(
+            self, parameters, context, self.POINTS, self.AUDIO_FIELD, path
+        )
         self._name = f"{source.sourceName()} (generated landscapes)"
-        return ["generate", "--points", str(path), "--audio-column", fields[0]]
+        return ["generate", "--points", str(path), "--audio-column", field]
 
     def _common_arguments(self, parameters: Parameters, context: QgsProcessingContext) -> list[str]:
         """Scene, ground size, steps, seed and model: the same for both cases."""

@@ -45,6 +45,39 @@ def layer_folder(layer: Any) -> Path | None:
     return Path(path).parent if path and os.path.exists(path) else None
 
 
+def recording_points_argument(
+    algorithm: Any,
+    parameters: dict[str, Any],
+    context: QgsProcessingContext,
+    points: str,
+    audio_field: str,
+    path: Path,
+    keep_attributes: bool = False,
+) -> tuple[Any, str]:
+    """The points parameter and its recording field, checked and written to ``path``.
+
+    Returns ``(source, field)``.
+
+    Raises:
+        QgsProcessingException: No source, no CRS, no field chosen, or a bad feature.
+    """
+    source = algorithm.parameterAsSource(parameters, points, context)
+    if source is None:
+        raise QgsProcessingException(algorithm.invalidSourceError(parameters, points))
+    if not source.sourceCrs().isValid():
+        raise QgsProcessingException(
+            f"The point layer '{source.sourceName()}' has no CRS; assign one first."
+        )
+    fields = algorithm.parameterAsFields(parameters, audio_field, context)
+    if not fields:
+        raise QgsProcessingException(
+            "Choose the field that holds each point's recording (a file path)."
+        )
+    layer = algorithm.parameterAsVectorLayer(parameters, points, context)
+    write_recording_points(source, fields[0], layer_folder(layer), path, context, keep_attributes)
+    return source, fields[0]
+
+
 def write_recording_points(
     source: Any,
     field: str,

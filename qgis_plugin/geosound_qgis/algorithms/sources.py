@@ -26,7 +26,7 @@ from qgis.core import (
 
 from ..runner import RunResult
 from .base import GeosoundAlgorithm, Parameters, number_parameter
-from .points import layer_folder, write_recording_points
+from .points import recording_points_argument
 
 SEPARATOR_SETTINGS_KEY = "geosound/separator"
 """A separator checkpoint used instead of geosound's default (empty: the default)."""
@@ -87,22 +87,9 @@ class SourcesAlgorithm(GeosoundAlgorithm):
         feedback: QgsProcessingFeedback,
         work: Path,
     ) -> list[str]:
-        source = self.parameterAsSource(parameters, self.POINTS, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.POINTS))
-        if not source.sourceCrs().isValid():
-            raise QgsProcessingException(
-                f"The point layer '{source.sourceName()}' has no CRS; assign one first."
-            )
-        fields = self.parameterAsFields(parameters, self.AUDIO_FIELD, context)
-        if not fields:
-            raise QgsProcessingException(
-                "Choose the field that holds each point's recording (a file path)."
-            )
-        layer = self.parameterAsVectorLayer(parameters, self.POINTS, context)
         points = work / "recording_points.gpkg"
-        write_recording_points(
-            source, fields[0], layer_folder(layer), points, context, keep_attributes=True
+        source, field = recording_points_argument(
+            self, parameters, context, self.POINTS, self.AUDIO_FIELD, points, keep_attributes=True
         )
         self._output = os.path.abspath(
             self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
@@ -113,7 +100,7 @@ class SourcesAlgorithm(GeosoundAlgorithm):
             )
         self._name = f"{source.sourceName()} (sources)"
         arguments = [
-            "separate", "--points", str(points), "--audio-column", fields[0],
+            "separate", "--points", str(points), "--audio-column", field,
             "--max-sources", str(self.parameterAsInt(parameters, self.MAX_SOURCES, context)),
             "-o", self._output,
         ]  # fmt: skip
