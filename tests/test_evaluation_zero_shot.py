@@ -25,6 +25,7 @@ from geosound.space.prompts import (
     ensemble_vectors,
     landcover_sound_prompts,
     prompt_ensemble,
+    query_vectors,
 )
 
 
@@ -154,6 +155,20 @@ def test_ensemble_vectors_average_unit_prompts_and_embed_each_once():
     assert vectors[1] == pytest.approx([0.0, 1.0])
     assert np.linalg.norm(vectors, axis=1) == pytest.approx([1.0, 1.0, 1.0])
     assert len(calls) == 1 and len(calls[0]) == 4  # "AB" reuses A's and B's prompts
+
+
+def test_query_vectors_are_per_query_ensembles_in_query_order():
+    table = {"rain": np.array([3.0, 0.0]), "the sound of rain": np.array([0.0, 1.0]),
+             "wind": np.array([0.0, 2.0]), "the sound of wind": np.array([0.0, 7.0])}  # fmt: skip
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.stack([table[t] for t in texts])
+
+    vectors = query_vectors(embed, ["wind", "rain", "wind"], ("{}", "the sound of {}"))
+    assert vectors.dtype == np.float32 and vectors.shape == (3, 2)
+    assert vectors[0] == pytest.approx([0.0, 1.0])
+    assert vectors[1] == pytest.approx(np.array([1.0, 1.0]) / np.sqrt(2))  # not (3, 1)/|…|
+    assert vectors[2] == pytest.approx(vectors[0])
 
 
 def test_landcover_prompts_follow_the_concept_table():

@@ -137,6 +137,7 @@ def test_nodata_tiles_become_nodata(make_raster):
 def test_edge_cells_of_a_map_are_the_model_on_the_inward_shifted_tiles(make_raster):
     """The shipped model on a raster the tiles do not fit: the edge is mapped, not nodata."""
     from geosound.space import default_space
+    from geosound.space.prompts import query_vectors
 
     path = make_raster(width=100, height=72, count=3, dtype="uint8", nodata=None)
     space = default_space()
@@ -148,5 +149,6 @@ def test_edge_cells_of_a_map_are_the_model_on_the_inward_shifted_tiles(make_rast
         # The last column's tiles end at the right edge, the last row's at the bottom edge.
         windows = [Window(100 - 32, 72 - 32, 32, 32), Window(100 - 32, 0, 32, 32)]
         rgb = read_rgb(src, windows, get_preset(ds.attrs["band_preset"]))
-    expected = space.embed_rgb(rgb) @ space.embed_texts(["birds chirping"])[0]
+    query = query_vectors(space.embed_texts, ["birds chirping"])[0]  # a map's text query
+    expected = space.embed_rgb(rgb) @ query
     np.testing.assert_allclose([similarity[2, 3], similarity[0, 3]], expected, atol=1e-5)

@@ -167,7 +167,7 @@ def test_image_augmentations_keep_shape_range_and_are_seeded():
     from geosound.training.augment import augment_image
 
     image = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
-    names = ("dihedral", "gsd", "colour")
+    names = ("dihedral", "gsd", "colour", "sensor")
     views = [augment_image(image, np.random.default_rng([0, v]), names) for v in range(6)]
     for view in views:
         assert view.shape == image.shape and view.dtype == np.float32
@@ -182,6 +182,23 @@ def test_image_augmentations_keep_shape_range_and_are_seeded():
         from geosound.training.augment import check_augmentations
 
         check_augmentations(["rot45"])
+
+
+def test_sensor_views_change_colour_balance_keep_layout_and_add_grey():
+    from geosound.training.augment import augment_image
+
+    image = np.random.default_rng(1).random((3, 32, 32)).astype(np.float32) * 0.5 + 0.25
+    views = [augment_image(image, np.random.default_rng([2, v]), ("sensor",)) for v in range(60)]
+    band_means = np.array([view.mean(axis=(1, 2)) for view in views])
+    assert band_means.std(axis=0).min() > 0.03  # each band's balance moves on its own
+    grey = [
+        view for view in views if np.allclose(view[0], view[1]) and np.allclose(view[1], view[2])
+    ]
+    assert 1 <= len(grey) <= 15  # about one view in ten, not none and not most
+    # per-band affine + saturation keeps where things are: pixel order within a band of a
+    # grey view follows the original luminance
+    luminance = image.mean(axis=0).ravel()
+    assert np.corrcoef(grey[0][0].ravel(), luminance)[0, 1] > 0.95
 
 
 def test_gsd_resampling_removes_pixel_level_detail():

@@ -177,6 +177,7 @@ def search_command(
     """Find the recordings nearest to a text, a recording or an image chip."""
     from geosound.errors import InputError
     from geosound.retrieval.shards import open_bank
+    from geosound.space.prompts import query_vectors
     from geosound.space.shared import SharedSpace
 
     given = [q for q in (text, audio, image) if q is not None]
@@ -197,7 +198,7 @@ def search_command(
     space = SharedSpace.from_checkpoint(checkpoint)
     bank = open_bank(bank_folder, expected_space_id=space.space_id)
     if text is not None:
-        query = space.embed_texts([text])
+        query = query_vectors(space.embed_texts, [text])
     elif audio is not None:
         query = space.embed_recordings([audio])
     elif image is not None:

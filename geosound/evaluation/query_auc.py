@@ -71,6 +71,7 @@ from geosound.data.devsets import EUROSAT_CLASSES
 from geosound.errors import DataError, InputError
 from geosound.progress import Progress
 from geosound.space import EmbeddingSpace
+from geosound.space.prompts import query_vectors
 
 __all__ = [
     "DEFAULT_NULL_PERMUTATIONS",
@@ -236,7 +237,7 @@ def tile_similarities(
     """
     if not images:
         raise InputError("no tiles to evaluate")
-    text = np.asarray(space.embed_texts(list(queries)), dtype=np.float64)
+    text = query_vectors(space.embed_texts, list(queries)).astype(np.float64)
     embedded: list[np.ndarray | None] = [None] * len(images)
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, image in enumerate(images):

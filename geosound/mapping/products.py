@@ -31,6 +31,7 @@ from geosound.errors import InputError
 from geosound.mapping.layers import grid_dataset
 from geosound.mapping.region import RegionCache, cache_transform
 from geosound.retrieval.shards import Bank
+from geosound.space.prompts import query_vectors
 from geosound.space.shared import SharedSpace
 
 CONCEPT_NODATA = 65535
@@ -92,7 +93,7 @@ def query_layers(
         raise InputError("give at least one query (--text or --audio)")
     vectors = []
     if texts:
-        vectors.append(space.embed_texts(list(texts)))
+        vectors.append(query_vectors(space.embed_texts, list(texts)))
     if recordings:
         for path in recordings:
             load_audio(path, sample_rate=None)  # a silent or broken query fails here, by name

@@ -23,6 +23,7 @@ from geosound.mapping.region import embed_region
 from geosound.progress import Progress
 from geosound.sidecar import write_sidecar
 from geosound.space import EmbeddingSpace, default_space
+from geosound.space.prompts import query_vectors
 
 
 def text_similarity_map(
@@ -68,7 +69,7 @@ def text_similarity_map(
             preset=preset, bounds=bounds, bounds_crs=bounds_crs, space=space,
             batch_size=batch_size, progress=progress,
         )  # fmt: skip
-        layers = similarity_layers(cache, space.embed_texts(queries), queries)
+        layers = similarity_layers(cache, query_vectors(space.embed_texts, queries), queries)
     layers.attrs = {
         "raster": str(raster),
         "band_preset": cache.spec.preset,

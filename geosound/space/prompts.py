@@ -9,8 +9,9 @@ vectors; the mean direction is steadier than any one prompt. Here a class is des
 over sounds × templates: every (sound, template) prompt is embedded once, normalised, and
 the class vector is the weighted mean, renormalised.
 
-Used by the zero-shot evaluation (:mod:`geosound.evaluation.zero_shot`) and available to maps
-that want a class layer rather than a single query.
+Used by the zero-shot evaluation (:mod:`geosound.evaluation.zero_shot`) for class vectors,
+and by every text query a user types (:func:`query_vectors`: map layers, the demo, bank
+search, the query and scene evaluations), each query its own one-phrase ensemble.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "ensemble_vectors",
     "landcover_sound_prompts",
     "prompt_ensemble",
+    "query_vectors",
 ]
 
 SOUND_TEMPLATES: tuple[str, ...] = ("{}", "the sound of {}", "a recording of {}")
@@ -84,6 +86,23 @@ def ensemble_vectors(
     vectors = _unit(np.asarray(embed_texts(unique), dtype=np.float64))
     row = {prompt: i for i, prompt in enumerate(unique)}
     return _unit(np.stack([w @ vectors[[row[p] for p in texts]] for texts, w in ensembles]))
+
+
+def query_vectors(
+    embed_texts: Callable[[list[str]], np.ndarray],
+    queries: Sequence[str],
+    templates: Sequence[str] = SOUND_TEMPLATES,
+) -> np.ndarray:
+    """(Q, D) float32 unit vectors of text queries, each the ensemble of its phrasings.
+
+    "traffic" is embedded as "traffic", "the sound of traffic" and "a recording of traffic",
+    and the three unit vectors averaged: the same practice as the class vectors, for the words
+    a user types into ``geosound map -t``. Repeated queries get the same vector.
+    """
+    classes = {query: [(query, 1.0)] for query in queries}
+    vectors = ensemble_vectors(embed_texts, classes, templates)
+    row = {query: i for i, query in enumerate(classes)}
+    return vectors[[row[query] for query in queries]].astype(np.float32)
 
 
 def landcover_sound_prompts(

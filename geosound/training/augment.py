@@ -3,7 +3,7 @@
 Satellite and aerial imagery reaches geosound from many sensors and scales (NAIP at 0.6–5 m,
 Sentinel-2 at 10 m, Landsat at 30 m), in colours that each sensor and each scaling differ in,
 and with no "up". The training tiles are all EuroSAT (10 m, one colour scaling), so a model
-trained on them alone learns that sensor. Three augmentations widen it:
+trained on them alone learns that sensor. Four augmentations widen it:
 
 * ``dihedral`` — one of the 8 rotations by 90° and flips: overhead imagery has no up.
 * ``gsd`` — random resampling across ground sampling distances. Coarser (10 → up to 30 m):
@@ -13,8 +13,14 @@ trained on them alone learns that sensor. Three augmentations widen it:
   apparent 5–10 m, what a finer sensor tiled by pixels shows. Finer than ~5 m cannot be
   simulated from 10 m pixels (no detail to show); say so rather than pretend.
 * ``colour`` — brightness and contrast (×0.7–1.3), gamma (0.8–1.25) and a per-band gain
-  (×0.9–1.1): the spread between sensors' colour balance and their 8-bit or reflectance
-  scalings.
+  (×0.9–1.1): the spread between one sensor's scenes (season, sun, haze).
+* ``sensor`` — what another sensor and another scaling do to the same ground: per-band gain
+  (log-uniform ×0.7–1.4) and offset (±0.08, path radiance and dark-object differences),
+  saturation ×0.4–1.6, and one view in ten grey. A float raster mapped with the per-raster
+  2–98 % stretch, or an 8-bit orthophoto with its own white balance, is an affine change of
+  each band — the same family — so the heads learn water, woods and roads from texture and
+  layout as much as from EuroSAT's colours (a turbid Wadden Sea under a stretch is purple,
+  a prairie lake in NAIP green).
 
 The image encoder is frozen, so the standard trick applies: a fixed number of augmented
 *views* per tile (view 0 is the tile itself) is drawn once from a generator seeded by (seed,
@@ -41,7 +47,7 @@ from geosound.progress import Progress
 
 __all__ = ["IMAGE_AUGMENTATIONS", "ImageViews", "augment_image", "encode_image_views"]
 
-IMAGE_AUGMENTATIONS: tuple[str, ...] = ("dihedral", "gsd", "colour")
+IMAGE_AUGMENTATIONS: tuple[str, ...] = ("dihedral", "gsd", "colour", "sensor")
 
 COARSER_MAX = 3.0
 """Largest down-then-up factor: 10 m tiles made to look like 30 m."""
@@ -105,10 +111,25 @@ def _colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+GREY_CHANCE = 0.1
+"""Share of ``sensor`` views shown in grey (single-band rasters, panchromatic scenes)."""
+
+
+def _sensor(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    bands = image.shape[0]
+    gains = np.exp(rng.uniform(np.log(0.7), np.log(1.4), size=(bands, 1, 1)))
+    offsets = rng.uniform(-0.08, 0.08, size=(bands, 1, 1))
+    out = image * gains + offsets
+    grey = out.mean(axis=0, keepdims=True)
+    saturation = 0.0 if rng.random() < GREY_CHANCE else rng.uniform(0.4, 1.6)
+    return grey + (out - grey) * saturation
+
+
 def augment_image(image: np.ndarray, rng: np.random.Generator, names: Sequence[str]) -> np.ndarray:
     """One augmented view of a (3, H, W) RGB image in [0, 1], of the same shape.
 
-    The augmentations run in the fixed order dihedral → gsd → colour, each drawn from ``rng``.
+    The augmentations run in the fixed order dihedral → gsd → colour → sensor, each drawn from
+    ``rng``, so a config without ``sensor`` draws the views it drew before ``sensor`` existed.
     """
     out = np.asarray(image, dtype=np.float32)
     if "dihedral" in names:
@@ -117,6 +138,8 @@ def augment_image(image: np.ndarray, rng: np.random.Generator, names: Sequence[s
         out = _gsd(out, rng)
     if "colour" in names:
         out = _colour(out, rng)
+    if "sensor" in names:
+        out = _sensor(out, rng)
     return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
 
 
