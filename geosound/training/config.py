@@ -1,10 +1,9 @@
 """Training configuration: one dataclass, read from and written to YAML.
 
-Defaults are the run ``geosound train`` makes from every dev source (issue 9): 7,635 pairs,
-20 epochs, 7.5 min of wall time on 2 CPU cores once the features are cached, after a one-time
-feature build of about 40 min on 2 busy cores (dev run of 2026-12-02; figures in
-``docs/sat2sound_dev_results.md``). The shipped checkpoint predates them and records its own
-settings (400 epochs over 127 tiles; see ``geosound/assets/README.md``). Where they differ
+Defaults are the run that made the shipped checkpoint (issue 9): every dev source, 7,635
+pairs, 8 cached augmented views per training tile (dihedral, ground sampling distance,
+colour, sensor), 20 epochs; 2 min 53 s of wall time on 2 CPU cores with the features cached
+(dev run of 2026-12-02; figures in ``docs/sat2sound_dev_results.md``). Where they differ
 from the reference (METHODS.md §1: AdamW lr 5e-5, batch 128) it is because our heads start
 from scratch on thousands of pairs rather than fine-tuning on 300k: a larger learning rate,
 with the reference's weight decay, betas, warm restarts and gradient clipping kept.
@@ -51,7 +50,7 @@ class TrainConfig:
         image_views: Augmented views per training tile, encoded once and cached, one drawn
             per tile per epoch (:mod:`geosound.training.augment`); 1 turns augmentation off.
         image_augment: Which image augmentations make the views (``dihedral``, ``gsd``,
-            ``colour``).
+            ``colour``, ``sensor``).
         audio_block_drop: Chance of hiding one audio block (of ~2.3 s) from a training pair:
             a time-crop on the cached features.
     """
@@ -74,7 +73,9 @@ class TrainConfig:
     sounds: list[str] = field(default_factory=lambda: ["esc50", "ambient"])
     mix_bank: int = 64
     image_views: int = 8
-    image_augment: list[str] = field(default_factory=lambda: ["dihedral", "gsd", "colour"])
+    image_augment: list[str] = field(
+        default_factory=lambda: ["dihedral", "gsd", "colour", "sensor"]
+    )
     audio_block_drop: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
