@@ -190,7 +190,7 @@ def test_sensor_views_change_colour_balance_keep_layout_and_add_grey():
     image = np.random.default_rng(1).random((3, 32, 32)).astype(np.float32) * 0.5 + 0.25
     views = [augment_image(image, np.random.default_rng([2, v]), ("sensor",)) for v in range(60)]
     band_means = np.array([view.mean(axis=(1, 2)) for view in views])
-    assert band_means.std(axis=0).min() > 0.03  # each band's balance moves on its own
+    assert band_means.std(axis=0).min() > 0.03  # every band's level moves from view to view
     grey = [
         view for view in views if np.allclose(view[0], view[1]) and np.allclose(view[1], view[2])
     ]

@@ -53,6 +53,8 @@ COARSER_MAX = 3.0
 """Largest down-then-up factor: 10 m tiles made to look like 30 m."""
 ZOOM_MAX = 2.0
 """Largest crop-and-zoom factor: 10 m tiles made to look like 5 m."""
+GREY_CHANCE = 0.1
+"""Share of ``sensor`` views shown in grey (single-band rasters, panchromatic scenes)."""
 
 _CHUNK_IMAGES = 256
 """Distinct images whose views are drawn and encoded at a time (keeps memory flat)."""
@@ -109,10 +111,6 @@ def _colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = (image - mean) * contrast + mean
     out = np.clip(out * brightness * gains, 0.0, 1.0) ** gamma
     return out
-
-
-GREY_CHANCE = 0.1
-"""Share of ``sensor`` views shown in grey (single-band rasters, panchromatic scenes)."""
 
 
 def _sensor(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
