@@ -254,9 +254,14 @@ def write_tiny_run(
     seed: int = 0,
     train_config: dict[str, Any] | None = None,
     knowledge_split: tuple[str, ...] = ("train",),
+    visual: bool = False,
 ) -> Path:
     """soundit.pt, geokd.npz (pairs of ``knowledge_split``) and generator_data.npz of a random
-    tiny SounDiT; ``train_config`` (default: train-generator's defaults) goes in its info."""
+    tiny SounDiT; ``train_config`` (default: train-generator's defaults) goes in its info.
+
+    ``visual``: a Sound2Scene generator instead, conditioned on image embeddings and carrying
+    an audio aligner; the bundle gets audio tokens and image embeddings, its knowledge base
+    the image embeddings of the pairs' tiles."""
     from geosound.generation.geokd import KnowledgeBase
     from geosound.models.autoencoder import AutoencoderConfig, LatentCodec, build_autoencoder
     from geosound.models.soundit import build_soundit
@@ -275,24 +280,36 @@ def write_tiny_run(
     ae_config = AutoencoderConfig(image_size=32, block_out_channels=[16, 16, 16], norm_num_groups=8)
     codec = LatentCodec(build_autoencoder(ae_config).eval(), 1.0, ae_config)
     data = tiny_bundle()
+    aligner, space, embeddings = None, "sat2sound:test", data.sound_embedding
+    if visual:
+        from geosound.models.aligner import AlignerConfig, AudioAligner
+
+        aligner = AudioAligner(AlignerConfig(audio_dim=12, visual_dim=SOUND_DIM, hidden_dim=16))
+        rng = np.random.default_rng(seed)
+        data.audio_tokens = rng.normal(size=(len(data.pair_ids), 2, 12)).astype(np.float32)
+        data.audio_mask = np.ones((len(data.pair_ids), 2), bool)
+        data.image_embedding = data.sound_embedding[np.argsort(data.pair_image)]
+        space = "visual:test"
+        data.meta = {**data.meta, "visual_space": space}
+        embeddings = data.image_embedding[data.pair_image]
     data.save(folder / "generator_data.npz")
     scenes = {str(w): torch.from_numpy(e) for w, e in zip(data.scene_words, data.scene_embeddings,
                                                            strict=True)}  # fmt: skip
     recorded = GeneratorTrainConfig().to_dict() if train_config is None else train_config
     info = {"train_config": recorded} if recorded else {}
-    save_generator(folder / "soundit.pt", model.eval(), codec, "sat2sound:test",
-                   data.meta["encoders"], scenes, info)  # fmt: skip
+    save_generator(folder / "soundit.pt", model.eval(), codec, space, data.meta["encoders"],
+                   scenes, info, aligner=aligner)  # fmt: skip
     train = np.flatnonzero(np.isin(data.pair_splits, knowledge_split))
     with torch.no_grad():
         latents = codec.encode(data.images_float(data.pair_image[train])).numpy()
     KnowledgeBase(
         data.pair_ids[train],
-        data.sound_embedding[train],
+        embeddings[train],
         data.scene_words[data.scene_index[train]],
         latents,
         data.lon[train],
         data.lat[train],
-        "sat2sound:test",
+        space,
     ).save(folder / "geokd.npz")
     return folder
 
@@ -379,6 +396,34 @@ def test_evaluate_generator_cli_end_to_end(tmp_path: Path, run_cli) -> None:
     repeat = [line for line in final["table"].splitlines() if line.startswith("| SounDiT")]
     first = [line for line in text.splitlines() if line.startswith("| SounDiT")]
     assert [r.rsplit("|", 3)[0] for r in repeat] == [r.rsplit("|", 3)[0] for r in first]
+
+
+def test_a_sound2scene_generator_is_evaluated_on_the_same_held_out_sounds(
+    tmp_path: Path, run_cli
+) -> None:
+    sound = write_tiny_run(tmp_path / "sound")
+    visual = write_tiny_run(tmp_path / "visual", visual=True)
+    env = {"GEOSOUND_CACHE": str(tmp_path / "cache")}
+    args = ["evaluate-generator", "--per-class", "1", "--per-sound", "1", "--steps", "2",
+            "--progress", "none"]  # fmt: skip
+    reports = {}
+    for name, run in [("sound", sound), ("visual", visual)]:
+        out = tmp_path / f"{name}.json"
+        result = run_cli(*args, "--data", str(run), "--json", str(out), env=env)
+        assert result.returncode == 0, result.stderr
+        reports[name] = json.loads(out.read_text())
+    assert "Sound2Scene (hears through its aligner)" in result.stdout
+    assert reports["visual"]["via"] == "visual" and reports["sound"]["via"] == "sound"
+    assert reports["visual"]["model_id"] != reports["sound"]["model_id"]
+    # One split, one plan: the same held-out sounds, so the two tables can sit side by side.
+    assert reports["visual"]["counts"] == reports["sound"]["counts"]
+    bound = [{k: v for k, v in r["main"][0].items() if k != "seconds"} for r in reports.values()]
+    assert bound[0] == bound[1]  # the same real tiles
+    # A Sound2Scene model is held to the image space of the bundle it is scored on.
+    crossed = run_cli(*args, "--data", str(sound), "--model", str(visual / "soundit.pt"),
+                      "--knowledge", str(visual / "geokd.npz"), env=env)  # fmt: skip
+    assert crossed.returncode == 2 and "hears visual:test" in crossed.stderr
+    assert len(crossed.stderr.strip().splitlines()) == 1
 
 
 def test_evaluate_generator_refuses_bad_input(tmp_path: Path, run_cli) -> None:

@@ -458,3 +458,62 @@ def test_the_output_marker_is_defined_once() -> None:
         if isinstance(target, ast.Name) and target.id == "OUTPUT_MARKER"
     ]
     assert defined == ["sidecar.py"]
+
+
+# -- a Sound2Scene generator (hears through its own aligner) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def visual_model(tmp_path_factory) -> Path:
+    """A tiny generator conditioned on 64-d image embeddings, carrying an aiSFX → 64 aligner."""
+    from geosound.generation.geokd import KnowledgeBase
+    from geosound.models.aligner import AlignerConfig, AudioAligner
+    from geosound.models.autoencoder import AutoencoderConfig, LatentCodec, build_autoencoder
+    from geosound.models.soundit import build_soundit
+    from geosound.models.soundit_checkpoint import save_generator
+
+    folder = tmp_path_factory.mktemp("visual")
+    torch.manual_seed(1)
+    model = build_soundit(
+        "tiny", hidden_dim=32, depth=1, heads=4, sound_dim=64, scene_dim=8, latent_size=8,
+        num_experts=2,
+    )  # fmt: skip
+    config = AutoencoderConfig(image_size=32, block_out_channels=[16, 16, 16], norm_num_groups=8)
+    codec = LatentCodec(build_autoencoder(config).eval(), 1.0, config)
+    aligner = AudioAligner(AlignerConfig(audio_dim=512, visual_dim=64, hidden_dim=32)).eval()
+    space = "visual:effnet-lite0@1"
+    encoders = {"audio": "aisfx@1", "image": "effnet-lite0@1", "text": "minilm-l6@1"}
+    scenes = {word: torch.randn(8) for word in SCENES}
+    save_generator(folder / "soundit.pt", model, codec, space, encoders, scenes, aligner=aligner)
+    rng = np.random.default_rng(1)
+    KnowledgeBase(["forest-tile", "river-tile"], rng.normal(size=(2, 64)), ["forest", "river"],
+                  rng.normal(size=(2, 4, 8, 8)).astype(np.float32), np.array([9.2, 9.3]),
+                  np.array([45.5, 45.4]), space).save(folder / "geokd.npz")  # fmt: skip
+    return folder / "soundit.pt"
+
+
+def test_a_sound2scene_generator_hears_through_its_aligner(
+    run_cli, run, visual_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "landscape.png"
+    result = run_cli("generate", "--model", str(visual_model), "--audio", str(run["clip"]),
+                     "--via", "visual", "--steps", "2", "-o", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["via"] == "visual" and side["sound_space"] == "visual:effnet-lite0@1"
+    assert {n["id"] for n in side["neighbours"]} == {"forest-tile", "river-tile"}
+    # What hears for a SounDiT generator is not asked for here, and a wrong --via is refused.
+    with_sat2sound = run_cli(
+        "generate", "--model", str(visual_model), "--sat2sound", str(run["sat2sound"]),
+        "--audio", str(run["clip"]), "-o", str(tmp_path / "a.png"),
+    )  # fmt: skip
+    _refused(with_sat2sound, "Sound2Scene", "drop --sat2sound")
+    wrong_kind = _generate(
+        run_cli, run, "--audio", str(run["clip"]), "--via", "visual", "-o", str(tmp_path / "b.png")
+    )
+    _refused(wrong_kind, "hears --via sound", "--condition visual", str(run["model"]))
+    unknown = _generate(
+        run_cli, run, "--audio", str(run["clip"]), "--via", "image", "-o", str(tmp_path / "c.png")
+    )
+    _refused(unknown, "--via", "sound or visual")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["landscape.json", "landscape.png"]

@@ -56,6 +56,15 @@ def train_generator_command(
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the pairs and of training.", min=0)] = 0,
+    condition: Annotated[
+        str,
+        typer.Option(
+            "--condition",
+            help="sound: SounDiT, conditioned on each pair's sound through Sat2Sound. visual: "
+            "Sound2Scene, conditioned on each tile's own image embedding, plus an audio aligner "
+            "trained on the pairs (generate hears through it).",
+        ),
+    ] = "sound",
     data_dir: DataDirOption = None,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
@@ -88,11 +97,13 @@ def train_generator_command(
         batch_size=batch_size,
         seed=seed,
         model={"use_moe": False} if plain_cross_attention else {},
+        condition=condition,
     ).validate()
     with progress_reporter(progress, "train-generator") as report:
         outcome = run_generator_training(out, config, data_dir, progress=report)
     meta = outcome.data.meta
-    knowledge = KnowledgeBase(**outcome.knowledge_rows("train"), space_id=meta["sound_space"])
+    space = outcome.condition_space
+    knowledge = KnowledgeBase(**outcome.knowledge_rows("train"), space_id=space)
     knowledge_path = knowledge.save(out / RUN_KNOWLEDGE)
     info = {"train_config": config.to_dict(), "metrics": outcome.metrics}
     checkpoint = out / RUN_CHECKPOINT
@@ -100,10 +111,11 @@ def train_generator_command(
         checkpoint,
         outcome.model,
         outcome.codec,
-        meta["sound_space"],
+        space,
         meta["encoders"],
         outcome.scenes,
         info,
+        aligner=outcome.aligner,
     )
     metrics = write_sidecar(out / "metrics.json", "SounDiT training run", model_id=model_id, **info)
     outputs = [str(checkpoint), str(knowledge_path), str(metrics)]
@@ -115,6 +127,13 @@ def train_generator_command(
         f"autoencoder on {ae['tiles']} dev eval tiles: PSNR {ae['psnr_db']} dB, SSIM {ae['ssim']}"
         f"\nSounDiT EMA eval ε-MSE {outcome.metrics['soundit_eval_loss_ema']} (dev figures)"
     )
+    if "aligner_eval" in outcome.metrics:
+        aligned = outcome.metrics["aligner_eval"]
+        typer.echo(
+            f"audio aligner on {aligned['pairs']} dev eval pairs: own tile in the nearest 10 for "
+            f"{aligned['recall_at_10']} (chance {aligned['recall_at_10_chance']}), cosine "
+            f"{aligned['cosine']} vs {aligned['cosine_other']} to other tiles (dev figures)"
+        )
     typer.echo(f"geosound train-generator: wrote {', '.join(outputs)} ({model_id})")
 
 
@@ -223,6 +242,14 @@ def generate_command(
     scene_scale: Annotated[
         float, typer.Option("--scene-scale", help="Guidance scale of the scene.", callback=_scale)
     ] = 1.5,
+    via: Annotated[
+        str | None,
+        typer.Option(
+            "--via",
+            help="How the model must hear the recording: sound (SounDiT, through Sat2Sound) or "
+            "visual (Sound2Scene, through its audio aligner); a --model that does not is refused.",
+        ),
+    ] = None,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
     progress: ProgressOption = ProgressMode.bar,
@@ -234,6 +261,8 @@ def generate_command(
     the scene and where it came from, the retrieved neighbours, the seed and the place.
     """
     out = _check_generate_options(audio, out, lon, lat, points, audio_column)
+    if via is not None and via not in ("sound", "visual"):
+        raise option_error("--via", f"must be sound or visual; got {via!r}")
     model_path, knowledge_path = _model_files(model, knowledge, sat2sound)
     use_resources(threads, device)
     from geosound.audio import load_audio
@@ -261,7 +290,7 @@ def generate_command(
     ):
         warnings.simplefilter("always", ShortClipWarning)
         report(0.0, "loading the generator")
-        generator, listener = _load(model_path, knowledge_path, sat2sound, scene)
+        generator, listener = _load(model_path, knowledge_path, sat2sound, scene, via)
         if layer_points is not None:
             outputs = generate_points(
                 generator, listener, layer_points, out, request, knowledge_path, report
@@ -335,13 +364,20 @@ def _model_files(
 
 
 def _load(
-    model: Path, knowledge: Path | None, sat2sound: Path | None, scene: str | None
+    model: Path, knowledge: Path | None, sat2sound: Path | None, scene: str | None, via: str | None
 ) -> tuple[LandscapeGenerator, Listener]:
-    """The generator (an unknown scene word is refused here), then what hears for it."""
+    """The generator (a wrong kind or an unknown scene word is refused here), then its ears."""
+    from geosound.errors import InputError
     from geosound.generation.generator import LandscapeGenerator
     from geosound.generation.hearing import Listener
 
     generator = LandscapeGenerator.from_files(model, knowledge)
+    if via is not None and via != generator.loaded.via:
+        raise InputError(
+            f"this generator hears --via {generator.loaded.via}, not {via}; for --via {via} give "
+            f"a --model trained with `geosound train-generator --condition {via}`",
+            model,
+        )
     if scene is not None:
         generator.scene_embedding(scene)
     return generator, Listener(generator.loaded, sat2sound)

@@ -53,6 +53,7 @@ from geosound.evaluation.generated import (
 )
 from geosound.evaluation.suite import RGB_CLASSES
 from geosound.generation.generator import GenerationOptions, LandscapeGenerator
+from geosound.generation.hearing import aligned_condition
 from geosound.generation.sampling import ddim_scheduler, sample_latents
 from geosound.models.soundit import SoundCondition
 from geosound.progress import Progress, stage
@@ -93,6 +94,18 @@ class GeneratorData(Protocol):
     def sound(self, rows: np.ndarray | Tensor) -> SoundCondition:
         """Sound condition of some pairs."""
         ...
+
+    def audio(self, rows: np.ndarray | Tensor) -> tuple[Tensor, Tensor]:
+        """Audio-encoder tokens and mask of some pairs (what an aligner hears)."""
+        ...
+
+
+def heard(generator: LandscapeGenerator, data: GeneratorData, rows: np.ndarray) -> SoundCondition:
+    """Some pairs' sounds as the generator hears them: through Sat2Sound or its aligner."""
+    aligner = generator.loaded.aligner
+    if aligner is None:
+        return data.sound(rows)
+    return aligned_condition(aligner, *data.audio(rows))
 
 
 SPLIT_KEYS = ("seed", "eval_fraction", "imagery", "sounds", "variants", "mix_bank")
@@ -302,6 +315,8 @@ class GeneratorEvaluation:
         ablations: One change of the conditioned model each.
         settings: The settings used.
         ablation_model_id: The second checkpoint, if any.
+        via: How the evaluated generator hears: ``"sound"`` (SounDiT, through Sat2Sound) or
+            ``"visual"`` (Sound2Scene, through its audio aligner).
     """
 
     model_id: str
@@ -312,6 +327,7 @@ class GeneratorEvaluation:
     ablations: list[Row]
     settings: EvaluationSettings
     ablation_model_id: str | None = None
+    via: str = "sound"
 
     def row(self, name: str) -> Row:
         """The row of that name (main or ablation table)."""
@@ -350,6 +366,7 @@ class GeneratorEvaluation:
         classifier = self.classifier
         return {
             "model_id": self.model_id,
+            "via": self.via,
             "ablation_model_id": self.ablation_model_id,
             "note": "dev figures on the dev eval split; PSS-scene and PSS-element are proxies "
             "(a land-cover classifier we trained); FD-EffNet is a Fréchet distance in "
@@ -412,7 +429,7 @@ def _conditioned(
     rows = plan.sound_rows if rows is None else rows
 
     def draw(slot: int) -> np.ndarray:
-        sound = data.sound(np.array([rows[plan.slot_sound[slot]]]))
+        sound = heard(generator, data, np.array([rows[plan.slot_sound[slot]]]))
         picture = dataclasses.replace(options, seed=int(plan.slot_seed[slot]))
         return generator.generate(sound, options=picture).pixels
 
@@ -455,10 +472,11 @@ def check_held_out(generator: LandscapeGenerator, data: GeneratorData, plan: Eva
     """
     if generator.knowledge is None:
         raise InputError(f"{what} needs its knowledge base (geokd.npz) for the RAG rows")
-    if data.meta.get("sound_space") != generator.loaded.sound_space:
+    space = "sound_space" if generator.loaded.aligner is None else "visual_space"
+    if data.meta.get(space) != generator.loaded.sound_space:
         raise InputError(
-            f"{what} hears {generator.loaded.sound_space}, the data bundle's sounds are in "
-            f"{data.meta.get('sound_space')}"
+            f"{what} hears {generator.loaded.sound_space}, the data bundle's conditions are in "
+            f"{data.meta.get(space)}"
         )
     leaked = np.intersect1d(data.pair_ids[plan.sound_rows], generator.knowledge.ids)
     if len(leaked):
@@ -625,6 +643,7 @@ def evaluate_generator(
         ablations=ablations,
         settings=settings,
         ablation_model_id=None if ablation is None else ablation.loaded.model_id,
+        via=generator.loaded.via,
     )
 
 
@@ -700,8 +719,9 @@ def format_evaluation(result: GeneratorEvaluation) -> str:
     plan, classifier = result.plan, result.classifier
     sounds = len(plan.sound_rows)
     pictures = len(plan.slot_sound)
+    kind = "SounDiT" if result.via == "sound" else "Sound2Scene (hears through its aligner)"
     lines = [
-        f"SounDiT {result.model_id} on {sounds} held-out sounds of {len(plan.classes)} classes "
+        f"{kind} {result.model_id} on {sounds} held-out sounds of {len(plan.classes)} classes "
         f"({', '.join(plan.classes)}), {result.settings.per_sound} pictures each "
         "(dev figures, dev eval split; PSS figures are proxies)",
         "",

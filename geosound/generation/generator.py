@@ -4,6 +4,8 @@
 through the Sat2Sound model the generator was trained with (its space id is checked), the
 knowledge base is searched by sound and, with a location, by proximity; the retrieved layout
 starts the sampler (RAG) and the retrieved scene is used when the caller names none.
+A Sound2Scene generator hears through its own audio aligner instead
+(:mod:`geosound.generation.hearing`), and its knowledge base lies in the image encoder's space.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ A generator only understands sound tokens made the way its training pairs' were
 and the Sat2Sound model whose space id it records. :class:`Listener` loads exactly those and
 refuses a Sat2Sound checkpoint from another space, which would give tokens of the right width
 and the wrong meaning.
+A Sound2Scene generator carries its own audio aligner: it hears through the audio encoder and
+that aligner (:func:`aligned_condition`), and no Sat2Sound model.
 
 Bad recordings fail where they are read (:func:`geosound.audio.load_audio`: missing,
 corrupt, silent, …, each naming the file). A clip shorter than the encoder's window
@@ -21,11 +23,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch import Tensor
+
 from geosound.audio import Clip, load_audio
 from geosound.encoders.base import encoder_from_id
 from geosound.errors import InputError
+from geosound.models.aligner import AudioAligner
 from geosound.models.checkpoint import LoadedModel, load_checkpoint
-from geosound.models.soundit import SoundCondition, sound_condition
+from geosound.models.soundit import SoundCondition, sound_condition, visual_condition
 from geosound.models.soundit_checkpoint import LoadedGenerator
 
 
@@ -59,12 +65,26 @@ class Listener:
 
     Raises:
         InputError: The Sat2Sound model is not the one the generator was trained with, or
-            its audio encoder is not the generator's.
+            its audio encoder is not the generator's, or one is given to a Sound2Scene
+            generator (which hears through its own aligner).
     """
 
     def __init__(
         self, generator: LoadedGenerator, sat2sound: str | os.PathLike[str] | None = None
     ) -> None:
+        self.sat2sound: LoadedModel | None = None
+        self.aligner = generator.aligner
+        if self.aligner is not None:
+            if sat2sound is not None:
+                raise InputError(
+                    f"generator {generator.model_id} is a Sound2Scene generator: it hears through "
+                    "its own audio aligner, not a Sat2Sound model; drop --sat2sound",
+                    sat2sound,
+                )
+            self.space_id = generator.sound_space
+            self.encoder = encoder_from_id(str(generator.encoders["audio"]))
+            self.window_seconds = self.encoder.window_seconds
+            return
         if sat2sound is None:
             from geosound.models.default import load_default_model
 
@@ -115,5 +135,15 @@ class Listener:
                 stacklevel=2,
             )
         encoding = self.encoder.encode([clip])
-        condition = sound_condition(self.sat2sound.model, encoding.tokens, encoding.mask)
+        if self.aligner is not None:
+            condition = aligned_condition(self.aligner, encoding.tokens, encoding.mask)
+        else:
+            assert self.sat2sound is not None  # set whenever there is no aligner
+            condition = sound_condition(self.sat2sound.model, encoding.tokens, encoding.mask)
         return Heard(condition, str(path), clip.duration, padded)
+
+
+@torch.no_grad()
+def aligned_condition(aligner: AudioAligner, tokens: Tensor, mask: Tensor) -> SoundCondition:
+    """A Sound2Scene generator's condition of recordings: their aligned image-space vectors."""
+    return visual_condition(aligner.eval()(tokens, mask))

@@ -116,6 +116,7 @@ def run_record(
     return {
         "model_id": loaded.model_id,
         "sound_space": loaded.sound_space,
+        "via": loaded.via,
         "encoders": loaded.encoders,
         "knowledge": None if knowledge is None else str(knowledge),
         "knowledge_entries": None if generator.knowledge is None else len(generator.knowledge),

@@ -4,6 +4,10 @@ Like Sat2Sound's (:mod:`geosound.models.checkpoint`), a generator checkpoint hol
 tensors and builtins and loads with ``torch.load(weights_only=True)``. It records the
 Sat2Sound model whose audio side made the sound tokens it was trained on: a generator hears
 only through that model, so sampling refuses sound from another space.
+
+A Sound2Scene generator (conditioned on the image encoder's embedding, METHODS.md §5) records
+``visual:<image encoder id>`` as its space and carries its audio aligner in the same file:
+the aligner is how it hears, so the two are one model with one id.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from torch import Tensor
 
 from geosound.atomic import atomic_path
 from geosound.errors import InputError
+from geosound.models.aligner import AlignerConfig, AudioAligner
 from geosound.models.autoencoder import LatentCodec
 from geosound.models.checkpoint import check_model_id, read_payload
 from geosound.models.soundit import SounDiT, SounDiTConfig
@@ -36,10 +41,12 @@ class LoadedGenerator:
         model: The denoiser.
         codec: The autoencoder its latents belong to.
         model_id: ``soundit-<hash of both models' weights>``.
-        sound_space: Space id of the sound tokens it was trained on (``sat2sound:<id>``).
+        sound_space: Space id of the conditions it was trained on (``sat2sound:<id>``, or
+            ``visual:<image encoder id>`` for a Sound2Scene generator).
         encoders: Encoder ids: ``audio`` (under the Sat2Sound heads) and ``text`` (scenes).
         scenes: Known scene words → pooled text embedding ``(scene_dim,)``.
         info: Provenance (training config, metrics, data); plain builtins.
+        aligner: A Sound2Scene generator's audio aligner (None: it hears through Sat2Sound).
     """
 
     model: SounDiT
@@ -49,12 +56,22 @@ class LoadedGenerator:
     encoders: dict[str, str]
     scenes: dict[str, Tensor]
     info: dict[str, Any]
+    aligner: AudioAligner | None = None
+
+    @property
+    def via(self) -> str:
+        """How it hears a recording: ``"sound"`` (Sat2Sound) or ``"visual"`` (its aligner)."""
+        return "sound" if self.aligner is None else "visual"
 
 
-def generator_fingerprint(model: SounDiT, codec: LatentCodec) -> str:
-    """A short hash of the denoiser's and the autoencoder's weights."""
+def generator_fingerprint(
+    model: SounDiT, codec: LatentCodec, aligner: AudioAligner | None = None
+) -> str:
+    """A short hash of the denoiser's, the autoencoder's (and the aligner's) weights."""
     digest = hashlib.sha256()
     states = {"dit.": model.state_dict(), "vae.": codec.vae.state_dict()}
+    if aligner is not None:
+        states["aligner."] = aligner.state_dict()
     for prefix, state in states.items():
         for name, tensor in sorted(state.items()):
             digest.update((prefix + name).encode())
@@ -71,9 +88,10 @@ def save_generator(
     encoders: Mapping[str, str],
     scenes: Mapping[str, Tensor],
     info: Mapping[str, Any] | None = None,
+    aligner: AudioAligner | None = None,
 ) -> str:
     """Write a generator checkpoint atomically; returns its model id."""
-    model_id = f"soundit-{generator_fingerprint(model, codec)}"
+    model_id = f"soundit-{generator_fingerprint(model, codec, aligner)}"
     words = sorted(scenes)
     payload = {
         "format": FORMAT,
@@ -89,6 +107,12 @@ def save_generator(
         if words
         else torch.zeros(0, model.config.scene_dim),
         "info": dict(info or {}),
+        "aligner": None
+        if aligner is None
+        else {
+            "config": aligner.config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in aligner.state_dict().items()},
+        },
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -108,10 +132,11 @@ def load_generator(path: str | os.PathLike[str]) -> LoadedGenerator:
         model = SounDiT(SounDiTConfig.from_dict(payload["config"]))
         model.load_state_dict(payload["state_dict"])
         codec = LatentCodec.from_state(payload["autoencoder"])
-    except (KeyError, ValueError, RuntimeError) as error:
+        aligner = _aligner(payload.get("aligner"))
+    except (KeyError, ValueError, RuntimeError, TypeError) as error:
         raise InputError(f"checkpoint does not match its config ({error})", path) from None
     actual = check_model_id(
-        path, payload.get("model_id"), f"soundit-{generator_fingerprint(model, codec)}"
+        path, payload.get("model_id"), f"soundit-{generator_fingerprint(model, codec, aligner)}"
     )
     scenes = dict(zip(payload["scene_words"], payload["scene_embeddings"], strict=True))
     return LoadedGenerator(
@@ -122,4 +147,14 @@ def load_generator(path: str | os.PathLike[str]) -> LoadedGenerator:
         dict(payload["encoders"]),
         scenes,
         dict(payload["info"]),
+        aligner,
     )
+
+
+def _aligner(saved: Mapping[str, Any] | None) -> AudioAligner | None:
+    """The aligner a checkpoint carries (eval mode), or None."""
+    if saved is None:
+        return None
+    aligner = AudioAligner(AlignerConfig.from_dict(saved["config"]))
+    aligner.load_state_dict(saved["state_dict"])
+    return aligner.eval()

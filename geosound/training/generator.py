@@ -42,6 +42,7 @@ from typing_extensions import override
 from geosound.atomic import atomic_path
 from geosound.config import check_known_fields
 from geosound.errors import DataError, InputError
+from geosound.models.aligner import AudioAligner
 from geosound.models.autoencoder import (
     AutoencoderConfig,
     LatentCodec,
@@ -56,6 +57,7 @@ from geosound.models.soundit import (
     SounDiT,
     build_soundit,
     count_parameters,
+    visual_condition,
 )
 from geosound.progress import Progress, stage
 from geosound.training.fit import fit_resuming, resumable_trainer
@@ -89,6 +91,12 @@ class GeneratorTrainConfig:
         sounds: Dev sound pools.
         mix_bank: Mixes per land-cover class shared by the train tiles (0: one per pair).
         gradient_clip: Gradient norm clip of both models.
+        condition: What SounDiT is conditioned on. ``"sound"``: each pair's sound through the
+            Sat2Sound audio side (SounDiT). ``"visual"``: each train tile's own embedding by
+            the frozen image encoder, no pairs needed, plus an audio aligner trained on the
+            pairs to put a recording into that space (Sound2Scene, METHODS.md §5).
+        aligner_epochs: Epochs of the audio aligner (``"visual"`` only).
+        aligner_lr: AdamW learning rate of the audio aligner.
     """
 
     autoencoder_preset: str = "tiny"
@@ -109,6 +117,9 @@ class GeneratorTrainConfig:
     sounds: list[str] = field(default_factory=lambda: ["esc50", "ambient"])
     mix_bank: int = 64
     gradient_clip: float = 1.0
+    condition: str = "sound"
+    aligner_epochs: int = 60
+    aligner_lr: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
         """Plain builtins, for checkpoints and sidecars."""
@@ -126,7 +137,11 @@ class GeneratorTrainConfig:
         Raises:
             InputError: The setting and what it must be.
         """
-        for name in ("autoencoder_epochs", "epochs", "batch_size", "variants"):
+        if self.condition not in CONDITIONS:
+            raise InputError(
+                f"condition must be one of {', '.join(CONDITIONS)}; got {self.condition!r}"
+            )
+        for name in ("autoencoder_epochs", "epochs", "batch_size", "variants", "aligner_epochs"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be at least 1; got {getattr(self, name)!r}")
         if not 0.0 < self.ema_decay < 1.0:
@@ -134,6 +149,10 @@ class GeneratorTrainConfig:
         if not 0.0 <= self.eval_fraction < 1.0:
             raise InputError(f"eval_fraction must be in [0, 1); got {self.eval_fraction!r}")
         return self
+
+
+CONDITIONS = ("sound", "visual")
+"""What a generator can be conditioned on (:attr:`GeneratorTrainConfig.condition`)."""
 
 
 def ema_decay_at(decay: float, updates: int) -> float:
@@ -168,6 +187,11 @@ def ddpm_scheduler(num_train_timesteps: int = 1000) -> DDPMScheduler:
     )
 
 
+def visual_space(image_encoder_id: str) -> str:
+    """The space id of Sound2Scene conditions: the image encoder's pooled embedding."""
+    return f"visual:{image_encoder_id}"
+
+
 def scene_word(label: str) -> str:
     """The scene word of a land-cover class: ``"AnnualCrop"`` → ``"annual crop"``."""
     return re.sub(r"(?<!^)(?=[A-Z])", " ", str(label)).lower().strip()
@@ -197,7 +221,13 @@ class GeneratorData:
         sound_embedding: ``(N, D)`` sound embeddings in the Sat2Sound space.
         scene_words: ``(S,)`` scene words.
         scene_embeddings: ``(S, scene_dim)`` pooled text embeddings.
-        meta: Encoder ids and the sound space (JSON-able builtins).
+        meta: Encoder ids, the sound space and the visual space (JSON-able builtins).
+        audio_tokens: ``(N, T, audio_dim)`` the frozen audio encoder's tokens of each pair
+            (float16 on disk), what the Sound2Scene aligner reads; None in bundles of tests
+            that do not need them.
+        audio_mask: ``(N, T)``.
+        image_embedding: ``(I, image_dim)`` each tile's pooled image-encoder embedding,
+            what the Sound2Scene generator is conditioned on.
     """
 
     images: np.ndarray
@@ -215,6 +245,9 @@ class GeneratorData:
     scene_words: np.ndarray
     scene_embeddings: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    audio_tokens: np.ndarray | None = None
+    audio_mask: np.ndarray | None = None
+    image_embedding: np.ndarray | None = None
 
     def save(self, path: Path) -> Path:
         """One ``.npz``, written atomically."""
@@ -223,9 +256,11 @@ class GeneratorData:
         arrays = {
             f.name: _without_objects(getattr(self, f.name))
             for f in dataclasses.fields(self)
-            if f.name != "meta"
+            if f.name != "meta" and getattr(self, f.name) is not None
         }
-        arrays["sound_tokens"] = arrays["sound_tokens"].astype(np.float16)
+        for name in HALF_PRECISION:
+            if name in arrays:
+                arrays[name] = arrays[name].astype(np.float16)
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, meta=np.array(json.dumps(self.meta)), **arrays)
         return path
@@ -239,14 +274,49 @@ class GeneratorData:
         """
         import json
 
+        optional = {"audio_tokens", "audio_mask", "image_embedding"}
         try:
             with np.load(path, allow_pickle=False) as data:
-                values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name != "meta"}
+                values = {
+                    f.name: data[f.name]
+                    for f in dataclasses.fields(cls)
+                    if f.name != "meta" and (f.name in data.files or f.name not in optional)
+                }
                 meta = json.loads(str(data["meta"]))
         except (OSError, KeyError, ValueError) as error:
             raise DataError(f"not a generator data bundle ({error})", path) from None
-        values["sound_tokens"] = values["sound_tokens"].astype(np.float32)
+        for name in HALF_PRECISION:
+            if name in values:
+                values[name] = values[name].astype(np.float32)
         return cls(**values, meta=meta)
+
+    def audio(self, rows: np.ndarray | Tensor) -> tuple[Tensor, Tensor]:
+        """Audio-encoder tokens and mask of some pairs (what the aligner reads).
+
+        Raises:
+            DataError: The bundle was written without them.
+        """
+        if self.audio_tokens is None or self.audio_mask is None:
+            raise DataError(
+                "this generator data bundle has no audio-encoder tokens; delete it and rerun "
+                "geosound train-generator to write them"
+            )
+        index = torch.as_tensor(np.asarray(rows))
+        return torch.from_numpy(self.audio_tokens)[index], torch.from_numpy(self.audio_mask)[index]
+
+    def visual(self, tiles: np.ndarray | Tensor) -> SoundCondition:
+        """The Sound2Scene condition of some tiles: their own image-encoder embedding.
+
+        Raises:
+            DataError: The bundle was written without image embeddings.
+        """
+        if self.image_embedding is None:
+            raise DataError(
+                "this generator data bundle has no image embeddings; delete it and rerun "
+                "geosound train-generator to write them"
+            )
+        index = torch.as_tensor(np.asarray(tiles))
+        return visual_condition(torch.from_numpy(self.image_embedding)[index])
 
     def images_float(self, rows: np.ndarray | None = None) -> Tensor:
         """Tiles as float ``(n, 3, H, W)`` in [0, 1]."""
@@ -320,6 +390,11 @@ def prepare_generator_data(
         sound_condition(loaded.model, tokens[start : start + 256], mask[start : start + 256])
         for start in range(0, len(tokens), 256)
     ]
+    image_encoder = get_encoder(DEFAULT_ENCODERS["image"])
+    report(0.9, f"encoding {len(images)} tiles")
+    image_embedding = FeatureCache(cache_root, image_encoder).encode_pooled(
+        list(images.astype(np.float32) / 255.0), progress=stage(progress, 0.9, 0.95)
+    )
     text_encoder = get_encoder(DEFAULT_ENCODERS["text"])
     labels = pairs["label"].astype(str).to_numpy()
     words = sorted({scene_word(label) for label in labels})
@@ -342,12 +417,24 @@ def prepare_generator_data(
         scene_embeddings=scene_embeddings,
         meta={
             "sound_space": f"sat2sound:{loaded.model_id}",
-            "encoders": {"audio": audio_encoder.id, "text": text_encoder.id},
+            "visual_space": visual_space(image_encoder.id),
+            "encoders": {
+                "audio": audio_encoder.id,
+                "image": image_encoder.id,
+                "text": text_encoder.id,
+            },
         },
+        audio_tokens=tokens.numpy().astype(np.float32),
+        audio_mask=mask.numpy(),
+        image_embedding=image_embedding.astype(np.float32),
     )
     data.save(bundle)
     report(1.0, "generator data ready")
     return data
+
+
+HALF_PRECISION = ("sound_tokens", "audio_tokens")
+"""Token arrays kept as float16 on disk: the bundle's bulk, and far finer than training needs."""
 
 
 def _without_objects(array: np.ndarray) -> np.ndarray:
@@ -586,6 +673,7 @@ class GeneratorOutcome:
         latents: ``(I, C, L, L)`` scaled posterior means of every tile (the layouts).
         metrics: Autoencoder reconstruction on the eval tiles, the final losses, timings.
         scenes: Scene word → pooled text embedding.
+        aligner: The Sound2Scene audio aligner (None for a generator that hears sound).
     """
 
     model: SounDiT
@@ -594,13 +682,29 @@ class GeneratorOutcome:
     latents: Tensor
     metrics: dict[str, Any]
     scenes: dict[str, Tensor]
+    aligner: AudioAligner | None = None
+
+    @property
+    def condition_space(self) -> str:
+        """Space id of what the model is conditioned on (its knowledge base's too)."""
+        meta = self.data.meta
+        return str(meta["visual_space"] if self.aligner is not None else meta["sound_space"])
 
     def knowledge_rows(self, split: str = "train") -> dict[str, np.ndarray]:
-        """The arrays of a GeoKD knowledge base over one split's pairs."""
+        """The arrays of a GeoKD knowledge base over one split's pairs.
+
+        Entries are searched by the generator's own condition: the pair's sound embedding,
+        or, for a Sound2Scene generator, its tile's image embedding (which an aligned
+        recording is compared with).
+        """
         rows = np.flatnonzero(self.data.pair_splits == split)
+        if self.aligner is None:
+            embeddings = self.data.sound_embedding[rows]
+        else:
+            embeddings = self.data.visual(self.data.pair_image[rows]).embedding.numpy()
         return {
             "ids": self.data.pair_ids[rows],
-            "embeddings": self.data.sound_embedding[rows],
+            "embeddings": embeddings,
             "scenes": self.data.scene_words[self.data.scene_index[rows]],
             "latents": self.latents[self.data.pair_image[rows]].numpy(),
             "lon": self.data.lon[rows],
@@ -635,9 +739,23 @@ def run_generator_training(
     reconstruction = reconstruction_metrics(codec, data.images_float(eval_tiles))
     latent_mean, latent_std = encode_latents(codec, data.images_float())
     scene_embeddings = torch.from_numpy(data.scene_embeddings)
+    visual = config.condition == "visual"
+    if visual:
+        # Sound2Scene: every tile is its own "pair", conditioned on its image embedding.
+        pair_image = np.arange(len(data.images))
+        condition = data.visual(pair_image)
+        scene_index = _tile_scenes(data)
+        train_pairs = torch.from_numpy(train_tiles)
+        eval_pairs = torch.from_numpy(eval_tiles)
+    else:
+        pair_image = data.pair_image
+        condition = data.sound(np.arange(len(data.pair_ids)))
+        scene_index = data.scene_index
+        train_pairs = torch.from_numpy(np.flatnonzero(data.pair_splits == "train"))
+        eval_pairs = torch.from_numpy(np.flatnonzero(data.pair_splits == "eval"))
     model = build_soundit(
         config.preset,
-        sound_dim=int(data.sound_tokens.shape[-1]),
+        sound_dim=int(condition.embedding.shape[-1]),
         scene_dim=int(data.scene_embeddings.shape[-1]),
         latent_channels=codec.latent_channels,
         latent_size=int(latent_mean.shape[-1]),
@@ -648,17 +766,39 @@ def run_generator_training(
         model,
         latent_mean,
         latent_std,
-        torch.from_numpy(data.pair_image),
-        data.sound(np.arange(len(data.pair_ids))),
+        torch.from_numpy(pair_image),
+        condition,
         scene_embeddings,
-        torch.from_numpy(data.scene_index),
+        torch.from_numpy(scene_index),
         config,
     )
-    train_pairs = torch.from_numpy(np.flatnonzero(data.pair_splits == "train"))
+    aligner = None
+    metrics: dict[str, Any] = {}
+    if visual:
+        from geosound.training.aligner import fit_aligner
+
+        tokens, mask = data.audio(np.arange(len(data.pair_ids)))
+        fitted = fit_aligner(
+            tokens,
+            mask,
+            condition.embedding[torch.from_numpy(data.pair_image)],
+            np.flatnonzero(data.pair_splits == "train"),
+            np.flatnonzero(data.pair_splits == "eval"),
+            epochs=config.aligner_epochs,
+            learning_rate=config.aligner_lr,
+            seed=config.seed,
+            progress=stage(progress, 0.45, 0.5),
+            labels=data.labels,
+        )
+        aligner = fitted.aligner
+        metrics["aligner_eval"] = fitted.metrics
     ema = fit_soundit(
-        module, train_pairs, out_dir / "runs" / "soundit", stage(progress, 0.45, 1.0), progress_bar
+        module,
+        train_pairs,
+        out_dir / "runs" / "soundit",
+        stage(progress, 0.5 if visual else 0.45, 1.0),
+        progress_bar,
     )
-    eval_pairs = torch.from_numpy(np.flatnonzero(data.pair_splits == "eval"))
     module.model = ema
     generator = torch.Generator().manual_seed(config.seed)
     with torch.no_grad():
@@ -670,11 +810,20 @@ def run_generator_training(
         "soundit_parameters": count_parameters(ema),
         "pairs_train": len(train_pairs),
         "pairs_eval": len(eval_pairs),
+        **metrics,
         "train_seconds": round(time.monotonic() - started, 1),
-        "note": "dev figures (dev eval split); the eval loss is the EMA model's ε-MSE",
+        "note": "dev figures (dev eval split); the eval loss is the EMA model's ε-MSE"
+        + ("; a Sound2Scene model trains on tiles, so its pairs are tiles" if visual else ""),
     }
     scenes = {str(word): scene_embeddings[i] for i, word in enumerate(data.scene_words.tolist())}
-    return GeneratorOutcome(ema, codec, data, latent_mean, metrics, scenes)
+    return GeneratorOutcome(ema, codec, data, latent_mean, metrics, scenes, aligner)
+
+
+def _tile_scenes(data: GeneratorData) -> np.ndarray:
+    """The scene of each tile (that of the pairs made from it: one land cover per tile)."""
+    scenes = np.zeros(len(data.images), np.int64)
+    scenes[data.pair_image] = data.scene_index
+    return scenes
 
 
 __all__: Sequence[str] = (
