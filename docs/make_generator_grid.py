@@ -37,7 +37,12 @@ from geosound.atomic import atomic_path
 from geosound.errors import GeosoundError
 from geosound.evaluation.suite import RGB_CLASSES
 from geosound.generation.default import RUN_CHECKPOINT, default_generator_path, knowledge_beside
-from geosound.generation.evaluation import EvaluationSettings, check_held_out, plan_evaluation
+from geosound.generation.evaluation import (
+    EvaluationSettings,
+    check_held_out,
+    heard,
+    plan_evaluation,
+)
 from geosound.generation.generator import GenerationOptions, LandscapeGenerator
 from geosound.training.generator import GeneratorData
 
@@ -67,7 +72,7 @@ def draw_grid(args: argparse.Namespace) -> Path:
         for column, slot in enumerate(slots):
             pair = int(plan.sound_rows[plan.slot_sound[slot]])
             options = GenerationOptions(steps=args.steps, seed=int(plan.slot_seed[slot]))
-            picture = generator.generate(data.sound(np.array([pair])), options=options)
+            picture = generator.generate(heard(generator, data, np.array([pair])), options=options)
             axes[row, column].imshow(np.clip(picture.pixels.transpose(1, 2, 0), 0, 1))
             axes[row, n + column].imshow(data.images[data.pair_image[pair]].transpose(1, 2, 0))
         axes[row, 0].set_ylabel(label, fontsize=8)
@@ -76,7 +81,8 @@ def draw_grid(args: argparse.Namespace) -> Path:
         axis.set_yticks([])
     axes[0, 0].set_title("generated from held-out sounds", fontsize=8, loc="left")
     axes[0, n].set_title("the real tiles those sounds were paired with", fontsize=8, loc="left")
-    figure.suptitle(f"SounDiT ({generator.loaded.model_id}), {args.steps} DDIM steps, dev data",
+    kind = "SounDiT" if generator.loaded.via == "sound" else "Sound2Scene"
+    figure.suptitle(f"{kind} ({generator.loaded.model_id}), {args.steps} DDIM steps, dev data",
                     fontsize=9)  # fmt: skip
     figure.tight_layout()
     with atomic_path(args.out) as tmp:

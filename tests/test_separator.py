@@ -210,6 +210,28 @@ def test_a_delayed_source_is_silent_until_it_enters(tmp_path: Path) -> None:
         MixRecipe(MIX_SAMPLE_RATE, 5.0, ({**source, "delay": -1},)).render()
 
 
+def test_two_mixes_mixed_keep_their_shares_and_one_turns_up(tmp_path: Path) -> None:
+    import pyloudnorm
+
+    clips = _clip_table(tmp_path, classes=2, per_class=1)
+    a = MixRecipe(MIX_SAMPLE_RATE, 5.0, ({"path": clips["path"][0], "target_lufs": -30.0},))
+    b = MixRecipe(MIX_SAMPLE_RATE, 5.0, ({"path": clips["path"][1], "target_lufs": -30.0,
+                                         "delay": 1.0},))  # fmt: skip
+    both = a.mixed_with(b, -6.0)
+    assert [s["target_lufs"] for s in both.sources] == [-30.0, -36.0]
+    assert both.sources[1]["delay"] == 1.0 and b.sources[0]["target_lufs"] == -30.0
+    meter = pyloudnorm.Meter(MIX_SAMPLE_RATE)
+    a_alone = a.render().samples
+    # b's clip sounds from 2 s (its own onset 1 s + delay); before, the mix is a alone.
+    np.testing.assert_allclose(both.render().samples[: MIX_SAMPLE_RATE], a_alone[: MIX_SAMPLE_RATE],
+                               atol=1e-6)  # fmt: skip
+    loudness = [meter.integrated_loudness(a.mixed_with(b, g).render().samples)
+                for g in (-12.0, 0.0, 12.0)]  # fmt: skip
+    assert loudness[0] < loudness[1] < loudness[2]
+    with pytest.raises(InputError, match="finite"):
+        a.mixed_with(b, float("-inf"))
+
+
 def test_ratio_sweep_keeps_the_pairs_and_sets_the_level(tmp_path: Path) -> None:
     clips = _clip_table(tmp_path)
     onsets = sound_onsets(clips["path"].tolist())

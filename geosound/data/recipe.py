@@ -110,6 +110,22 @@ class MixRecipe:
             raise InputError(f"malformed mix recipe: seconds must be > 0; got {seconds!r}")
         return cls(rate, seconds, sources, kind, version)
 
+    def mixed_with(self, other: MixRecipe, gain_db: float = 0.0) -> MixRecipe:
+        """One recipe of this mix's sources and ``other``'s, the latter ``gain_db`` louder.
+
+        Two places' soundscapes heard at once, with one turned up or down: ``other``'s
+        loudness targets move by ``gain_db`` (LUFS are dB), so every source keeps its share
+        within its own mix. This recipe's rate and length are kept.
+
+        Raises:
+            InputError: ``gain_db`` is not finite.
+        """
+        if not math.isfinite(gain_db):
+            raise InputError(f"gain must be a finite number of dB; got {gain_db!r}")
+        shifted = [{**source, "target_lufs": float(source["target_lufs"]) + gain_db}
+                   for source in other.sources]  # fmt: skip
+        return MixRecipe(self.sample_rate, self.seconds, (*self.sources, *shifted))
+
     def to_dict(self) -> dict[str, Any]:
         """The recipe as a JSON object (what :meth:`to_json` writes and content keys hash)."""
         return {

@@ -68,6 +68,7 @@ __all__ = [
     "check_held_out",
     "evaluate_generator",
     "format_evaluation",
+    "heard",
     "plan_evaluation",
 ]
 
