@@ -57,7 +57,7 @@ from geosound.evaluation.suite import RGB_CLASSES
 from geosound.generation.evaluation import EvaluationSettings, check_held_out, plan_evaluation
 from geosound.generation.generator import GenerationOptions, LandscapeGenerator
 from geosound.generation.hearing import Listener
-from geosound.models.soundit import visual_condition
+from geosound.models.soundit import vector_condition
 from geosound.training.generator import GeneratorData
 
 GAINS: tuple[float | None, ...] = (None, -18.0, -12.0, -6.0, 0.0, 6.0)
@@ -140,7 +140,7 @@ class Controls:
     def draw(self, vector: torch.Tensor, seed: int) -> np.ndarray:
         """A picture of one aligned vector, as ``geosound generate`` draws it."""
         options = GenerationOptions(steps=self.steps, seed=seed)
-        return self.generator.generate(visual_condition(vector[None]), options=options).pixels
+        return self.generator.generate(vector_condition(vector[None]), options=options).pixels
 
     def share_b(self, pictures: np.ndarray, a: str, b: str) -> np.ndarray:
         """P(b) / (P(a) + P(b)) of each picture under the land-cover classifier."""

@@ -204,3 +204,72 @@ def test_separate_uses_the_shipped_separator_by_default(trained, run_cli) -> Non
     result = json.loads(done.stdout)
     assert result["separator"].startswith("separator-") and result["sources"]
     assert result["sources"][0]["share"] >= max(s["share"] for s in result["sources"])
+
+
+def _generator(folder: Path, aligner_dim: int | None, space: str) -> Path:
+    """A tiny random generator: Sound2Scene (aligner to ``aligner_dim``) or SounDiT (256-d)."""
+    import torch
+
+    from geosound.models.aligner import AlignerConfig, AudioAligner
+    from geosound.models.autoencoder import AutoencoderConfig, LatentCodec, build_autoencoder
+    from geosound.models.soundit import build_soundit
+    from geosound.models.soundit_checkpoint import save_generator
+
+    torch.manual_seed(0)
+    width = aligner_dim or 256
+    model = build_soundit("tiny", hidden_dim=32, depth=1, heads=4, sound_dim=width, scene_dim=8,
+                          latent_size=8, num_experts=2)  # fmt: skip
+    config = AutoencoderConfig(image_size=32, block_out_channels=[16, 16, 16], norm_num_groups=8)
+    codec = LatentCodec(build_autoencoder(config).eval(), 1.0, config)
+    aligner = (
+        None
+        if aligner_dim is None
+        else AudioAligner(AlignerConfig(audio_dim=512, visual_dim=aligner_dim, hidden_dim=32))
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    save_generator(folder / "soundit.pt", model, codec, space,
+                   {"audio": "aisfx@1", "text": "minilm-l6@1"}, {"forest": torch.randn(8)},
+                   aligner=aligner)  # fmt: skip
+    return folder / "soundit.pt"
+
+
+def test_separate_images_draws_each_source_and_all_of_them(
+    trained, run_cli, tmp_path: Path
+) -> None:
+    from geosound.models.default import load_default_model
+
+    shipped_space = f"sat2sound:{load_default_model().model_id}"
+    mixed = tmp_path / "two.wav"
+    clips = sorted((trained["data"] / ESC50 / "audio").glob("*.flac"))
+    a, rate = sf.read(clips[0], dtype="float32")
+    b, _ = sf.read(clips[-1], dtype="float32")
+    sf.write(mixed, a[: len(b)] + b[: len(a)], rate)
+    for kind, generator in [
+        ("visual", _generator(tmp_path / "visual", 64, "visual:efficientnet-lite0@1")),
+        ("sound", _generator(tmp_path / "sound", None, shipped_space)),
+    ]:
+        out = tmp_path / f"{kind}_pictures"
+        done = run_cli("separate", str(mixed), "--images", str(out), "--generator",
+                       str(generator), "--steps", "2", "--json", env=trained["env"])  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        count = len(result["sources"])
+        names = [f"source{i + 1}" for i in range(count)] + ["combined"]
+        assert result["outputs"] == [str(out / f"{n}{s}") for n in names for s in (".png", ".json")]
+        combined = json.loads((out / "combined.json").read_text())
+        assert combined["via"] == kind and combined["seed"] == 0
+        weights = combined["weights"]
+        assert sum(w["weight"] for w in weights) == pytest.approx(1.0, abs=1e-3)
+        assert [w["source"] for w in weights] == [s["label"] for s in result["sources"]]
+        first = json.loads((out / "source1.json").read_text())
+        assert first["weights"] is None
+        assert first["source"].startswith(result["sources"][0]["label"])
+    # A SounDiT generator of another space cannot hear the separator's sources.
+    other = _generator(tmp_path / "other", None, "sat2sound:other")
+    refused = run_cli("separate", str(mixed), "--images", str(tmp_path / "x"), "--generator",
+                      str(other), "--steps", "2", env=trained["env"])  # fmt: skip
+    assert refused.returncode == 2 and "sat2sound:other" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    with_points = run_cli("separate", "--points", str(mixed), "--audio-column", "a", "-o",
+                          str(tmp_path / "p.gpkg"), "--images", str(tmp_path / "y"))  # fmt: skip
+    assert with_points.returncode == 2 and "--images" in with_points.stderr

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from geosound.errors import InputError
 from geosound.models.aligner import AlignerConfig, AudioAligner, distance_info_nce
-from geosound.models.soundit import visual_condition
+from geosound.models.soundit import vector_condition
 from geosound.training.aligner import alignment_metrics, fit_aligner
 
 
@@ -86,8 +86,8 @@ def test_fit_aligner_puts_held_out_recordings_on_their_own_tiles() -> None:
     assert again.metrics == metrics
 
 
-def test_visual_condition_is_one_unit_token() -> None:
-    condition = visual_condition(torch.tensor([[3.0, 4.0], [0.0, 2.0]]))
+def test_vector_condition_is_one_unit_token() -> None:
+    condition = vector_condition(torch.tensor([[3.0, 4.0], [0.0, 2.0]]))
     assert condition.tokens.shape == (2, 1, 2) and condition.mask.all()
     torch.testing.assert_close(condition.embedding, torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
     torch.testing.assert_close(condition.tokens[:, 0], condition.embedding)

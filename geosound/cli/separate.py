@@ -26,7 +26,7 @@ from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progr
 from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
 if TYPE_CHECKING:
-    from geosound.separation import Separation
+    from geosound.separation import Separation, SourceFinder
 
 SeparatorOption = Annotated[
     Path | None, typer.Option("--model", help="Separator checkpoint (default: shipped).")
@@ -75,6 +75,24 @@ def separate_command(
     ] = None,
     model: SeparatorOption = None,
     sat2sound: Sat2SoundOption = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            help="Draw one picture per source and one of them combined into this folder "
+            "(source1.png, …, combined.png; needs --generator).",
+        ),
+    ] = None,
+    generator_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--generator",
+            help="Generator for --images: a train-generator soundit.pt (--condition visual hears "
+            "separated sources as it was trained to; its geokd.npz beside it is used).",
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="DDIM steps of --images.", min=1)] = 25,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the noise of --images.", min=0)] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for programs.")] = False,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
@@ -84,8 +102,11 @@ def separate_command(
 
     A single-source clip gives one source; a stereo file is downmixed (and says so). With
     --points, every point's recording is separated and the layer is written to --out with
-    the columns n_sources, source1, score1, share1, source2, … (loudest first).
+    the columns n_sources, source1, score1, share1, source2, … (loudest first). With --images,
+    a generator draws what each source and all of them together look like (AV-GAS): the
+    combined picture weighs each source by its share of the loudness.
     """
+    generator_path = _check_images(images, generator_model, points)
     recordings = _recordings(recording, points, audio_column, out)
     path = _separator_path(model)
     if sat2sound is not None:
@@ -118,10 +139,78 @@ def separate_command(
         for note in notes:
             typer.echo(f"note: {note}")
         return
+    drawn: list[str] = []
+    if images is not None and generator_path is not None:
+        drawn = _draw_sources(
+            finder, separations[0], images, generator_path, sat2sound, steps, seed, progress
+        )
     if as_json or progress is ProgressMode.json:
-        emit_json({"ok": True, "outputs": [], **separations[0].to_dict(), "notes": notes})
+        emit_json({"ok": True, "outputs": drawn, **separations[0].to_dict(), "notes": notes})
         return
     _print_sources(separations[0], notes)
+    if drawn:
+        typer.echo(f"geosound separate: wrote {len(drawn) // 2} pictures into {images}")
+
+
+def _check_images(images: Path | None, generator: Path | None, points: Path | None
+                  ) -> Path | None:  # fmt: skip
+    """The generator checkpoint --images draws with, checked before anything loads."""
+    from geosound.errors import InputError
+
+    if images is None:
+        if generator is not None:
+            raise InputError("--generator goes with --images DIR")
+        return None
+    if points is not None:
+        raise InputError("--images draws the sources of one RECORDING, not of --points")
+    from geosound.generation.default import default_generator_path
+    from geosound.generation.outputs import check_pictures_folder
+
+    check_pictures_folder(images)
+    if generator is None:
+        return default_generator_path()
+    check_checkpoint_file(generator, "--generator")
+    return generator
+
+
+def _draw_sources(
+    finder: SourceFinder,
+    separation: Separation,
+    folder: Path,
+    generator_path: Path,
+    sat2sound: Path | None,
+    steps: int,
+    seed: int,
+    progress: ProgressMode,
+) -> list[str]:
+    """Each source's picture and the combined one (generation/landscape.py)."""
+    import numpy as np
+
+    from geosound.generation.default import knowledge_beside
+    from geosound.generation.generator import GenerationOptions, LandscapeGenerator
+    from geosound.generation.hearing import Listener
+    from geosound.generation.landscape import Request, SeparatedSources, generate_sources
+
+    generator = LandscapeGenerator.from_files(generator_path, knowledge_beside(generator_path))
+    # A SounDiT generator hears through the separator's Sat2Sound; a Sound2Scene one through
+    # its own aligner, which takes no Sat2Sound.
+    listener = Listener(generator.loaded, sat2sound if generator.loaded.via == "sound" else None)
+    found = SeparatedSources(
+        recording=separation.path,
+        seconds=separation.seconds,
+        labels=[source.label for source in separation.sources],
+        shares=np.array([source.share for source in separation.sources]),
+        audio_embeddings=np.stack([source.audio_embedding for source in separation.sources]),
+        embeddings=np.stack([source.embedding for source in separation.sources]),
+        space=separation.space,
+        audio_encoder=finder.space.encoders["audio"].id,
+        separator=separation.separator,
+    )
+    request = Request(None, 640.0, GenerationOptions(steps=steps, seed=seed))
+    with progress_reporter(progress, "separate --images") as report:
+        written = generate_sources(generator, listener, found, folder, request,
+                                   knowledge_beside(generator_path), report)  # fmt: skip
+    return [str(path) for path in written]
 
 
 def _recordings(

@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,7 +32,7 @@ from geosound.encoders.base import encoder_from_id
 from geosound.errors import InputError
 from geosound.models.aligner import AudioAligner
 from geosound.models.checkpoint import LoadedModel, load_checkpoint
-from geosound.models.soundit import SoundCondition, sound_condition, visual_condition
+from geosound.models.soundit import SoundCondition, sound_condition, vector_condition
 from geosound.models.soundit_checkpoint import LoadedGenerator
 
 
@@ -142,8 +143,44 @@ class Listener:
             condition = sound_condition(self.sat2sound.model, encoding.tokens, encoding.mask)
         return Heard(condition, str(path), clip.duration, padded)
 
+    def sources(
+        self, audio_embeddings: np.ndarray, embeddings: np.ndarray, space: str, audio_encoder: str
+    ) -> SoundCondition:
+        """The conditions of sources a separator found, one row each.
+
+        A separated source is one vector in two spaces, with no tokens: a Sound2Scene
+        generator hears its audio-encoder vector through the aligner (whose mean pooling of
+        one token is that vector), a SounDiT generator gets its Sat2Sound embedding as its
+        only token, which differs from the tokens it was trained on.
+
+        Args:
+            audio_embeddings: ``(S, audio_dim)`` the sources in the audio encoder's pooled space.
+            embeddings: ``(S, D)`` the sources in the separator's Sat2Sound space.
+            space: That space's id.
+            audio_encoder: The audio encoder under the separator.
+
+        Raises:
+            InputError: The separator's space (SounDiT) or audio encoder (Sound2Scene) is not
+                the generator's.
+        """
+        if self.aligner is not None:
+            if audio_encoder != self.encoder.id:
+                raise InputError(
+                    f"the separator hears through {audio_encoder}, the generator through "
+                    f"{self.encoder.id}"
+                )
+            vectors = torch.from_numpy(np.asarray(audio_embeddings, np.float32))
+            return aligned_condition(self.aligner, vectors.unsqueeze(1),
+                                     torch.ones(len(vectors), 1, dtype=torch.bool))  # fmt: skip
+        if space != self.space_id:
+            raise InputError(
+                f"the separator's sources are in {space}, the generator hears {self.space_id}: "
+                "give the Sat2Sound checkpoint of both with --sat2sound"
+            )
+        return vector_condition(torch.from_numpy(np.asarray(embeddings, np.float32)))
+
 
 @torch.no_grad()
 def aligned_condition(aligner: AudioAligner, tokens: Tensor, mask: Tensor) -> SoundCondition:
     """A Sound2Scene generator's condition of recordings: their aligned image-space vectors."""
-    return visual_condition(aligner.eval()(tokens, mask))
+    return vector_condition(aligner.eval()(tokens, mask))

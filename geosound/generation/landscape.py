@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from geosound.atomic import atomic_folder, atomic_path, write_json
 from geosound.audio import Clip
 from geosound.errors import InputError
@@ -44,6 +47,7 @@ from geosound.generation.placement import (
     write_png,
     write_vrt,
 )
+from geosound.models.soundit import SoundCondition, vector_condition
 from geosound.progress import Progress
 from geosound.sidecar import OUTPUT_MARKER, sidecar
 
@@ -268,6 +272,107 @@ def generate_points(
         write_vrt(vrt_tmp, pictures)
     report(1.0, "written")
     return [path for path, _ in pictures] + [vrt, side]
+
+
+@dataclass(frozen=True)
+class SeparatedSources:
+    """What a separator found in one recording, as plain arrays.
+
+    Generation may not import separation (they are one layer), so the CLI hands this over.
+
+    Attributes:
+        recording: The recording.
+        seconds: Its duration.
+        labels: Each source's nearest class, loudest first.
+        shares: ``(S,)`` each source's share of the loudness (they sum to 1).
+        audio_embeddings: ``(S, audio_dim)`` the sources in the audio encoder's pooled space.
+        embeddings: ``(S, D)`` the sources in the separator's Sat2Sound space.
+        space: That space's id.
+        audio_encoder: The audio encoder under the separator.
+        separator: The separator's id.
+    """
+
+    recording: str
+    seconds: float
+    labels: list[str]
+    shares: np.ndarray
+    audio_embeddings: np.ndarray
+    embeddings: np.ndarray
+    space: str
+    audio_encoder: str
+    separator: str
+
+
+def generate_sources(
+    generator: LandscapeGenerator,
+    listener: Listener,
+    found: SeparatedSources,
+    folder: Path,
+    request: Request,
+    knowledge: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """One picture per separated source, and one of them all combined (AV-GAS, paper 003).
+
+    ``source1.png`` … (loudest first) and ``combined.png``, each with its sidecar, in
+    ``folder``. The combined picture is conditioned on ``normalise(Σ λᵢ·cᵢ)`` of the sources'
+    conditions ``cᵢ`` in the generator's own space, with ``λ`` the sources' shares of the
+    loudness. Every picture uses the same seed, so they differ only by what they hear. The
+    folder is staged and swapped into place when all are written.
+
+    Returns:
+        The pictures and their sidecars.
+
+    Raises:
+        InputError: No source, a separator of another space, or a folder geosound did not
+            write.
+    """
+    if not found.labels:
+        raise InputError("the separator found no source to draw", found.recording)
+    report = progress or (lambda fraction, message: None)
+    check_pictures_folder(folder)
+    conditions = listener.sources(
+        found.audio_embeddings, found.embeddings, found.space, found.audio_encoder
+    )
+    weights = torch.as_tensor(np.asarray(found.shares, np.float32))
+    combined = vector_condition((weights[:, None] * conditions.embedding).sum(0, keepdim=True))
+    drawn = [
+        (f"source{i + 1}", f"{label} ({share:.0%})", _row(conditions, i))
+        for i, (label, share) in enumerate(zip(found.labels, found.shares, strict=True))
+    ]
+    drawn.append(("combined", " + ".join(found.labels), combined))
+    base = run_record(generator, listener, request, knowledge)
+    written: list[Path] = []
+    with atomic_folder(folder) as staging:
+        write_json(staging / OUTPUT_MARKER, {"written_by": "geosound separate"})
+        for i, (name, heard_as, condition) in enumerate(drawn):
+            span = (i / len(drawn), (i + 1) / len(drawn))
+            report(span[0], f"drawing {name}: {heard_as}")
+            heard = Heard(condition, found.recording, found.seconds, False)
+            image = draw(generator, heard, request, None, None, _steps(report, *span))
+            record = {
+                **base,
+                **picture_record(heard, image, None, None, None, request.ground_m),
+                "source": heard_as,
+                "separator": found.separator,
+                "weights": [
+                    {"source": label, "weight": round(float(share), 4)}
+                    for label, share in zip(found.labels, found.shares, strict=True)
+                ]
+                if name == "combined"
+                else None,
+            }
+            write_picture(staging / f"{name}.png", image, None, record)
+            written += [folder / f"{name}.png", folder / f"{name}.json"]
+    report(1.0, "written")
+    return written
+
+
+def _row(condition: SoundCondition, i: int) -> SoundCondition:
+    """Row ``i`` of a batch of conditions, as a one-row condition."""
+    return SoundCondition(
+        condition.tokens[i : i + 1], condition.mask[i : i + 1], condition.embedding[i : i + 1]
+    )
 
 
 def _heard(listener: Listener, point: PointRecording) -> Heard:

@@ -2,7 +2,7 @@
 
 Sound2Scene (paper 004, METHODS.md §5) draws a picture from a sound in two steps: a generator
 that knows only pictures, conditioned on the frozen image encoder's embedding of the picture
-it is to draw (:func:`geosound.models.soundit.visual_condition`), and an aligner that maps a
+it is to draw (:func:`geosound.models.soundit.vector_condition`), and an aligner that maps a
 recording into that same embedding space. The generator never needs a pair; the aligner needs
 only pairs of (recording, tile) and no picture is drawn while it trains.
 

@@ -6,7 +6,7 @@ The whole model lives in this file. It denoises latents of :mod:`geosound.models
 * the **sound**: the Sat2Sound audio side (:func:`sound_condition`) — the clip's projected
   audio tokens, the codebook vectors of the concepts it evokes, and its unit embedding in the
   shared space, so a generated picture lives in the same space as the maps; or, for the
-  Sound2Scene variant, a picture's image-encoder embedding (:func:`visual_condition`), which
+  Sound2Scene variant, a picture's image-encoder embedding (:func:`vector_condition`), which
   an audio aligner (:mod:`geosound.models.aligner`) gives a recording at sampling time;
 * an optional **scene**: a text-encoder embedding of a scene word ("forest", "river"); a
   learned null scene stands in when none is given;
@@ -297,16 +297,18 @@ def sound_condition(
     return SoundCondition(tokens, torch.cat([mask, weights > 0], dim=1), output.embedding)
 
 
-def visual_condition(embeddings: Tensor) -> SoundCondition:
-    """The Sound2Scene condition: a picture's (or an aligned sound's) image-encoder embedding.
+def vector_condition(embeddings: Tensor) -> SoundCondition:
+    """A condition of one vector per row: the unit vector as the only token and the router's.
 
-    A generator trained on pictures alone is conditioned on each tile's own embedding by the
-    frozen image encoder; at sampling time :class:`~geosound.models.aligner.AudioAligner`
-    puts a recording into the same space. Either way the condition is the unit vector, as
-    one token and as the router's embedding, so the backbone is SounDiT's unchanged.
+    This is the Sound2Scene condition: a generator trained on pictures alone is conditioned
+    on each tile's own embedding by the frozen image encoder, and at sampling time
+    :class:`~geosound.models.aligner.AudioAligner` puts a recording into the same space; the
+    backbone stays SounDiT's. It is also how a separated source (one vector, no tokens) is
+    given to a generator.
 
     Args:
-        embeddings: ``(B, D)`` pooled image-encoder features or aligned audio vectors.
+        embeddings: ``(B, D)`` pooled image-encoder features, aligned audio vectors, or
+            separated sources' embeddings.
     """
     unit = F.normalize(embeddings.float(), dim=-1)
     mask = torch.ones(len(unit), 1, dtype=torch.bool, device=unit.device)

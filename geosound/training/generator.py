@@ -57,7 +57,7 @@ from geosound.models.soundit import (
     SounDiT,
     build_soundit,
     count_parameters,
-    visual_condition,
+    vector_condition,
 )
 from geosound.progress import Progress, stage
 from geosound.training.fit import fit_resuming, resumable_trainer
@@ -316,7 +316,7 @@ class GeneratorData:
                 "geosound train-generator to write them"
             )
         index = torch.as_tensor(np.asarray(tiles))
-        return visual_condition(torch.from_numpy(self.image_embedding)[index])
+        return vector_condition(torch.from_numpy(self.image_embedding)[index])
 
     def images_float(self, rows: np.ndarray | None = None) -> Tensor:
         """Tiles as float ``(n, 3, H, W)`` in [0, 1]."""
