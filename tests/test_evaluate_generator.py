@@ -415,6 +415,10 @@ def test_a_sound2scene_generator_is_evaluated_on_the_same_held_out_sounds(
     assert "Sound2Scene (hears through its aligner)" in result.stdout
     assert reports["visual"]["via"] == "visual" and reports["sound"]["via"] == "sound"
     assert reports["visual"]["model_id"] != reports["sound"]["model_id"]
+    rows = {name: [row["name"] for row in report["main"]] for name, report in reports.items()}
+    perfect = "given the paired tile's own image embedding (a perfect aligner)"
+    assert perfect in rows["visual"] and perfect not in rows["sound"]
+    assert len(rows["visual"]) == len(rows["sound"]) + 1
     # One split, one plan: the same held-out sounds, so the two tables can sit side by side.
     assert reports["visual"]["counts"] == reports["sound"]["counts"]
     bound = [{k: v for k, v in r["main"][0].items() if k != "seconds"} for r in reports.values()]

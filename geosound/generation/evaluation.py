@@ -100,6 +100,10 @@ class GeneratorData(Protocol):
         """Audio-encoder tokens and mask of some pairs (what an aligner hears)."""
         ...
 
+    def visual(self, tiles: np.ndarray | Tensor) -> SoundCondition:
+        """The Sound2Scene condition of some tiles: their own image-encoder embedding."""
+        ...
+
 
 def heard(generator: LandscapeGenerator, data: GeneratorData, rows: np.ndarray) -> SoundCondition:
     """Some pairs' sounds as the generator hears them: through Sat2Sound or its aligner."""
@@ -404,6 +408,7 @@ BOUND = "real tiles of the paired class (bound)"
 CONDITIONED = "SounDiT, conditioned on the sound"
 SHUFFLED = "shuffled-sound control"
 UNCONDITIONAL = "unconditional (sound and scene null)"
+PERFECT_ALIGNER = "given the paired tile's own image embedding (a perfect aligner)"
 RAG_OFF = "RAG off (from noise)"
 SCENE_OFF = "scene off (no retrieved scene)"
 
@@ -421,16 +426,18 @@ def _conditioned(
     plan: EvaluationPlan,
     options: GenerationOptions,
     rows: np.ndarray | None = None,
+    condition: Callable[[np.ndarray], SoundCondition] | None = None,
 ) -> Drawer:
     """Each slot's picture, drawn as users draw it (:meth:`LandscapeGenerator.generate`).
 
-    The sound is pair ``rows[slot_sound]`` (default: the plan's own sounds), the noise the
-    slot's seed.
+    The sound is pair ``rows[slot_sound]`` (default: the plan's own sounds), heard as the
+    generator hears it (or as ``condition(pairs)`` gives it), the noise the slot's seed.
     """
     rows = plan.sound_rows if rows is None else rows
+    condition = condition or (lambda pairs: heard(generator, data, pairs))
 
     def draw(slot: int) -> np.ndarray:
-        sound = heard(generator, data, np.array([rows[plan.slot_sound[slot]]]))
+        sound = condition(np.array([rows[plan.slot_sound[slot]]]))
         picture = dataclasses.replace(options, seed=int(plan.slot_seed[slot]))
         return generator.generate(sound, options=picture).pixels
 
@@ -621,7 +628,8 @@ def evaluate_generator(
     )
     options = settings.options
     other_steps = [s for s in dict.fromkeys(settings.steps) if s != options.steps]
-    drawn_rows = 5 + len(other_steps) + (ablation is not None)
+    visual = generator.loaded.via == "visual"
+    drawn_rows = 5 + len(other_steps) + (ablation is not None) + visual
     scorer = _Scorer(plan, encoder, classifier, reference, stage(progress, 0.15, 1.0), drawn_rows)
     started = time.monotonic()
     bound = Row(BOUND, scorer.images(data.images_float(plan.bound_tiles).numpy()))
@@ -633,6 +641,13 @@ def evaluate_generator(
         scorer.row(SHUFFLED, _conditioned(generator, data, plan, options, plan.shuffled_rows)),
         scorer.row(UNCONDITIONAL, _unconditional(generator, plan, options.steps)),
     ]
+    if visual:
+        # What the generator draws when the aligner is perfect: where the rest is lost.
+        def own_embedding(pairs: np.ndarray) -> SoundCondition:
+            return data.visual(data.pair_image[pairs])
+
+        own_tile = _conditioned(generator, data, plan, options, condition=own_embedding)
+        main.insert(2, scorer.row(PERFECT_ALIGNER, own_tile))
     ablations = _ablation_rows(generator, ablation, data, plan, settings, scorer, main_row)
     report(1.0, "scored")
     return GeneratorEvaluation(
