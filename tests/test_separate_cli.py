@@ -273,3 +273,32 @@ def test_separate_images_draws_each_source_and_all_of_them(
     with_points = run_cli("separate", "--points", str(mixed), "--audio-column", "a", "-o",
                           str(tmp_path / "p.gpkg"), "--images", str(tmp_path / "y"))  # fmt: skip
     assert with_points.returncode == 2 and "--images" in with_points.stderr
+
+
+def test_evaluate_separator_scores_class_representation_with_a_generator(
+    trained, run_cli, tmp_path: Path
+) -> None:
+    from geosound.evaluation.generated import LandcoverClassifier
+
+    generator = _generator(tmp_path / "visual", 64, "visual:efficientnet-lite0@1")
+    rng = np.random.default_rng(0)
+    classes = ("Forest", "Industrial", "Pasture", "Residential", "River")
+    LandcoverClassifier(classes, "efficientnet-lite0@1", np.zeros(1280), np.ones(1280),
+                        rng.normal(size=(5, 1280)), np.zeros(5), "test").save(
+        generator.parent / "landcover_classifier.npz")  # fmt: skip
+    out = tmp_path / "figures.json"
+    done = run_cli("evaluate-separator", "--model", str(trained["run"] / "separator.pt"),
+                   "--data-dir", str(trained["data"]), "--mixtures", "3", "--sweep", "2",
+                   "--generator", str(generator), "--crs-mixtures", "3", "--steps", "2",
+                   "--json", str(out), "--progress", "none", env=trained["env"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    crs = json.loads(out.read_text())["class_representation"]
+    assert crs["via"] == "visual" and crs["classifier"]["classes"] == list(classes)
+    for name in ("2 sources", "3 sources"):
+        row = crs[name]
+        assert row["mixes"] + row["left_out"] == 3
+        for value in row["crs"].values():
+            assert (np.isnan(value) and row["mixes"] < 2) or 0.0 <= value <= 1.0
+    assert "Class Representation Score (proxy)" in done.stdout
+    lonely = run_cli("evaluate-separator", "--classifier", str(out), env=trained["env"])
+    assert lonely.returncode == 2 and "--generator" in lonely.stderr

@@ -185,3 +185,23 @@ def test_class_figures_of_the_alignment() -> None:
     flipped = visual.clone()
     flipped[::3] *= -1
     assert class_figures(flipped, visual, labels)["class_top1"] == pytest.approx(0.6667)
+
+
+def test_a_picture_counts_when_every_source_has_a_plausible_cover_in_its_top_k() -> None:
+    from geosound.generation.class_representation import covers_of, represented
+
+    classes = ["Forest", "Industrial", "Pasture", "Residential", "River"]
+    assert covers_of("cow", classes) == {"Pasture"}
+    assert covers_of("chirping_birds", classes) == {"Forest", "Pasture", "River"}
+    assert covers_of("sea_waves", classes) == set()  # SeaLake is not among these classes
+    probabilities = np.array([
+        [0.50, 0.05, 0.30, 0.10, 0.05],  # Forest, then Pasture
+        [0.50, 0.05, 0.30, 0.10, 0.05],
+        [0.10, 0.60, 0.05, 0.20, 0.05],  # Industrial, then Residential
+    ])  # fmt: skip
+    covers = [
+        [covers_of("crow", classes), covers_of("cow", classes)],  # Forest/River + Pasture: shown
+        [covers_of("crow", classes), covers_of("siren", classes)],  # no Industrial in the top 2
+        [covers_of("siren", classes)],  # one source: top 1 is Industrial
+    ]
+    assert represented(probabilities, covers, classes).tolist() == [True, False, True]

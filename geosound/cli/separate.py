@@ -26,7 +26,12 @@ from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progr
 from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from geosound.models.separator_checkpoint import LoadedSeparator
+    from geosound.progress import Progress
     from geosound.separation import Separation, SourceFinder
+    from geosound.space.shared import SharedSpace
 
 SeparatorOption = Annotated[
     Path | None, typer.Option("--model", help="Separator checkpoint (default: shipped).")
@@ -344,19 +349,51 @@ def evaluate_separator_command(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
     ] = None,
+    generator_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--generator",
+            help="Also score the Class Representation Score (proxy) of this generator's "
+            "pictures of 2- and 3-source mixes (a train-generator soundit.pt).",
+        ),
+    ] = None,
+    classifier: Annotated[
+        Path | None,
+        typer.Option(
+            "--classifier",
+            help="The land-cover classifier judging those pictures (default: the "
+            "landcover_classifier.npz evaluate-generator wrote beside --generator).",
+        ),
+    ] = None,
+    crs_mixtures: Annotated[
+        int, typer.Option("--crs-mixtures", help="Mixes per source count for the CRS.", min=1)
+    ] = 50,
+    steps: Annotated[
+        int, typer.Option("--steps", help="DDIM steps of the CRS pictures.", min=1)
+    ] = 25,
     threads: ThreadsOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
     """Score a separator on mixes of held-out clips (R@k*, source counting; dev figures).
 
     Beside the separator: the unseparated mix's one embedding, and the clean sources
-    (oracle). The eval split is the one the separator's own training config records.
+    (oracle). The eval split is the one the separator's own training config records. With
+    --generator, each of those is also drawn as one picture per mix and judged by the
+    land-cover classifier: does the picture show every source (Class Representation Score)?
     """
     path = _separator_path(model)
     if sat2sound is not None:
         check_checkpoint_file(sat2sound, "--sat2sound")
     if json_out is not None:
         check_output_file(json_out, "--json")
+    if generator_model is not None:
+        check_checkpoint_file(generator_model, "--generator")
+        classifier = classifier or generator_model.parent / "landcover_classifier.npz"
+        check_input_file(classifier, "land-cover classifier", "--classifier")
+    elif classifier is not None:
+        from geosound.errors import InputError
+
+        raise InputError("--classifier goes with --generator")
     use_resources(threads, None)
     from geosound.atomic import atomic_path
     from geosound.evaluation.separation import evaluate_separator, separation_clips
@@ -379,6 +416,11 @@ def evaluate_separator_command(
             seed=seed,
             progress=report,
         )
+        if generator_model is not None and classifier is not None:
+            figures["class_representation"] = _class_representation(
+                separator, space, clips, generator_model, classifier, sat2sound, crs_mixtures,
+                seed, steps, report,
+            )  # fmt: skip
     if json_out is not None:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(figures, indent=2) + "\n")
@@ -386,6 +428,51 @@ def evaluate_separator_command(
         emit_json({"ok": True, "figures": figures})
         return
     typer.echo(_table(figures))
+
+
+def _class_representation(
+    separator: LoadedSeparator,
+    space: SharedSpace,
+    clips: pd.DataFrame,
+    generator_path: Path,
+    classifier_path: Path,
+    sat2sound: Path | None,
+    mixtures: int,
+    seed: int,
+    steps: int,
+    report: Progress,
+) -> dict[str, object]:
+    """The CRS rows for 2 and 3 sources (geosound/generation/class_representation.py)."""
+    from geosound.encoders.base import encoder_from_id
+    from geosound.evaluation.generated import LandcoverClassifier
+    from geosound.evaluation.separation import separated_mixtures
+    from geosound.generation.class_representation import class_representation
+    from geosound.generation.default import knowledge_beside
+    from geosound.generation.generator import GenerationOptions, LandscapeGenerator
+    from geosound.generation.hearing import Listener
+
+    generator = LandscapeGenerator.from_files(generator_path, knowledge_beside(generator_path))
+    listener = Listener(generator.loaded, sat2sound if generator.loaded.via == "sound" else None)
+    judge = LandcoverClassifier.load(classifier_path)
+    image_encoder = encoder_from_id(judge.encoder_id)
+    rows: dict[str, object] = {
+        "generator": generator.loaded.model_id,
+        "via": generator.loaded.via,
+        "classifier": {"encoder": judge.encoder_id, "classes": list(judge.classes)},
+    }
+    for k in (2, 3):
+        report(0.9, f"Class Representation Score: {k} sources")
+        mixes = separated_mixtures(separator, space, clips, k, mixtures, seed)
+        rows[f"{k} sources"] = class_representation(
+            generator, listener, space, mixes, judge, image_encoder,
+            GenerationOptions(steps=steps, seed=seed),
+        )  # fmt: skip
+    rows["note"] = (
+        "proxy, dev figures: a picture of a held-out mix counts when each source has a land "
+        "cover it is plausible for (LANDCOVER_SOUNDS) among the picture's k most probable "
+        "classes under the land-cover classifier, k the number of sources"
+    )
+    return rows
 
 
 def _table(figures: dict[str, object]) -> str:
@@ -413,4 +500,20 @@ def _table(figures: dict[str, object]) -> str:
             f"| {chance[f'R@{k}*']:.4f} "
             f"| {row['counting']['separator']:.3f} | {row['counting']['mix']:.3f} |"
         )
+    crs = figures.get("class_representation")
+    if isinstance(crs, dict):
+        lines += [
+            "",
+            f"Class Representation Score (proxy) of {crs['generator']} (via {crs['via']}) "
+            "pictures, one per held-out mix:",
+            "",
+            "| set | mixes | separator | mix | oracle | shuffled |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in ("2 sources", "3 sources"):
+            row, score = crs[name], crs[name]["crs"]
+            lines.append(
+                f"| {name} | {row['mixes']} | {score['separator']:.3f} | {score['mix']:.3f} "
+                f"| {score['oracle']:.3f} | {score['shuffled']:.3f} |"
+            )
     return "\n".join(lines)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SEPARATION_RATIOS_DB",
     "EncodedMixtures",
+    "SeparatedMixtures",
     "chance_recall",
     "check_separator_space",
     "class_prototypes",
@@ -60,6 +61,7 @@ __all__ = [
     "recall_all_in_top_k",
     "score_set",
     "separate_encoded",
+    "separated_mixtures",
     "separation_clips",
     "text_class_vectors",
 ]
@@ -320,6 +322,70 @@ def score_set(
         },
         "mean_sources_found": round(float(separated[1].sum(axis=1).mean()), 3),
     }
+
+
+@dataclass(frozen=True)
+class SeparatedMixtures:
+    """Held-out mixes of one source count, the separator's slots, and the clean sources.
+
+    Attributes:
+        classes: ``(M, K)`` the true class of each source.
+        true_shares: ``(M, K)`` each source's share of its mix's loudness.
+        mix: ``(M, D_in)`` unit pooled embeddings of the mixes (the unseparated vector).
+        slots: ``(M, N, D_in)`` the separator's slot vectors.
+        present: ``(M, N)`` True at the slots it reports.
+        shares: ``(M, N)`` the slots' shares of the loudness (0 where absent).
+        clean: ``(M, K, D_in)`` unit pooled embeddings of the clean sources (the oracle).
+    """
+
+    classes: np.ndarray
+    true_shares: np.ndarray
+    mix: np.ndarray
+    slots: np.ndarray
+    present: np.ndarray
+    shares: np.ndarray
+    clean: np.ndarray
+
+
+def separated_mixtures(
+    separator: LoadedSeparator,
+    space: SharedSpace,
+    clips: pd.DataFrame,
+    sources: int,
+    mixtures: int,
+    seed: int = 0,
+    cache_root: Path | None = None,
+) -> SeparatedMixtures:
+    """The ``sources``-source set of :func:`evaluation_mixtures` of the eval clips, separated.
+
+    What the generator-side figures (the Class Representation Score) draw from: the same held-out
+    mixes the separator's own table scores, for the same ``mixtures`` and ``seed``.
+
+    Raises:
+        InputError: The separator does not belong to the space.
+        DataError: No eval clips.
+    """
+    check_separator_space(separator, space)
+    held_out = clips[clips["split"] == "eval"].reset_index(drop=True)
+    if held_out.empty:
+        raise DataError("no eval clips to mix")
+    members = evaluation_mixtures(held_out, mixtures, 1, seed=seed)[
+        f"{sources} source{'s' if sources > 1 else ''}"
+    ]
+    cache = FeatureCache(cache_root, space.encoders["audio"])
+    mixes = encode_mixtures(members, cache, max_sources=sources)
+    slots, present, shares = separate_encoded(separator.model, mixes)
+    clean = clip_vectors(cache, held_out["path"].tolist())
+    labels = held_out["label"].astype(str).to_numpy()
+    return SeparatedMixtures(
+        classes=labels[mixes.sources],
+        true_shares=mixes.shares,
+        mix=mixes.pooled,
+        slots=slots,
+        present=present,
+        shares=shares,
+        clean=clean[mixes.sources],
+    )
 
 
 def check_separator_space(separator: LoadedSeparator, space: SharedSpace) -> None:
