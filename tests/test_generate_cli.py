@@ -23,6 +23,7 @@ from shapely.geometry import Point
 
 from geosound.errors import InputError
 from geosound.generation.placement import local_metric_crs, place_picture, write_vrt
+from tests.tiny_models import save_tiny_generator
 
 SCENES = ("forest", "river")
 MILAN = (9.19, 45.46)
@@ -467,24 +468,10 @@ def test_the_output_marker_is_defined_once() -> None:
 def visual_model(tmp_path_factory) -> Path:
     """A tiny generator conditioned on 64-d image embeddings, carrying an aiSFX → 64 aligner."""
     from geosound.generation.geokd import KnowledgeBase
-    from geosound.models.aligner import AlignerConfig, AudioAligner
-    from geosound.models.autoencoder import AutoencoderConfig, LatentCodec, build_autoencoder
-    from geosound.models.soundit import build_soundit
-    from geosound.models.soundit_checkpoint import save_generator
 
     folder = tmp_path_factory.mktemp("visual")
-    torch.manual_seed(1)
-    model = build_soundit(
-        "tiny", hidden_dim=32, depth=1, heads=4, sound_dim=64, scene_dim=8, latent_size=8,
-        num_experts=2,
-    )  # fmt: skip
-    config = AutoencoderConfig(image_size=32, block_out_channels=[16, 16, 16], norm_num_groups=8)
-    codec = LatentCodec(build_autoencoder(config).eval(), 1.0, config)
-    aligner = AudioAligner(AlignerConfig(audio_dim=512, visual_dim=64, hidden_dim=32)).eval()
     space = "visual:effnet-lite0@1"
-    encoders = {"audio": "aisfx@1", "image": "effnet-lite0@1", "text": "minilm-l6@1"}
-    scenes = {word: torch.randn(8) for word in SCENES}
-    save_generator(folder / "soundit.pt", model, codec, space, encoders, scenes, aligner=aligner)
+    save_tiny_generator(folder / "soundit.pt", space, 64, aligner_dim=64, seed=1)
     rng = np.random.default_rng(1)
     KnowledgeBase(["forest-tile", "river-tile"], rng.normal(size=(2, 64)), ["forest", "river"],
                   rng.normal(size=(2, 4, 8, 8)).astype(np.float32), np.array([9.2, 9.3]),

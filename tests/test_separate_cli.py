@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from geosound.config import dev_data_dir
+from tests.tiny_models import save_tiny_generator
 
 ESC50 = "esc50_outdoor_16k"
 
@@ -208,28 +209,7 @@ def test_separate_uses_the_shipped_separator_by_default(trained, run_cli) -> Non
 
 def _generator(folder: Path, aligner_dim: int | None, space: str) -> Path:
     """A tiny random generator: Sound2Scene (aligner to ``aligner_dim``) or SounDiT (256-d)."""
-    import torch
-
-    from geosound.models.aligner import AlignerConfig, AudioAligner
-    from geosound.models.autoencoder import AutoencoderConfig, LatentCodec, build_autoencoder
-    from geosound.models.soundit import build_soundit
-    from geosound.models.soundit_checkpoint import save_generator
-
-    torch.manual_seed(0)
-    width = aligner_dim or 256
-    model = build_soundit("tiny", hidden_dim=32, depth=1, heads=4, sound_dim=width, scene_dim=8,
-                          latent_size=8, num_experts=2)  # fmt: skip
-    config = AutoencoderConfig(image_size=32, block_out_channels=[16, 16, 16], norm_num_groups=8)
-    codec = LatentCodec(build_autoencoder(config).eval(), 1.0, config)
-    aligner = (
-        None
-        if aligner_dim is None
-        else AudioAligner(AlignerConfig(audio_dim=512, visual_dim=aligner_dim, hidden_dim=32))
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    save_generator(folder / "soundit.pt", model, codec, space,
-                   {"audio": "aisfx@1", "text": "minilm-l6@1"}, {"forest": torch.randn(8)},
-                   aligner=aligner)  # fmt: skip
+    save_tiny_generator(folder / "soundit.pt", space, aligner_dim or 256, aligner_dim)
     return folder / "soundit.pt"
 
 
