@@ -205,3 +205,46 @@ def test_a_picture_counts_when_every_source_has_a_plausible_cover_in_its_top_k()
         [covers_of("siren", classes)],  # one source: top 1 is Industrial
     ]
     assert represented(probabilities, covers, classes).tolist() == [True, False, True]
+
+
+def test_train_generator_visual_end_to_end_on_a_tiny_bundle(tmp_path: Path, run_cli) -> None:
+    import soundfile as sf
+
+    from geosound.generation.geokd import KnowledgeBase
+    from geosound.models.soundit_checkpoint import load_generator
+    from tests.test_evaluate_generator import tiny_bundle
+
+    # train-generator reads a run's data bundle back when it is there: write a tiny one with
+    # 512-d audio tokens (aiSFX's width, so generate can hear a real recording through it).
+    data = tiny_bundle()
+    rng = np.random.default_rng(0)
+    n = len(data.pair_ids)
+    data.audio_tokens = rng.normal(size=(n, 2, 512)).astype(np.float32)
+    data.audio_mask = np.ones((n, 2), bool)
+    data.image_embedding = data.sound_embedding[np.argsort(data.pair_image)]
+    data.meta = {**data.meta, "visual_space": "visual:test"}
+    run = tmp_path / "run"
+    run.mkdir()
+    data.save(run / "generator_data.npz")
+    args = ["train-generator", "-o", str(run), "--condition", "visual", "--epochs", "2",
+            "--autoencoder-epochs", "1", "--batch-size", "8", "--progress", "none"]  # fmt: skip
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert "audio aligner on 15 dev eval pairs" in done.stdout
+    loaded = load_generator(run / "soundit.pt")
+    assert loaded.via == "visual" and loaded.sound_space == "visual:test"
+    assert loaded.info["train_config"]["condition"] == "visual"
+    assert "aligner_eval" in loaded.info["metrics"]
+    knowledge = KnowledgeBase.load(run / "geokd.npz")
+    train = np.flatnonzero(data.pair_splits == "train")
+    assert knowledge.space_id == "visual:test"
+    np.testing.assert_array_equal(knowledge.ids, data.pair_ids[train])
+    # Searched by the tiles' own image embeddings (unit), not by the pairs' sounds.
+    expected = F.normalize(torch.from_numpy(data.image_embedding[data.pair_image[train]]), dim=-1)
+    np.testing.assert_allclose(knowledge.embeddings, expected.numpy(), atol=1e-5)
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, 0.3 * rng.normal(size=32000).astype(np.float32), 16000)
+    drawn = run_cli("generate", "--model", str(run / "soundit.pt"), "--audio", str(wav),
+                    "--via", "visual", "--steps", "2", "-o", str(tmp_path / "x.png"))  # fmt: skip
+    assert drawn.returncode == 0, drawn.stderr
+    assert (tmp_path / "x.png").is_file()
