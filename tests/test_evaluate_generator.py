@@ -428,6 +428,10 @@ def test_a_sound2scene_generator_is_evaluated_on_the_same_held_out_sounds(
                       "--knowledge", str(visual / "geokd.npz"), env=env)  # fmt: skip
     assert crossed.returncode == 2 and "hears visual:test" in crossed.stderr
     assert len(crossed.stderr.strip().splitlines()) == 1
+    # An ablation model differs only in its cross-attention, not in how it hears.
+    mixed = run_cli(*args, "--data", str(sound), "--ablation-model", str(visual / "soundit.pt"),
+                    env=env)  # fmt: skip
+    assert mixed.returncode == 2 and "hears --via visual" in mixed.stderr
 
 
 def test_evaluate_generator_refuses_bad_input(tmp_path: Path, run_cli) -> None:

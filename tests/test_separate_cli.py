@@ -250,6 +250,8 @@ def test_separate_images_draws_each_source_and_all_of_them(
                       str(other), "--steps", "2", env=trained["env"])  # fmt: skip
     assert refused.returncode == 2 and "sat2sound:other" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    no_generator = run_cli("separate", str(mixed), "--images", str(tmp_path / "z"))
+    assert no_generator.returncode == 2 and "--images needs --generator" in no_generator.stderr
     with_points = run_cli("separate", "--points", str(mixed), "--audio-column", "a", "-o",
                           str(tmp_path / "p.gpkg"), "--images", str(tmp_path / "y"))  # fmt: skip
     assert with_points.returncode == 2 and "--images" in with_points.stderr

@@ -248,3 +248,48 @@ def test_train_generator_visual_end_to_end_on_a_tiny_bundle(tmp_path: Path, run_
                     "--via", "visual", "--steps", "2", "-o", str(tmp_path / "x.png"))  # fmt: skip
     assert drawn.returncode == 0, drawn.stderr
     assert (tmp_path / "x.png").is_file()
+    # The folder's DiT is a Sound2Scene one, of another width: it is not resumed as SounDiT.
+    other = run_cli(*[a if a != "visual" else "sound" for a in args])
+    assert other.returncode == 2 and "trained with --condition visual" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+
+
+def test_a_visual_run_indexes_tiles_not_pair_rows(tmp_path: Path) -> None:
+    from geosound.training.generator import GeneratorTrainConfig, run_generator_training
+    from tests.test_evaluate_generator import tiny_bundle
+
+    # Two pairs per tile, listed in a shuffled order, so that pair rows and tile rows differ.
+    data = tiny_bundle()
+    rng = np.random.default_rng(3)
+    tiles = len(data.images)
+    order = rng.permutation(np.repeat(np.arange(tiles), 2))
+    n = len(order)
+    data.pair_image = order
+    data.pair_ids = np.array([f"pair{i}" for i in range(n)])
+    data.pair_splits = data.image_splits[order]
+    data.labels = np.array([f"class{i % 5}" for i in range(tiles)])[order]
+    data.scene_index = np.arange(tiles)[order] % 5
+    data.lon, data.lat = np.full(n, np.nan), np.full(n, np.nan)
+    data.sound_tokens = rng.normal(size=(n, 3, 16)).astype(np.float32)
+    data.sound_mask = np.ones((n, 3), bool)
+    data.sound_embedding = rng.normal(size=(n, 16)).astype(np.float32)
+    data.audio_tokens = rng.normal(size=(n, 2, 12)).astype(np.float32)
+    data.audio_mask = np.ones((n, 2), bool)
+    data.image_embedding = rng.normal(size=(tiles, 16)).astype(np.float32)
+    data.meta = {**data.meta, "visual_space": "visual:test"}
+    (tmp_path / "run").mkdir()
+    data.save(tmp_path / "run" / "generator_data.npz")
+    small = {"hidden_dim": 32, "depth": 1, "heads": 4, "num_experts": 2}
+    config = GeneratorTrainConfig(condition="visual", epochs=1, autoencoder_epochs=1, batch_size=8,
+                                  aligner_epochs=1, model=small)  # fmt: skip
+    outcome = run_generator_training(tmp_path / "run", config)
+    rows = outcome.knowledge_rows("train")
+    train_tiles = np.flatnonzero(data.image_splits == "train")
+    # One entry per train tile, each with that tile's own embedding, scene and layout.
+    by_id = dict(zip(data.pair_ids, data.pair_image, strict=True))
+    tiles_of = np.array([by_id[i] for i in rows["ids"]])
+    assert sorted(tiles_of.tolist()) == train_tiles.tolist()
+    expected = F.normalize(torch.from_numpy(data.image_embedding[tiles_of]), dim=-1).numpy()
+    np.testing.assert_allclose(rows["embeddings"], expected, atol=1e-6)
+    np.testing.assert_array_equal(rows["scenes"], data.scene_words[tiles_of % 5])
+    np.testing.assert_array_equal(rows["latents"], outcome.latents[tiles_of].numpy())

@@ -127,12 +127,13 @@ def train_generator_command(
         f"autoencoder on {ae['tiles']} dev eval tiles: PSNR {ae['psnr_db']} dB, SSIM {ae['ssim']}"
         f"\nSounDiT EMA eval ε-MSE {outcome.metrics['soundit_eval_loss_ema']} (dev figures)"
     )
-    if "aligner_eval" in outcome.metrics:
-        aligned = outcome.metrics["aligner_eval"]
+    aligned = outcome.metrics.get("aligner_eval", {})
+    if "class_top1" in aligned:
         typer.echo(
-            f"audio aligner on {aligned['pairs']} dev eval pairs: own tile in the nearest 10 for "
-            f"{aligned['recall_at_10']} (chance {aligned['recall_at_10_chance']}), cosine "
-            f"{aligned['cosine']} vs {aligned['cosine_other']} to other tiles (dev figures)"
+            f"audio aligner on {aligned['pairs']} dev eval pairs: nearest land cover "
+            f"{aligned['class_top1']} (chance {aligned['class_top1_chance']}; the tiles' own "
+            f"embeddings {aligned['class_top1_tiles']}), own tile in the nearest 10 "
+            f"{aligned['recall_at_10']} (chance {aligned['recall_at_10_chance']}) (dev figures)"
         )
     typer.echo(f"geosound train-generator: wrote {', '.join(outputs)} ({model_id})")
 

@@ -28,6 +28,8 @@ from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 if TYPE_CHECKING:
     import pandas as pd
 
+    from geosound.generation.generator import LandscapeGenerator
+    from geosound.generation.hearing import Listener
     from geosound.models.separator_checkpoint import LoadedSeparator
     from geosound.progress import Progress
     from geosound.separation import Separation, SourceFinder
@@ -171,9 +173,15 @@ def _check_images(images: Path | None, generator: Path | None, points: Path | No
     from geosound.generation.default import default_generator_path
     from geosound.generation.outputs import check_pictures_folder
 
-    check_pictures_folder(images)
+    check_pictures_folder(images, "the sources'", "--images")
     if generator is None:
-        return default_generator_path()
+        try:
+            return default_generator_path()
+        except InputError:
+            raise InputError(
+                "--images needs --generator RUN/soundit.pt (no default generator is installed; "
+                "train one with geosound train-generator)"
+            ) from None
     check_checkpoint_file(generator, "--generator")
     return generator
 
@@ -193,13 +201,10 @@ def _draw_sources(
 
     from geosound.generation.default import knowledge_beside
     from geosound.generation.generator import GenerationOptions, LandscapeGenerator
-    from geosound.generation.hearing import Listener
     from geosound.generation.landscape import Request, SeparatedSources, generate_sources
 
     generator = LandscapeGenerator.from_files(generator_path, knowledge_beside(generator_path))
-    # A SounDiT generator hears through the separator's Sat2Sound; a Sound2Scene one through
-    # its own aligner, which takes no Sat2Sound.
-    listener = Listener(generator.loaded, sat2sound if generator.loaded.via == "sound" else None)
+    listener = _listener(generator, sat2sound)
     found = SeparatedSources(
         recording=separation.path,
         seconds=separation.seconds,
@@ -398,6 +403,7 @@ def evaluate_separator_command(
     from geosound.atomic import atomic_path
     from geosound.evaluation.separation import evaluate_separator, separation_clips
     from geosound.models.separator_checkpoint import load_separator
+    from geosound.progress import stage
     from geosound.space.shared import SharedSpace
 
     with progress_reporter(progress, "evaluate-separator") as report:
@@ -407,6 +413,11 @@ def evaluate_separator_command(
             data_dir, float(trained.get("eval_fraction", 0.3)), int(trained.get("seed", 0))
         )
         space = SharedSpace.from_checkpoint(sat2sound)
+        judging = (
+            _CrsJudges(generator_model, classifier, sat2sound, space)
+            if generator_model is not None and classifier is not None
+            else None
+        )  # loaded and checked before the long evaluation, so a mismatch fails at once
         figures = evaluate_separator(
             separator,
             space,
@@ -414,13 +425,12 @@ def evaluate_separator_command(
             mixtures=mixtures,
             sweep_mixtures=sweep,
             seed=seed,
-            progress=report,
+            progress=stage(report, 0.0, 0.5 if judging else 1.0),
         )
-        if generator_model is not None and classifier is not None:
-            figures["class_representation"] = _class_representation(
-                separator, space, clips, generator_model, classifier, sat2sound, crs_mixtures,
-                seed, steps, report,
-            )  # fmt: skip
+        if judging is not None:
+            figures["class_representation"] = judging.score(
+                separator, clips, crs_mixtures, seed, steps, stage(report, 0.5, 1.0)
+            )
     if json_out is not None:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(figures, indent=2) + "\n")
@@ -430,49 +440,69 @@ def evaluate_separator_command(
     typer.echo(_table(figures))
 
 
-def _class_representation(
-    separator: LoadedSeparator,
-    space: SharedSpace,
-    clips: pd.DataFrame,
-    generator_path: Path,
-    classifier_path: Path,
-    sat2sound: Path | None,
-    mixtures: int,
-    seed: int,
-    steps: int,
-    report: Progress,
-) -> dict[str, object]:
-    """The CRS rows for 2 and 3 sources (geosound/generation/class_representation.py)."""
-    from geosound.encoders.base import encoder_from_id
-    from geosound.evaluation.generated import LandcoverClassifier
-    from geosound.evaluation.separation import separated_mixtures
-    from geosound.generation.class_representation import class_representation
-    from geosound.generation.default import knowledge_beside
-    from geosound.generation.generator import GenerationOptions, LandscapeGenerator
+class _CrsJudges:
+    """The generator, how it hears and the classifier of ``evaluate-separator --generator``."""
+
+    def __init__(
+        self, generator_path: Path, classifier_path: Path, sat2sound: Path | None,
+        space: SharedSpace,
+    ) -> None:  # fmt: skip
+        from geosound.encoders.base import encoder_from_id
+        from geosound.evaluation.generated import LandcoverClassifier
+        from geosound.generation.default import knowledge_beside
+        from geosound.generation.generator import LandscapeGenerator
+
+        self.generator = LandscapeGenerator.from_files(
+            generator_path, knowledge_beside(generator_path)
+        )
+        self.listener = _listener(self.generator, sat2sound)
+        self.listener.check_sources(space.space_id, space.encoders["audio"].id)
+        self.space = space
+        self.judge = LandcoverClassifier.load(classifier_path)
+        self.image_encoder = encoder_from_id(self.judge.encoder_id)
+
+    def score(
+        self, separator: LoadedSeparator, clips: pd.DataFrame, mixtures: int, seed: int,
+        steps: int, report: Progress | None,
+    ) -> dict[str, object]:  # fmt: skip
+        """The CRS rows for 2 and 3 sources (geosound/generation/class_representation.py)."""
+        from geosound.evaluation.separation import separated_mixtures
+        from geosound.generation.class_representation import class_representation
+        from geosound.generation.generator import GenerationOptions
+        from geosound.progress import stage
+
+        loaded = self.generator.loaded
+        rows: dict[str, object] = {
+            "generator": loaded.model_id,
+            "via": loaded.via,
+            "classifier": {"encoder": self.judge.encoder_id, "classes": list(self.judge.classes)},
+        }
+        for i, k in enumerate((2, 3)):
+            if report is not None:
+                report(i / 2, f"Class Representation Score: {k} sources")
+            mixes = separated_mixtures(separator, self.space, clips, k, mixtures, seed)
+            rows[f"{k} sources"] = class_representation(
+                self.generator, self.listener, self.space, mixes, self.judge, self.image_encoder,
+                GenerationOptions(steps=steps, seed=seed), stage(report, i / 2, (i + 1) / 2),
+            )  # fmt: skip
+        rows["note"] = (
+            "proxy, dev figures: a picture of a held-out mix counts when each source has a land "
+            "cover it is plausible for (LANDCOVER_SOUNDS) among the picture's k most probable "
+            "classes under the land-cover classifier, k the number of sources; 'shuffled' "
+            "judges the separator row's pictures against another mix's sources"
+        )
+        return rows
+
+
+def _listener(generator: LandscapeGenerator, sat2sound: Path | None) -> Listener:
+    """How a generator hears separated sources.
+
+    Through the separator's Sat2Sound (SounDiT), or through its own aligner, which takes no
+    Sat2Sound (Sound2Scene).
+    """
     from geosound.generation.hearing import Listener
 
-    generator = LandscapeGenerator.from_files(generator_path, knowledge_beside(generator_path))
-    listener = Listener(generator.loaded, sat2sound if generator.loaded.via == "sound" else None)
-    judge = LandcoverClassifier.load(classifier_path)
-    image_encoder = encoder_from_id(judge.encoder_id)
-    rows: dict[str, object] = {
-        "generator": generator.loaded.model_id,
-        "via": generator.loaded.via,
-        "classifier": {"encoder": judge.encoder_id, "classes": list(judge.classes)},
-    }
-    for k in (2, 3):
-        report(0.9, f"Class Representation Score: {k} sources")
-        mixes = separated_mixtures(separator, space, clips, k, mixtures, seed)
-        rows[f"{k} sources"] = class_representation(
-            generator, listener, space, mixes, judge, image_encoder,
-            GenerationOptions(steps=steps, seed=seed),
-        )  # fmt: skip
-    rows["note"] = (
-        "proxy, dev figures: a picture of a held-out mix counts when each source has a land "
-        "cover it is plausible for (LANDCOVER_SOUNDS) among the picture's k most probable "
-        "classes under the land-cover classifier, k the number of sources"
-    )
-    return rows
+    return Listener(generator.loaded, sat2sound if generator.loaded.via == "sound" else None)
 
 
 def _table(figures: dict[str, object]) -> str:

@@ -29,15 +29,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from geosound.data.devsets import LANDCOVER_SOUNDS
 from geosound.encoders import Encoder
 from geosound.evaluation.generated import LandcoverClassifier
 from geosound.evaluation.separation import SeparatedMixtures, lift_to_shared
 from geosound.generation.generator import GenerationOptions, LandscapeGenerator
-from geosound.generation.hearing import Listener
-from geosound.models.soundit import SoundCondition, vector_condition
+from geosound.generation.hearing import Listener, combined_condition
+from geosound.models.soundit import SoundCondition
 from geosound.progress import Progress
 
 if TYPE_CHECKING:
@@ -76,11 +75,10 @@ def represented(
 
 def _combined(listener: Listener, space: SharedSpace, vectors: np.ndarray, weights: np.ndarray
               ) -> SoundCondition:  # fmt: skip
-    """``normalise(Σ λᵢ cᵢ)`` of some audio-encoder vectors' conditions, as one row."""
+    """The combined condition of some audio-encoder vectors, as ``separate --images`` makes it."""
     conditions = listener.sources(vectors, lift_to_shared(space, vectors), space.space_id,
                                   space.encoders["audio"].id)  # fmt: skip
-    lam = torch.as_tensor(np.asarray(weights, np.float32))
-    return vector_condition((lam[:, None] * conditions.embedding).sum(0, keepdim=True))
+    return combined_condition(conditions, weights)
 
 
 def class_representation(

@@ -502,6 +502,11 @@ def _check_same_split(
     A checkpoint that does not record its split settings could have been trained on the
     other one's eval sounds, so it is refused rather than compared on trust.
     """
+    if main.loaded.via != other.loaded.via:
+        raise InputError(
+            f"{names[1]} hears --via {other.loaded.via}, {names[0]} --via {main.loaded.via}: the "
+            "ablation model differs only in its cross-attention; evaluate each on its own"
+        )
     configs = []
     for generator, name in zip((main, other), names, strict=True):
         recorded = generator.loaded.info.get("train_config")
@@ -609,8 +614,8 @@ def evaluate_generator(
     plan = plan_evaluation(data, settings)
     check_held_out(generator, data, plan, names[0])
     if ablation is not None:
-        check_held_out(ablation, data, plan, names[1])
         _check_same_split(generator, ablation, names)
+        check_held_out(ablation, data, plan, names[1])
     encoder = encoder or get_encoder(DEFAULT_ENCODERS["image"])
     report(0.0, "encoding the real tiles")
     train_x = _real_features(data, plan.train_tiles, encoder, cache_root, stage(report, 0, 0.1))

@@ -149,9 +149,10 @@ class Listener:
         """The conditions of sources a separator found, one row each.
 
         A separated source is one vector in two spaces, with no tokens: a Sound2Scene
-        generator hears its audio-encoder vector through the aligner (whose mean pooling of
-        one token is that vector), a SounDiT generator gets its Sat2Sound embedding as its
-        only token, which differs from the tokens it was trained on.
+        generator hears its audio-encoder vector through the aligner as one token (for aiSFX,
+        whose pooled vector is the mean of its tokens, that is what the aligner's mean pooling
+        gives, up to a scale its LayerNorm removes); a SounDiT generator gets its Sat2Sound
+        embedding as its only token, which differs from the tokens it was trained on.
 
         Args:
             audio_embeddings: ``(S, audio_dim)`` the sources in the audio encoder's pooled space.
@@ -163,21 +164,40 @@ class Listener:
             InputError: The separator's space (SounDiT) or audio encoder (Sound2Scene) is not
                 the generator's.
         """
+        self.check_sources(space, audio_encoder)
         if self.aligner is not None:
-            if audio_encoder != self.encoder.id:
-                raise InputError(
-                    f"the separator hears through {audio_encoder}, the generator through "
-                    f"{self.encoder.id}"
-                )
             vectors = torch.from_numpy(np.asarray(audio_embeddings, np.float32))
             return aligned_condition(self.aligner, vectors.unsqueeze(1),
                                      torch.ones(len(vectors), 1, dtype=torch.bool))  # fmt: skip
-        if space != self.space_id:
+        return vector_condition(torch.from_numpy(np.asarray(embeddings, np.float32)))
+
+    def check_sources(self, space: str, audio_encoder: str) -> None:
+        """Refuse a separator whose sources this generator cannot hear (see :meth:`sources`).
+
+        Raises:
+            InputError: Another audio encoder (Sound2Scene) or Sat2Sound space (SounDiT).
+        """
+        if self.aligner is not None and audio_encoder != self.encoder.id:
+            raise InputError(
+                f"the separator hears through {audio_encoder}, the generator through "
+                f"{self.encoder.id}"
+            )
+        if self.aligner is None and space != self.space_id:
             raise InputError(
                 f"the separator's sources are in {space}, the generator hears {self.space_id}: "
                 "give the Sat2Sound checkpoint of both with --sat2sound"
             )
-        return vector_condition(torch.from_numpy(np.asarray(embeddings, np.float32)))
+
+
+def combined_condition(conditions: SoundCondition, weights: np.ndarray) -> SoundCondition:
+    """One condition of several: ``normalise(Σ λᵢ cᵢ)`` of their embeddings (AV-GAS's λ mix).
+
+    Args:
+        conditions: ``(S, …)`` the sources' conditions.
+        weights: ``(S,)`` their weights λ (the loudness shares in geosound).
+    """
+    lam = torch.as_tensor(np.asarray(weights, np.float32))
+    return vector_condition((lam[:, None] * conditions.embedding).sum(0, keepdim=True))
 
 
 @torch.no_grad()

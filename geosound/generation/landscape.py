@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from geosound.atomic import atomic_folder, atomic_path, write_json
 from geosound.audio import Clip
 from geosound.errors import InputError
 from geosound.generation.generator import GeneratedImage, GenerationOptions, LandscapeGenerator
-from geosound.generation.hearing import Heard, Listener
+from geosound.generation.hearing import Heard, Listener, combined_condition
 from geosound.generation.outputs import (
     PointRecording,
     check_pictures_folder,
@@ -47,7 +46,6 @@ from geosound.generation.placement import (
     write_png,
     write_vrt,
 )
-from geosound.models.soundit import SoundCondition, vector_condition
 from geosound.progress import Progress
 from geosound.sidecar import OUTPUT_MARKER, sidecar
 
@@ -330,14 +328,13 @@ def generate_sources(
     if not found.labels:
         raise InputError("the separator found no source to draw", found.recording)
     report = progress or (lambda fraction, message: None)
-    check_pictures_folder(folder)
+    check_pictures_folder(folder, "the sources'", "--images")
     conditions = listener.sources(
         found.audio_embeddings, found.embeddings, found.space, found.audio_encoder
     )
-    weights = torch.as_tensor(np.asarray(found.shares, np.float32))
-    combined = vector_condition((weights[:, None] * conditions.embedding).sum(0, keepdim=True))
+    combined = combined_condition(conditions, found.shares)
     drawn = [
-        (f"source{i + 1}", f"{label} ({share:.0%})", _row(conditions, i))
+        (f"source{i + 1}", f"{label} ({share:.0%})", conditions.index(slice(i, i + 1)))
         for i, (label, share) in enumerate(zip(found.labels, found.shares, strict=True))
     ]
     drawn.append(("combined", " + ".join(found.labels), combined))
@@ -366,13 +363,6 @@ def generate_sources(
             written += [folder / f"{name}.png", folder / f"{name}.json"]
     report(1.0, "written")
     return written
-
-
-def _row(condition: SoundCondition, i: int) -> SoundCondition:
-    """Row ``i`` of a batch of conditions, as a one-row condition."""
-    return SoundCondition(
-        condition.tokens[i : i + 1], condition.mask[i : i + 1], condition.embedding[i : i + 1]
-    )
 
 
 def _heard(listener: Listener, point: PointRecording) -> Heard:

@@ -35,18 +35,25 @@ def pictures_folder(vrt: Path) -> Path:
     return vrt.with_name(f"{vrt.stem}_pictures")
 
 
-def check_pictures_folder(folder: Path) -> None:
+def check_pictures_folder(
+    folder: Path, whose: str = "the VRT's", option: str = "-o (the folder is named after it)"
+) -> None:
     """Refuse to replace a folder geosound did not write (or a file in its place).
+
+    Args:
+        folder: Where the pictures go.
+        whose: Whose pictures, for the message.
+        option: What to give instead, for the message.
 
     Raises:
         InputError: ``folder`` is a file, or a folder of other files.
     """
     if folder.exists() and not folder.is_dir():
-        raise InputError("exists and is not a folder; the VRT's pictures go there", folder)
+        raise InputError(f"exists and is not a folder; {whose} pictures go there", folder)
     if folder.is_dir() and not (folder / OUTPUT_MARKER).is_file() and any(folder.iterdir()):
         raise InputError(
-            "is a folder of other files, not one geosound wrote; the VRT's pictures go into a "
-            "folder named after it (give another -o)",
+            f"is a folder of other files, not one geosound wrote; {whose} pictures go there "
+            f"(give another {option})",
             folder,
         )
 

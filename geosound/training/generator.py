@@ -701,6 +701,9 @@ class GeneratorOutcome:
         if self.aligner is None:
             embeddings = self.data.sound_embedding[rows]
         else:
+            # One entry per tile: pairs of one tile share its embedding and would crowd the
+            # nearest neighbours with copies.
+            rows = rows[np.unique(self.data.pair_image[rows], return_index=True)[1]]
             embeddings = self.data.visual(self.data.pair_image[rows]).embedding.numpy()
         return {
             "ids": self.data.pair_ids[rows],
@@ -724,7 +727,16 @@ def run_generator_training(
     config.validate()
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
+    _claim_condition(out_dir, config.condition)
     data = prepare_generator_data(out_dir, config, data_dir, cache_root, stage(progress, 0.0, 0.2))
+    visual = config.condition == "visual"
+    if visual and (data.image_embedding is None or data.audio_tokens is None
+                   or "visual_space" not in data.meta):  # fmt: skip
+        raise DataError(
+            "this generator data bundle has no image embeddings or audio-encoder tokens; delete "
+            "it and rerun geosound train-generator to write them",
+            out_dir / "generator_data.npz",
+        )
     train_tiles = np.flatnonzero(data.image_splits == "train")
     eval_tiles = np.flatnonzero(data.image_splits == "eval")
     if len(train_tiles) == 0 or len(eval_tiles) == 0:
@@ -739,7 +751,6 @@ def run_generator_training(
     reconstruction = reconstruction_metrics(codec, data.images_float(eval_tiles))
     latent_mean, latent_std = encode_latents(codec, data.images_float())
     scene_embeddings = torch.from_numpy(data.scene_embeddings)
-    visual = config.condition == "visual"
     if visual:
         # Sound2Scene: every tile is its own "pair", conditioned on its image embedding.
         pair_image = np.arange(len(data.images))
@@ -817,6 +828,31 @@ def run_generator_training(
     }
     scenes = {str(word): scene_embeddings[i] for i, word in enumerate(data.scene_words.tolist())}
     return GeneratorOutcome(ema, codec, data, latent_mean, metrics, scenes, aligner)
+
+
+def _claim_condition(out_dir: Path, condition: str) -> None:
+    """Record what a run folder's SounDiT is conditioned on; refuse to resume it as another.
+
+    A folder of the other kind holds a Lightning checkpoint of another width, which cannot be
+    resumed. Folders from before the condition was recorded hold SounDiT runs.
+
+    Raises:
+        InputError: The folder's SounDiT was trained with the other condition.
+    """
+    run_dir = out_dir / "runs" / "soundit"
+    marker = run_dir / "condition.txt"
+    if marker.is_file():
+        recorded: str | None = marker.read_text().strip()
+    else:
+        recorded = "sound" if (run_dir / "lightning" / "last.ckpt").is_file() else None
+    if recorded is not None and recorded != condition:
+        raise InputError(
+            f"this run folder's generator is trained with --condition {recorded}; give another "
+            f"-o for --condition {condition}",
+            out_dir,
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(condition + "\n")
 
 
 def _tile_scenes(data: GeneratorData) -> np.ndarray:
