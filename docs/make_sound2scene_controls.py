@@ -122,8 +122,7 @@ class Controls:
         self.steps = steps
         assert self.data.image_embedding is not None  # a visual run's bundle has them
         train = self.data.image_splits == "train"
-        tile_labels = np.empty(len(self.data.images), object)
-        tile_labels[self.data.pair_image] = self.data.labels
+        tile_labels = self.data.per_tile(self.data.labels.astype(str))
         units = F.normalize(torch.from_numpy(self.data.image_embedding), dim=-1)
         self.centroids = {
             label: F.normalize(

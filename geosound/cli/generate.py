@@ -262,8 +262,11 @@ def generate_command(
     the scene and where it came from, the retrieved neighbours, the seed and the place.
     """
     out = _check_generate_options(audio, out, lon, lat, points, audio_column)
-    if via is not None and via not in ("sound", "visual"):
-        raise option_error("--via", f"must be sound or visual; got {via!r}")
+    if via is not None:
+        from geosound.models.soundit_checkpoint import CONDITIONS
+
+        if via not in CONDITIONS:
+            raise option_error("--via", f"must be {' or '.join(CONDITIONS)}; got {via!r}")
     model_path, knowledge_path = _model_files(model, knowledge, sat2sound)
     use_resources(threads, device)
     from geosound.audio import load_audio

@@ -366,9 +366,7 @@ def separated_mixtures(
         DataError: No eval clips.
     """
     check_separator_space(separator, space)
-    held_out = clips[clips["split"] == "eval"].reset_index(drop=True)
-    if held_out.empty:
-        raise DataError("no eval clips to mix")
+    held_out = _eval_clips(clips)
     members = evaluation_mixtures(held_out, mixtures, 1, seed=seed)[
         f"{sources} source{'s' if sources > 1 else ''}"
     ]
@@ -386,6 +384,18 @@ def separated_mixtures(
         shares=shares,
         clean=clean[mixes.sources],
     )
+
+
+def _eval_clips(clips: pd.DataFrame) -> pd.DataFrame:
+    """The held-out rows of :func:`separation_clips`, the only ones mixed for figures.
+
+    Raises:
+        DataError: There are none.
+    """
+    held_out = clips[clips["split"] == "eval"].reset_index(drop=True)
+    if held_out.empty:
+        raise DataError("no eval clips to mix")
+    return held_out
 
 
 def check_separator_space(separator: LoadedSeparator, space: SharedSpace) -> None:
@@ -433,9 +443,7 @@ def evaluate_separator(
         DataError: No eval clips, or eval clips of classes the separator does not know.
     """
     check_separator_space(separator, space)
-    held_out = clips[clips["split"] == "eval"].reset_index(drop=True)
-    if held_out.empty:
-        raise DataError("no eval clips to mix")
+    held_out = _eval_clips(clips)
     known = {name: i for i, name in enumerate(separator.classes)}
     unknown = sorted(set(held_out["label"]) - set(known))
     if unknown:

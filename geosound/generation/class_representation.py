@@ -114,26 +114,22 @@ def class_representation(
         "mix": lambda m: _combined(listener, space, mixes.mix[m][None], np.ones(1)),
         "oracle": lambda m: _combined(listener, space, mixes.clean[m], mixes.true_shares[m]),
     }  # fmt: skip
-    total = len(drawers) * len(usable)
-    probabilities: dict[str, np.ndarray] = {}
+    kept = [covers[m] for m in usable]
+    rows = {name: float("nan") for name in (*drawers, "shuffled")}
     for r, (name, condition_of) in enumerate(drawers.items()):
+        if not kept:
+            break
         pictures = []
         for i, m in enumerate(usable):
             picture = dataclasses.replace(options, seed=options.seed + int(m))
             pictures.append(generator.generate(condition_of(int(m)), options=picture).pixels)
-            report((r * len(usable) + i + 1) / max(total, 1), f"{name}: picture {i + 1}")
-        features = image_encoder.encode(pictures).pooled.numpy() if pictures else np.zeros((0, 1))
-        probabilities[name] = classifier.probabilities(features) if pictures else features
-    kept = [covers[m] for m in usable]
-    rows = {name: float(represented(p, kept, classes).mean()) if len(usable) else float("nan")
-            for name, p in probabilities.items()}  # fmt: skip
-    # Another mix's sources: the next usable mix's (a derangement whenever there are two).
-    other = [kept[(i + 1) % len(kept)] for i in range(len(kept))]
-    rows["shuffled"] = (
-        float(represented(probabilities["separator"], other, classes).mean())
-        if len(usable) > 1
-        else float("nan")
-    )
+            report((r * len(kept) + i + 1) / (len(drawers) * len(kept)), f"{name}: picture {i + 1}")
+        probabilities = classifier.probabilities(image_encoder.encode(pictures).pooled.numpy())
+        rows[name] = float(represented(probabilities, kept, classes).mean())
+        if name == "separator" and len(kept) > 1:
+            # Another mix's sources: the next usable mix's (a derangement of the mixes).
+            other = [kept[(i + 1) % len(kept)] for i in range(len(kept))]
+            rows["shuffled"] = float(represented(probabilities, other, classes).mean())
     return {
         "mixes": len(usable),
         "left_out": len(covers) - len(usable),

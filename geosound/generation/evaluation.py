@@ -104,6 +104,10 @@ class GeneratorData(Protocol):
         """The Sound2Scene condition of some tiles: their own image-encoder embedding."""
         ...
 
+    def per_tile(self, values: np.ndarray) -> np.ndarray:
+        """A per-pair array as one value per tile."""
+        ...
+
 
 def heard(generator: LandscapeGenerator, data: GeneratorData, rows: np.ndarray) -> SoundCondition:
     """Some pairs' sounds as the generator hears them: through Sat2Sound or its aligner."""
@@ -194,9 +198,7 @@ class EvaluationPlan:
 
 
 def _tile_labels(data: GeneratorData) -> np.ndarray:
-    labels = np.full(len(data.images), "", dtype=object)
-    labels[data.pair_image] = data.labels.astype(str)
-    return labels.astype(str)
+    return data.per_tile(data.labels.astype(str))
 
 
 def _present_classes(data: GeneratorData, wanted: Sequence[str], notes: list[str]) -> list[str]:

@@ -33,6 +33,11 @@ FORMAT = "geosound-soundit"
 FORMAT_VERSION = 1
 
 
+CONDITIONS = ("sound", "visual")
+"""What a generator can be conditioned on, which is how it hears a recording: ``sound``
+(SounDiT, through Sat2Sound) or ``visual`` (Sound2Scene, through its audio aligner)."""
+
+
 @dataclass
 class LoadedGenerator:
     """A SounDiT model (EMA weights, eval mode), its latent codec and what the file says.
@@ -61,7 +66,7 @@ class LoadedGenerator:
     @property
     def via(self) -> str:
         """How it hears a recording: ``"sound"`` (Sat2Sound) or ``"visual"`` (its aligner)."""
-        return "sound" if self.aligner is None else "visual"
+        return CONDITIONS[self.aligner is not None]
 
 
 def generator_fingerprint(

@@ -59,6 +59,7 @@ from geosound.models.soundit import (
     count_parameters,
     vector_condition,
 )
+from geosound.models.soundit_checkpoint import CONDITIONS
 from geosound.progress import Progress, stage
 from geosound.training.fit import fit_resuming, resumable_trainer
 
@@ -149,10 +150,6 @@ class GeneratorTrainConfig:
         if not 0.0 <= self.eval_fraction < 1.0:
             raise InputError(f"eval_fraction must be in [0, 1); got {self.eval_fraction!r}")
         return self
-
-
-CONDITIONS = ("sound", "visual")
-"""What a generator can be conditioned on (:attr:`GeneratorTrainConfig.condition`)."""
 
 
 def ema_decay_at(decay: float, updates: int) -> float:
@@ -317,6 +314,15 @@ class GeneratorData:
             )
         index = torch.as_tensor(np.asarray(tiles))
         return vector_condition(torch.from_numpy(self.image_embedding)[index])
+
+    def per_tile(self, values: np.ndarray) -> np.ndarray:
+        """A per-pair array as one value per tile (the pairs of a tile share its land cover).
+
+        Tiles without a pair get the dtype's zero (``""`` for strings).
+        """
+        out = np.zeros(len(self.images), dtype=np.asarray(values).dtype)
+        out[self.pair_image] = values
+        return out
 
     def images_float(self, rows: np.ndarray | None = None) -> Tensor:
         """Tiles as float ``(n, 3, H, W)`` in [0, 1]."""
@@ -755,7 +761,7 @@ def run_generator_training(
         # Sound2Scene: every tile is its own "pair", conditioned on its image embedding.
         pair_image = np.arange(len(data.images))
         condition = data.visual(pair_image)
-        scene_index = _tile_scenes(data)
+        scene_index = data.per_tile(data.scene_index)
         train_pairs = torch.from_numpy(train_tiles)
         eval_pairs = torch.from_numpy(eval_tiles)
     else:
@@ -853,13 +859,6 @@ def _claim_condition(out_dir: Path, condition: str) -> None:
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(condition + "\n")
-
-
-def _tile_scenes(data: GeneratorData) -> np.ndarray:
-    """The scene of each tile (that of the pairs made from it: one land cover per tile)."""
-    scenes = np.zeros(len(data.images), np.int64)
-    scenes[data.pair_image] = data.scene_index
-    return scenes
 
 
 __all__: Sequence[str] = (
