@@ -1,10 +1,11 @@
 # geosound — set-up and everyday commands. Each target installs into .venv first when needed.
 #   make demo     install if needed, then run the offline demo (writes ./geosound-demo/)
-#   make test     install if needed, then run the test suite
+#   make test     install if needed, then run the test suite and the notebooks (nbmake)
 #   make test-fast  the same without the slow tests (pretrained encoders, benchmarks, end-to-end
 #                 CLI runs) and those needing the shared dev data: a couple of minutes
 #   make install  only the install (library + CLI + offline encoders)
 #   make lint     ruff, mypy and the import-linter contracts (what .ci/run checks after tests)
+#   make docs     the documentation site into site/, strict (a warning fails it), as .ci/run does
 #   make plugin   build dist/geosound_qgis-<version>.zip, the QGIS plugin (needs only python3)
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -12,7 +13,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.geosound-installed
 
-.PHONY: install demo test test-fast lint bench clean-venv
+.PHONY: install demo test test-fast notebooks docs lint bench clean-venv
 
 install: $(STAMP)
 
@@ -32,6 +33,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(MAKE) notebooks
+
+# Each notebook runs top to bottom in its own kernel; a failure names the cell. Their outputs
+# are never committed (they land in notebooks/*-out/, ignored by git).
+notebooks: $(STAMP)
+	$(PY) -m pytest -q --nbmake --nbmake-timeout=900 -p no:cacheprovider notebooks
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not devdata"

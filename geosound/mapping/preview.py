@@ -10,12 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from matplotlib.figure import Figure
 
 from geosound.atomic import atomic_path
 
@@ -74,13 +71,10 @@ def write_layers_preview(
     panels = len(layers["band"]) + (scene_rgb is not None)
     columns = min(panels, 3)
     rows = int(np.ceil(panels / columns))
-    figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(4.2 * columns, 4.0 * rows + 0.8),
-        squeeze=False,
-        layout="constrained",
-    )
+    # A bare Figure, not pyplot: no backend is chosen or changed, so importing geosound
+    # leaves a notebook's inline plots (or a user's GUI backend) as they were.
+    figure = Figure(figsize=(4.2 * columns, 4.0 * rows + 0.8), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
     flat = list(axes.ravel())
     if scene_bounds is not None:
         left, bottom, right, top = scene_bounds
@@ -121,5 +115,4 @@ def write_layers_preview(
         figure.text(0.01, 0.005, note, fontsize=7, ha="left", va="bottom", wrap=True)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=110, format="png", metadata=metadata)
-    plt.close(figure)
     return Path(path)
