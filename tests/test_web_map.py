@@ -20,7 +20,7 @@ import soundfile as sf
 import xarray as xr
 from rasterio.transform import from_origin
 
-from geosound.mapping.web_map import _rgba, web_map
+from geosound.mapping.web_map import WEB_MERCATOR, _rgba, web_map
 
 pytest.importorskip("folium")
 
@@ -53,7 +53,8 @@ def test_cells_without_data_are_transparent():
     import matplotlib
 
     layer = _layers()["similarity"].sel(band="text: birds")
-    image = _rgba(layer, matplotlib.colormaps["magma"], 0.0, 1.0)
+    mercator = layer.rio.reproject(WEB_MERCATOR, nodata=np.nan)
+    image = _rgba(mercator, matplotlib.colormaps["magma"], 0.0, 1.0)
     assert image.shape[-1] == 4
     assert image[..., 3].min() == 0 and image[..., 3].max() == 255
     assert image[0, 0, 3] == 0  # the cell without data, at the layer's top-left corner

@@ -82,7 +82,9 @@ def web_map(
         raise ValueError(f"no band {unknown[0]!r} in {variable}; bands: {names}")
     values = data.sel(band=chosen)
     vmin, vmax = np.nanpercentile(values.values, [2, 98])
-    south, west, north, east = _latlon_bounds(values)
+    # One reprojection of all bands: it gives the overlays and their common bounds.
+    mercator = values.rio.reproject(WEB_MERCATOR, nodata=np.nan)
+    south, west, north, east = _latlon_bounds(mercator)
     fmap = folium.Map(
         location=[(south + north) / 2, (west + east) / 2],
         tiles=basemap,
@@ -91,7 +93,7 @@ def web_map(
     fmap.fit_bounds([[south, west], [north, east]])
     colours = matplotlib.colormaps[cmap]
     for i, name in enumerate(chosen):
-        image = _rgba(values.sel(band=name), colours, float(vmin), float(vmax))
+        image = _rgba(mercator.sel(band=name), colours, float(vmin), float(vmax))
         folium.raster_layers.ImageOverlay(
             image=image,
             bounds=[[south, west], [north, east]],
@@ -131,17 +133,16 @@ def _folium() -> Any:
     return folium
 
 
-def _latlon_bounds(layer: xr.DataArray) -> tuple[float, float, float, float]:
-    """(south, west, north, east) in degrees of the layer once in Web Mercator."""
-    mercator = layer.rio.reproject(WEB_MERCATOR)
+def _latlon_bounds(mercator: xr.DataArray) -> tuple[float, float, float, float]:
+    """(south, west, north, east) in degrees of a layer in Web Mercator."""
     left, bottom, right, top = mercator.rio.bounds()
     west, south, east, north = transform_bounds(WEB_MERCATOR, "EPSG:4326", left, bottom, right, top)
     return south, west, north, east
 
 
-def _rgba(layer: xr.DataArray, colours: Any, vmin: float, vmax: float) -> np.ndarray:
-    """The band in Web Mercator as an RGBA image; no-data and outside pixels transparent."""
-    mercator = layer.rio.reproject(WEB_MERCATOR, nodata=np.nan).values.astype(np.float64)
+def _rgba(band: xr.DataArray, colours: Any, vmin: float, vmax: float) -> np.ndarray:
+    """A band already in Web Mercator as an RGBA image; no-data and outside pixels clear."""
+    mercator = band.values.astype(np.float64)
     scaled = np.clip((mercator - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0)
     rgba = colours(np.nan_to_num(scaled))
     rgba[..., 3] = np.where(np.isfinite(mercator), 1.0, 0.0)
