@@ -50,3 +50,21 @@ def test_point_outside_raster_names_file_and_point(data_raster):
     with RasterSource(scene) as src, pytest.raises(OutsideRasterError) as error:
         read_chips(src, [(X, Y), (0.0, 0.0)], size=8, crs="EPSG:32632")
     assert "scene.tif" in str(error.value) and "point 1 at (0, 0)" in str(error.value)
+
+
+def test_chip_ground_size_is_the_median_window_edge_in_metres(make_raster):
+    from rasterio.windows import Window
+
+    from geosound.geo.images import chip_ground_m, format_image_ref
+
+    utm = make_raster("utm.tif", resolution=10.0)  # UTM 32N near 9° E: scale factor ~0.9996
+    refs = [format_image_ref(utm, Window(0, 0, w, w)) for w in (8, 16, 64)]
+    assert chip_ground_m(refs) == pytest.approx(160.0, rel=1e-3)  # 16 px × 10 m
+    degrees = make_raster("ll.tif", crs="EPSG:4326", origin=(9.0, 60.0), resolution=0.001)
+    # At 60° N a thousandth of a degree is ~55.8 m east-west and ~111.4 m north-south.
+    assert chip_ground_m([format_image_ref(degrees, Window(0, 0, 10, 10))]) == pytest.approx(
+        10 * (55.8 * 111.4) ** 0.5, rel=0.01
+    )
+    plain = make_raster("photo.tif", crs=None)
+    assert chip_ground_m([*refs, str(plain)]) is None  # a photo's ground is unknown
+    assert chip_ground_m([]) is None

@@ -293,3 +293,29 @@ def test_a_visual_run_indexes_tiles_not_pair_rows(tmp_path: Path) -> None:
     np.testing.assert_allclose(rows["embeddings"], expected, atol=1e-6)
     np.testing.assert_array_equal(rows["scenes"], data.scene_words[tiles_of % 5])
     np.testing.assert_array_equal(rows["latents"], outcome.latents[tiles_of].numpy())
+
+
+def test_train_generator_refuses_unknown_imagery_in_one_line(tmp_path: Path, run_cli) -> None:
+    done = run_cli("train-generator", "-o", str(tmp_path / "run"), "--imagery", "naip")
+    assert done.returncode == 2
+    assert "--imagery" in done.stderr and "unknown dev imagery naip" in done.stderr
+    assert "eurosat_ms or eurosat_rgb" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_made_from_other_imagery_is_not_resumed(tmp_path: Path) -> None:
+    from geosound.errors import InputError
+    from geosound.training.generator import GeneratorTrainConfig, prepare_generator_data
+    from tests.test_evaluate_generator import tiny_bundle
+
+    made_with = GeneratorTrainConfig(imagery=["eurosat_ms"])
+    data = tiny_bundle()
+    data.meta = {**data.meta, "data_settings": made_with.data_settings()}
+    data.save(tmp_path / "generator_data.npz")
+    resumed = prepare_generator_data(tmp_path, GeneratorTrainConfig(imagery=["eurosat_ms"]))
+    assert resumed.pair_ids.tolist() == data.pair_ids.tolist()
+    both = GeneratorTrainConfig(imagery=["eurosat_rgb", "eurosat_ms"])
+    with pytest.raises(InputError, match=r"made with imagery \['eurosat_ms'\] \(now \['eur"):
+        prepare_generator_data(tmp_path, both)
+    with pytest.raises(InputError, match="imagery must be some of eurosat_ms, eurosat_rgb"):
+        GeneratorTrainConfig(imagery=["naip"]).validate()

@@ -28,6 +28,11 @@ def test_real_pairs_train_end_to_end(raster_pairs, tmp_path: Path, run_cli):
     assert trained.returncode == 0, trained.stderr
     assert (tmp_path / "run" / "sat2sound.pt").exists()
     assert "| Sat2Sound | image→audio |" in trained.stdout  # the table, on the held-out place
+    # Maps made with it tile at the ground size of its chips: 64 px of the 10 m UTM raster.
+    from geosound.models.checkpoint import load_checkpoint
+
+    info = load_checkpoint(tmp_path / "run" / "sat2sound.pt").info
+    assert info["tile_m"] == pytest.approx(640.0, rel=1e-3)
 
 
 def test_pairs_with_a_point_off_the_imagery(raster_pairs, make_raster, tmp_path: Path, run_cli):

@@ -56,6 +56,14 @@ def train_generator_command(
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the pairs and of training.", min=0)] = 0,
+    imagery: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--imagery",
+            help="Dev imagery to train on, repeatable: eurosat_ms (the 181 Sentinel-2 tiles, a "
+            "couple of minutes on a CPU) and/or eurosat_rgb (the 3,000 RGB tiles). Default: both.",
+        ),
+    ] = None,
     condition: Annotated[
         str,
         typer.Option(
@@ -84,6 +92,12 @@ def train_generator_command(
             f"unknown preset {preset!r}; presets: {', '.join(SOUNDIT_PRESETS)}",
             param_hint="--preset",
         )
+    from geosound.data.splits import DEV_IMAGERY
+
+    unknown = sorted(set(imagery or ()) - set(DEV_IMAGERY))
+    if unknown:
+        known = " or ".join(DEV_IMAGERY)
+        raise option_error("--imagery", f"unknown dev imagery {', '.join(unknown)}; give {known}")
     use_resources(threads, device)
     from geosound.generation.geokd import KnowledgeBase
     from geosound.models.soundit_checkpoint import save_generator
@@ -98,6 +112,7 @@ def train_generator_command(
         seed=seed,
         model={"use_moe": False} if plain_cross_attention else {},
         condition=condition,
+        imagery=list(imagery) if imagery else GeneratorTrainConfig().imagery,
     ).validate()
     with progress_reporter(progress, "train-generator") as report:
         outcome = run_generator_training(out, config, data_dir, progress=report)

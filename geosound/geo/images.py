@@ -10,16 +10,19 @@ job: the data and training code only pass the strings around.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Iterable
 
 import numpy as np
 from rasterio.windows import Window
 
 from geosound.geo.bands import read_rgb, resolve_preset
+from geosound.geo.ground import pixel_size_m
 from geosound.geo.raster import RasterSource
 
-__all__ = ["format_image_ref", "parse_image_ref", "read_image_ref"]
+__all__ = ["chip_ground_m", "format_image_ref", "parse_image_ref", "read_image_ref"]
 
 _WINDOW_REF = re.compile(r"^(?P<path>.+)#(?P<col>-?\d+),(?P<row>-?\d+),(?P<w>\d+),(?P<h>\d+)$")
 
@@ -66,3 +69,36 @@ def read_image_ref(value: str) -> np.ndarray:
     with RasterSource(path, require_crs=False) as source:
         whole = window or Window(0, 0, source.width, source.height)
         return read_rgb(source, [whole], resolve_preset(source))[0]
+
+
+def chip_ground_m(values: Iterable[str]) -> float | None:
+    """The median ground edge in metres of the chips that ``image`` values name.
+
+    A model learns what places of one size sound like, so a map made with it should tile the
+    ground at that size: training records this figure as ``info["tile_m"]``. Each chip's edge
+    is its width in pixels times its raster's pixel size at the raster's centre (the geometric
+    mean of the pixel's ground width and height, :func:`~geosound.geo.ground.pixel_size_m`).
+
+    Returns:
+        None when any chip's raster has no CRS (photos, plain chips): their ground is unknown.
+    """
+    rasters: dict[str, tuple[float, int] | None] = {}  # path → (pixel metres, width in px)
+    edges = []
+    for value in values:
+        path, window = parse_image_ref(value)
+        if path not in rasters:
+            rasters[path] = _pixel_m_and_width(path)
+        raster = rasters[path]
+        if raster is None:
+            return None
+        pixel_m, width = raster
+        edges.append((int(window.width) if window is not None else width) * pixel_m)
+    return float(np.median(edges)) if edges else None
+
+
+def _pixel_m_and_width(path: str) -> tuple[float, int] | None:
+    with RasterSource(path, require_crs=False) as source:
+        if source.dataset.crs is None:
+            return None
+        width_m, height_m = pixel_size_m(source)
+        return math.sqrt(width_m * height_m), source.width

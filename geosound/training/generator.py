@@ -22,6 +22,7 @@ Every stage resumes: Lightning's ``last.ckpt`` per model, the data bundle in the
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,7 @@ from typing_extensions import override
 
 from geosound.atomic import atomic_path
 from geosound.config import check_known_fields
+from geosound.data.splits import DEV_IMAGERY, DEV_SOUNDS
 from geosound.errors import DataError, InputError
 from geosound.models.aligner import AudioAligner
 from geosound.models.autoencoder import (
@@ -149,7 +151,18 @@ class GeneratorTrainConfig:
             raise InputError(f"ema_decay must be in (0, 1); got {self.ema_decay!r}")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise InputError(f"eval_fraction must be in [0, 1); got {self.eval_fraction!r}")
+        for name, known in (("imagery", DEV_IMAGERY), ("sounds", DEV_SOUNDS)):
+            given = list(getattr(self, name))
+            if not given or not set(given) <= set(known):
+                raise InputError(
+                    f"{name} must be some of {', '.join(known)}; got {', '.join(given) or 'none'}"
+                )
         return self
+
+    def data_settings(self) -> dict[str, Any]:
+        """The settings the run's data bundle is made from: a resumed run must share them."""
+        names = ("imagery", "sounds", "variants", "seed", "eval_fraction", "mix_bank")
+        return {name: getattr(self, name) for name in names}
 
 
 def ema_decay_at(decay: float, updates: int) -> float:
@@ -218,7 +231,8 @@ class GeneratorData:
         sound_embedding: ``(N, D)`` sound embeddings in the Sat2Sound space.
         scene_words: ``(S,)`` scene words.
         scene_embeddings: ``(S, scene_dim)`` pooled text embeddings.
-        meta: Encoder ids, the sound space and the visual space (JSON-able builtins).
+        meta: Encoder ids, the sound space, the visual space and the data settings it was
+            made from (JSON-able builtins).
         audio_tokens: ``(N, T, audio_dim)`` the frozen audio encoder's tokens of each pair
             (float16 on disk), what the Sound2Scene aligner reads; None in bundles of tests
             that do not need them.
@@ -353,7 +367,7 @@ def prepare_generator_data(
     """
     bundle = out_dir / "generator_data.npz"
     if bundle.is_file():
-        return GeneratorData.load(bundle)
+        return _resumed_bundle(bundle, config)
     from geosound.data.feature_cache import FeatureCache
     from geosound.data.features import audio_key, load_audio_spec
     from geosound.data.sonify import sonify_dev_sets
@@ -422,6 +436,7 @@ def prepare_generator_data(
         scene_words=np.array(words),
         scene_embeddings=scene_embeddings,
         meta={
+            "data_settings": config.data_settings(),
             "sound_space": f"sat2sound:{loaded.model_id}",
             "visual_space": visual_space(image_encoder.id),
             "encoders": {
@@ -436,6 +451,31 @@ def prepare_generator_data(
     )
     data.save(bundle)
     report(1.0, "generator data ready")
+    return data
+
+
+def _resumed_bundle(bundle: Path, config: GeneratorTrainConfig) -> GeneratorData:
+    """The run folder's data bundle, if it was made from ``config``'s data settings.
+
+    Bundles from before the settings were recorded are taken as they are.
+
+    Raises:
+        InputError: The bundle was made from other dev data or other pairs.
+    """
+    data = GeneratorData.load(bundle)
+    recorded = data.meta.get("data_settings")
+    wanted = json.loads(json.dumps(config.data_settings()))
+    if recorded is not None and recorded != wanted:
+        changed = ", ".join(
+            f"{name} {recorded.get(name)!r} (now {value!r})"
+            for name, value in wanted.items()
+            if recorded.get(name) != value
+        )
+        raise InputError(
+            f"this run folder's generator data was made with {changed}; give another -o, or "
+            "delete generator_data.npz to remake it",
+            bundle,
+        )
     return data
 
 

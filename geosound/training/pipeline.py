@@ -35,6 +35,7 @@ from geosound.evaluation.sat2sound_eval import (
     format_table,
     linear_map_baseline,
 )
+from geosound.geo.images import chip_ground_m
 from geosound.models import Sat2Sound
 from geosound.models.checkpoint import save_checkpoint
 from geosound.progress import Progress, stage
@@ -49,7 +50,13 @@ TABLE_TITLE = "Sat2Sound retrieval on the dev eval split (dev figures)"
 
 EUROSAT_TILE_M = 640.0
 """Ground size of the dev training tiles: EuroSAT's 64 px at 10 m. Recorded in the checkpoint
-as ``info["tile_m"]``, which maps take as their default tile size in metres."""
+as ``info["tile_m"]``, which maps take as their default tile size in metres; a run on a pair
+manifest records its chips' median ground size instead, where their rasters have a CRS."""
+
+
+def _manifest_tile_m(manifest_path: Path) -> float | None:
+    """The ground size of a manifest's chips (None for photos and chips without a CRS)."""
+    return chip_ground_m(read_manifest(manifest_path)["image"].astype(str))
 
 
 Metrics = dict[str, dict[str, dict[str, float | str | int]]]
@@ -239,8 +246,9 @@ def run_training(
         "train_seconds": round(time.monotonic() - started, 1),
         "train_cpu_seconds": round(time.process_time() - cpu_started, 1),
     }
-    if manifest is None:
-        info["tile_m"] = EUROSAT_TILE_M
+    tile_m = EUROSAT_TILE_M if manifest is None else _manifest_tile_m(out / "pairs.parquet")
+    if tile_m is not None:
+        info["tile_m"] = round(tile_m, 3)
     checkpoint = out / "sat2sound.pt"
     model_id = save_checkpoint(checkpoint, model, features.encoder_ids, info)
     save_checkpoint(out / "sat2sound_no_codebook.pt", variant, features.encoder_ids, info)
