@@ -232,7 +232,8 @@ def test_points_become_one_vrt_over_every_point(run_cli, run, tmp_path: Path) ->
             assert left < geometry.x < right and bottom < geometry.y < top
             row, col = mosaic.index(geometry.x, geometry.y)
             assert alpha[row, col] == 255
-            with rasterio.open(record["picture"]) as picture:
+            assert record["picture"].startswith(f"{out.stem}_pictures/")  # beside the sidecar
+            with rasterio.open(out.parent / record["picture"]) as picture:
                 pl, pb, pr, pt = picture.bounds
                 assert abs((pl + pr) / 2 - geometry.x) <= pixel / 2
                 assert abs((pb + pt) / 2 - geometry.y) <= pixel / 2

@@ -255,12 +255,13 @@ def generate_points(
             write_geotiff(staging / name, image.pixels, placement)
             pictures.append((folder / name, placement))
             where = picture_record(heard, image, point.lon, point.lat, placement, request.ground_m)
-            records.append({"point": point.name, "picture": str(folder / name), **where})
+            # Relative to the sidecar: the VRT, its sidecar and the folder move together.
+            records.append({"point": point.name, "picture": f"{folder.name}/{name}", **where})
         record = {
             **run_record(generator, listener, request, knowledge),
             "crs": crs.to_string(),
             "ground_m": request.ground_m,
-            "pictures_folder": str(folder),
+            "pictures_folder": folder.name,
             "points": records,
         }
         side_tmp.write_text(
