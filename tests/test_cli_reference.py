@@ -32,3 +32,57 @@ def test_table_cells_cannot_break_the_table():
         if line.startswith("| <code>"):
             cells = re.split(r"(?<!\\)\|", line)
             assert len(cells) == 4, line  # "", option, meaning, ""
+
+
+def test_every_parameter_of_every_command_is_in_the_reference():
+    page = cli_reference_markdown()
+    root = typer.main.get_command(app)
+    context = typer.Context(root, info_name="geosound")
+    sections = re.split(r"^#+ ", page, flags=re.MULTILINE)
+    assert "<code>--version</code>" in sections[1] and "<code>--verbose</code>" in sections[1]
+
+    def commands(group, path):
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            if not command.hidden:
+                yield (*path, name), command
+                if hasattr(command, "list_commands"):
+                    yield from commands(command, (*path, name))
+
+    for path, command in commands(root, ("geosound",)):
+        section = next(s for s in sections if s.startswith(" ".join(path) + "\n"))
+        for param in command.params:
+            if getattr(param, "hidden", False):
+                continue
+            label = param.opts[0] if param.param_type_name == "option" else param.name.upper()
+            assert label in section, f"{' '.join(path)}: {label} is missing from its section"
+
+
+def test_placeholders_in_help_texts_are_shown_not_taken_for_html():
+    page = cli_reference_markdown()
+    # generate's -o help names <layer>_landscapes.vrt; raw, a browser would drop "<layer>".
+    assert "(default: &lt;layer&gt;_landscapes.vrt beside the layer)" in page
+    for line in page.splitlines():
+        outside_code = re.sub(r"<code>.*?</code>|`[^`]*`|<br>", "", line)
+        assert "<" not in outside_code.replace("<=", ""), line
+
+
+def test_a_no_rewrap_paragraph_keeps_its_line_breaks():
+    tiny = typer.Typer()
+
+    @tiny.command()
+    def first() -> None:
+        """Show the steps.
+
+        \b
+        one: read
+        two: write <out>
+        """
+
+    @tiny.command()
+    def second() -> None:
+        """Another."""
+
+    page = cli_reference_markdown("tiny", tiny)
+    assert "one: read<br>\ntwo: write &lt;out&gt;\n" in page
+    assert "\b" not in page

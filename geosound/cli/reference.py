@@ -8,6 +8,7 @@ default or help text shows up in the next docs build without anyone editing a pa
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator
 
 import typer
@@ -20,29 +21,33 @@ from geosound.cli.app import app
 _Command = TyperCommand | TyperGroup
 
 
-def cli_reference_markdown(program: str = "geosound") -> str:
+def cli_reference_markdown(program: str = "geosound", typer_app: typer.Typer = app) -> str:
     """Every command of the app, in the app's own order, with its usage and options.
 
     Args:
         program: The name the usage lines start with.
+        typer_app: The app (default: geosound's).
 
     Returns:
         A Markdown page: one ``##`` section per command (``###`` per subcommand of a group),
         each with the command's help text, a usage line and a table of its arguments and
         options (as ``--help`` prints them, defaults included).
     """
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(typer_app)
     if not isinstance(root, TyperGroup):
-        raise TypeError("the geosound app is expected to be a group of commands")
+        raise TypeError(f"the {program} app is expected to be a group of commands")
     context = typer.Context(root, info_name=program)
     lines = [
         "# Command line",
         "",
-        "Generated from the `geosound` app when the documentation is built; `geosound "
+        f"Generated from the `{program}` app when the documentation is built; `{program} "
         "COMMAND --help` prints the same.",
         "",
         _help_text(root),
         "",
+        f"Options of `{program}` itself, given before the command:",
+        "",
+        *_options_table(root, context),
     ]
     for path, command, depth in _walk(root, context, (program,)):
         lines += _command_section(path, command, depth)
@@ -72,16 +77,44 @@ def _command_section(path: tuple[str, ...], command: _Command, depth: int) -> li
     arguments = [p for p in command.params if isinstance(p, TyperArgument)]
     usage = " ".join([*path, "[OPTIONS]", *(_argument_usage(a) for a in arguments)])
     lines += ["```text", usage, "```", ""]
+    return lines + _options_table(command, context)
+
+
+def _options_table(command: _Command, context: typer.Context) -> list[str]:
     rows = [row for p in command.params if (row := _param_row(p, context)) is not None]
-    if rows:
-        lines += ["| argument or option | meaning |", "|---|---|", *rows, ""]
-    return lines
+    if not rows:
+        return []
+    return ["| argument or option | meaning |", "|---|---|", *rows, ""]
 
 
 def _help_text(command: _Command) -> str:
+    r"""The help text as Markdown paragraphs.
+
+    click rewraps every paragraph except one that starts with a ``\b`` line; such a
+    paragraph keeps its line breaks here too (a Markdown hard break, ``<br>``).
+    """
     text = (command.help or command.short_help or "").strip()
-    # typer keeps "\b" (click's "do not rewrap this paragraph" marker); Markdown has no use for it.
-    return "\n".join(line for line in text.splitlines() if line.strip() != "\b")
+    paragraphs = []
+    for paragraph in text.split("\n\n"):
+        lines = paragraph.splitlines()
+        if lines and lines[0].strip() == "\b":
+            paragraphs.append("<br>\n".join(_markdown_text(line) for line in lines[1:]))
+        else:
+            paragraphs.append("\n".join(_markdown_text(line) for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+def _markdown_text(text: str) -> str:
+    """``text`` with ``&``, ``<`` and ``>`` escaped outside its code spans.
+
+    Help texts name placeholders such as ``<layer>_landscapes.vrt``: raw, a browser takes
+    ``<layer>`` for an unknown HTML tag and shows nothing. Inside backticks Markdown already
+    shows them as written, and an entity would be shown literally.
+    """
+    pieces = re.split(r"(`+[^`]*`+)", text)
+    return "".join(
+        piece if piece.startswith("`") else html.escape(piece, quote=False) for piece in pieces
+    )
 
 
 def _argument_usage(argument: TyperArgument) -> str:
@@ -103,7 +136,7 @@ def _param_row(param: object, context: typer.Context) -> str | None:
     # An HTML code element, not backticks: Markdown tables keep a "\|" inside a code span as
     # written, and option metavars hold pipes (<torch|onnx|openvino>).
     code = html.escape(_cell(names)).replace("|", "&#124;")
-    text = _cell(meaning).replace("|", "\\|")
+    text = _markdown_text(_cell(meaning)).replace("|", "\\|")
     return f"| <code>{code}</code> | {text} |"
 
 
