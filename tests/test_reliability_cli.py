@@ -142,6 +142,8 @@ BAD_INPUT = [
     ("map-checkpoint-text-file", (*MAP, "--checkpoint", f"{T}/notes.txt"), ["notes.txt"]),
     ("map-checkpoint-garbage", (*MAP, "--checkpoint", f"{T}/garbage.bin"), ["garbage.bin"]),
     ("map-checkpoint-missing", (*MAP, "--checkpoint", f"{T}/missing.pt"), ["missing.pt"]),
+    ("map-checkpoint-device", (*MAP, "--checkpoint", "/dev/null"),
+     ["/dev/null", "not a regular file"]),
     ("map-raster-text-file", ("map", f"{T}/notes.txt", "-o", f"{T}/out", "-t", "birds"),
      ["notes.txt"]),
     ("map-audio-query-missing", (*MAP, "--audio", f"{T}/missing.wav"), ["missing.wav"]),

@@ -276,8 +276,10 @@ def check_checkpoint_file(path: Path, option: str = "--checkpoint") -> None:
     """
     if not path.exists():
         raise InputError(f"checkpoint not found ({option})", path)
-    if not path.is_file():
+    if path.is_dir():
         raise InputError(f"is a folder, not a checkpoint ({option})", path)
+    if not path.is_file():
+        raise InputError(f"is not a regular file, so not a checkpoint ({option})", path)
     try:
         is_archive = zipfile.is_zipfile(path)
     except OSError as error:
