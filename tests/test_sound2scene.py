@@ -319,3 +319,25 @@ def test_a_run_folder_made_from_other_imagery_is_not_resumed(tmp_path: Path) -> 
         prepare_generator_data(tmp_path, both)
     with pytest.raises(InputError, match="imagery must be some of eurosat_ms, eurosat_rgb"):
         GeneratorTrainConfig(imagery=["naip"]).validate()
+
+
+def test_train_generator_options_reach_the_model(tmp_path: Path, run_cli) -> None:
+    from geosound.models.soundit_checkpoint import load_generator
+    from tests.test_evaluate_generator import tiny_bundle
+
+    run = tmp_path / "run"
+    run.mkdir()
+    tiny_bundle().save(run / "generator_data.npz")
+    done = run_cli("train-generator", "-o", str(run), "--global-conditioning",
+                   "--plain-cross-attention", "--epochs", "1", "--autoencoder-epochs", "1",
+                   "--batch-size", "8", "--progress", "none")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = load_generator(run / "soundit.pt").model.config
+    assert config.global_conditioning and not config.use_moe
+
+
+def test_train_separator_refuses_unknown_positives_in_one_line(tmp_path: Path, run_cli) -> None:
+    done = run_cli("train-separator", "-o", str(tmp_path / "run"), "--positives", "pair")
+    assert done.returncode == 2
+    assert "positives must be 'class' or 'clip'; got 'pair'" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -55,6 +55,14 @@ def train_generator_command(
             help="One multi-head cross-attention over the sound instead of TA-PMoE (ablation).",
         ),
     ] = False,
+    global_conditioning: Annotated[
+        bool,
+        typer.Option(
+            "--global-conditioning",
+            help="Also feed the pooled sound and scene to every block's adaLN modulation, as "
+            "DiT conditions on a class label (tried in docs/soundit.md: no measurable change).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the pairs and of training.", min=0)] = 0,
     imagery: Annotated[
         list[str] | None,
@@ -110,7 +118,10 @@ def train_generator_command(
         autoencoder_epochs=autoencoder_epochs,
         batch_size=batch_size,
         seed=seed,
-        model={"use_moe": False} if plain_cross_attention else {},
+        model={
+            **({"use_moe": False} if plain_cross_attention else {}),
+            **({"global_conditioning": True} if global_conditioning else {}),
+        },
         condition=condition,
         imagery=list(imagery) if imagery else GeneratorTrainConfig().imagery,
     ).validate()

@@ -293,6 +293,14 @@ def train_separator_command(
     ] = 300,
     sweep: SweepOption = 150,
     seed: Annotated[int, typer.Option(help="Seed of the mixes and of training.", min=0)] = 0,
+    positives: Annotated[
+        str,
+        typer.Option(
+            "--positives",
+            help="Positives of a slot's audio-to-audio loss: class (every source of its class) "
+            "or clip (only its own clip, the paper's instance A2A).",
+        ),
+    ] = "class",
     data_dir: DataDirOption = None,
     sat2sound: Annotated[
         Path | None,
@@ -322,6 +330,7 @@ def train_separator_command(
         eval_mixtures=eval_mixtures,
         sweep_mixtures=sweep,
         seed=seed,
+        positives=positives,
     ).validate()
     with progress_reporter(progress, "train-separator") as report:
         outcome = run_separator_training(
