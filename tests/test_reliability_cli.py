@@ -223,6 +223,8 @@ BAD_INPUT = [
      "0"), ["'--chip-size'"]),
     ("pairs-out-is-a-folder", ("pairs", f"{T}/notes.txt", "-o", f"{T}/folder.parquet"),
      ["folder.parquet", "is a folder"]),
+    ("pairs-out-not-parquet", ("pairs", f"{T}/notes.txt", "-o", f"{T}/m.csv"),
+     ["m.csv", "give --out a .parquet name"]),
     ("demo-out-is-a-file", ("demo", "-o", f"{T}/existing.txt"), ["existing.txt"]),
 ]
 # fmt: on

@@ -268,6 +268,13 @@ def check_output_file(path: Path, option: str = "--out") -> None:
     _check_creatable(path, option)
 
 
+def check_manifest_output(path: Path, option: str = "--out") -> None:
+    """A pair manifest to write: a ``.parquet`` name (it is GeoParquet) that can be written."""
+    if path.suffix.lower() not in (".parquet", ".geoparquet"):
+        raise InputError(f"the manifest is GeoParquet; give {option} a .parquet name", path)
+    check_output_file(path, option)
+
+
 def check_checkpoint_file(path: Path, option: str = "--checkpoint") -> None:
     """A cheap look at a checkpoint before torch loads: it exists and is an archive.
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from geosound.cli.checks import check_input_file, check_output_file, check_output_folder
+from geosound.cli.checks import check_input_file, check_manifest_output, check_output_folder
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 from geosound.cli.resources import DeviceOption, ThreadsOption, use_resources
 
@@ -109,9 +109,7 @@ def sonify_command(
         raise InputError(f"--eval-fraction must be in [0, 1); got {eval_fraction}")
     if k < 1:
         raise InputError(f"--k must be >= 1; got {k}")
-    if out.suffix.lower() not in (".parquet", ".geoparquet"):
-        raise InputError("the manifest is GeoParquet; give --out a .parquet name", out)
-    check_output_file(out, "--out")
+    check_manifest_output(out)
     if render is not None:
         check_output_folder(render, "--render")
     use_resources(threads, device)  # the text encoder that pairs tiles with clips
@@ -186,7 +184,7 @@ def pairs_command(
     check_input_file(table, "recordings table", "TABLE")
     if imagery is not None:
         check_input_file(imagery, "raster", "--imagery")
-    check_output_file(out, "--out")
+    check_manifest_output(out)
     from geosound.data.manifest import write_manifest
     from geosound.data.pairs_table import manifest_from_pairs_table
 
