@@ -34,6 +34,12 @@ def test_table_cells_cannot_break_the_table():
             assert len(cells) == 4, line  # "", option, meaning, ""
 
 
+def row_names(section: str) -> list[list[str]]:
+    """The option names of each table row of a section (``-o, --out <path>`` → -o, --out)."""
+    cells = re.findall(r"^\| <code>(.*?)</code>", section, flags=re.MULTILINE)
+    return [[name.split(" ")[0] for name in cell.split(", ")] for cell in cells]
+
+
 def test_every_parameter_of_every_command_is_in_the_reference():
     page = cli_reference_markdown()
     root = typer.main.get_command(app)
@@ -54,8 +60,14 @@ def test_every_parameter_of_every_command_is_in_the_reference():
         for param in command.params:
             if getattr(param, "hidden", False):
                 continue
-            label = param.opts[0] if param.param_type_name == "option" else param.name.upper()
-            assert label in section, f"{' '.join(path)}: {label} is missing from its section"
+            if param.param_type_name == "option":
+                # A row's first cell names the option, e.g. "-o, --out &lt;path&gt;".
+                assert set(param.opts) in [set(names) for names in row_names(section)], (
+                    f"{' '.join(path)}: no row for {', '.join(param.opts)}"
+                )
+            else:
+                argument = param.name.upper()  # shown as NAME, or [NAME] when optional
+                assert re.search(rf"<code>\[?{argument}", section), f"{path}: {argument}"
 
 
 def test_placeholders_in_help_texts_are_shown_not_taken_for_html():

@@ -65,6 +65,14 @@ def test_chip_ground_size_is_the_median_window_edge_in_metres(make_raster):
     assert chip_ground_m([format_image_ref(degrees, Window(0, 0, 10, 10))]) == pytest.approx(
         10 * (55.8 * 111.4) ** 0.5, rel=0.01
     )
+    # One tall raster in degrees: a chip at 70° N covers less ground than one at 30° N.
+    tall = make_raster("tall.tif", width=20, height=4000, crs="EPSG:4326", origin=(9.0, 70.0),
+                       resolution=0.01)
+    north, south = (chip_ground_m([format_image_ref(tall, Window(0, row, 10, 10))])
+                    for row in (0, 3990))
+    # A hundredth of a degree: 1.1 km north-south; east-west 0.38 km at 70° N, 0.96 km at 30° N.
+    assert north == pytest.approx(10 * (381.0 * 1116.0) ** 0.5, rel=0.01)
+    assert south == pytest.approx(10 * (964.0 * 1109.0) ** 0.5, rel=0.01)
     plain = make_raster("photo.tif", crs=None)
     assert chip_ground_m([*refs, str(plain)]) is None  # a photo's ground is unknown
     assert chip_ground_m([]) is None

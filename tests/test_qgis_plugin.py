@@ -665,3 +665,12 @@ def test_listen_tool_lists_the_sounds_of_a_clicked_spot(report):
     else:
         assert listen["button_tooltips"] == [listen["player_reason"]]
     assert listen["playback_line"]
+
+
+@qgis_run
+def test_map_algorithms_tile_at_the_models_ground_size_unless_given_pixels(report):
+    entry = check(report, "tiling")
+    default, pixels = entry["arguments"]["default"], entry["arguments"]["pixels"]
+    assert "--tile" not in default  # the CLI takes the checkpoint's ground size (640 m)
+    assert pixels[pixels.index("--tile") + 1] == "48"
+    assert default[default.index("--cache") + 1] != pixels[pixels.index("--cache") + 1]

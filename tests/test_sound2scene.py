@@ -319,6 +319,11 @@ def test_a_run_folder_made_from_other_imagery_is_not_resumed(tmp_path: Path) -> 
         prepare_generator_data(tmp_path, both)
     with pytest.raises(InputError, match="imagery must be some of eurosat_ms, eurosat_rgb"):
         GeneratorTrainConfig(imagery=["naip"]).validate()
+    # The same sources named in another order, or twice, make the same pairs: resumed.
+    data.meta = {**data.meta, "data_settings": both.data_settings()}
+    data.save(tmp_path / "generator_data.npz")
+    again = GeneratorTrainConfig(imagery=["eurosat_ms", "eurosat_rgb", "eurosat_ms"])
+    assert prepare_generator_data(tmp_path, again).pair_ids.tolist() == data.pair_ids.tolist()
 
 
 def test_train_generator_options_reach_the_model(tmp_path: Path, run_cli) -> None:
@@ -334,6 +339,10 @@ def test_train_generator_options_reach_the_model(tmp_path: Path, run_cli) -> Non
     assert done.returncode == 0, done.stderr
     config = load_generator(run / "soundit.pt").model.config
     assert config.global_conditioning and not config.use_moe
+    # The folder's checkpoints are of that network: not resumed as another one.
+    other = run_cli("train-generator", "-o", str(run), "--epochs", "1", "--progress", "none")
+    assert other.returncode == 2 and "networks were built with" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
 
 
 def test_train_separator_refuses_unknown_positives_in_one_line(tmp_path: Path, run_cli) -> None:

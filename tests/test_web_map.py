@@ -118,11 +118,12 @@ def test_an_unknown_band_is_named():
 
 
 def test_a_tile_popup_plays_its_retrieved_sounds(tmp_path: Path):
-    sounds = _sounds([_tone(tmp_path / "tone.wav")], class_1=["tone <660 Hz> ${x}"],
+    sounds = _sounds([_tone(tmp_path / "tone.wav")], class_1=["tone <660 Hz> ${x} `);x(`"],
                      score_1=[0.5])
     page = web_map(_layers(), sounds=sounds).get_root().render()
     # The class is escaped, not injected (in HTML, nor in the JS template folium puts it in).
-    assert "tone &lt;660 Hz&gt; &#36;{x} (0.50)" in page
+    assert "tone &lt;660 Hz&gt; &#36;{x} &#96;);x(&#96; (0.50)" in page
+    assert "`);x(`" not in page  # a backtick would end folium's JS template literal
     # The tile's outline is in lat/lon degrees, where the tile is.
     [outline] = _outlines(page)
     corners = np.array(outline["coordinates"][0])

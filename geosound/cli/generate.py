@@ -123,8 +123,10 @@ def train_generator_command(
             **({"global_conditioning": True} if global_conditioning else {}),
         },
         condition=condition,
-        imagery=list(imagery) if imagery else GeneratorTrainConfig().imagery,
-    ).validate()
+    )
+    if imagery:
+        config.imagery = list(imagery)
+    config.validate()
     with progress_reporter(progress, "train-generator") as report:
         outcome = run_generator_training(out, config, data_dir, progress=report)
     meta = outcome.data.meta

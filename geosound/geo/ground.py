@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from affine import Affine
 from pyproj import CRS, Proj, Transformer
+from rasterio.crs import CRS as RasterioCRS
 
 from geosound.errors import RasterError
 from geosound.geo.raster import RasterSource
@@ -64,12 +66,28 @@ class GroundTile:
         }
 
 
-def pixel_size_m(source: RasterSource) -> tuple[float, float]:
-    """Ground width and height of one pixel at the raster's centre, in metres."""
-    t = source.transform
+def pixel_size_m(
+    source: RasterSource, at: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """Ground width and height of one pixel, in metres.
+
+    Args:
+        source: An open raster with a CRS.
+        at: Where to measure, as pixel ``(col, row)`` (default: the raster's centre). In
+            degrees or Web Mercator the ground size of a pixel changes with latitude.
+    """
+    col, row = at if at is not None else (source.width / 2, source.height / 2)
+    return pixel_size_at(source.transform, source.crs, col, row)
+
+
+def pixel_size_at(
+    transform: Affine, raster_crs: RasterioCRS, col: float, row: float
+) -> tuple[float, float]:
+    """:func:`pixel_size_m` from a raster's georeference alone, so it needs no open file."""
+    t = transform
     step_x, step_y = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
-    cx, cy = t @ (source.width / 2, source.height / 2)
-    crs = CRS.from_user_input(source.crs.to_wkt())
+    cx, cy = t @ (col, row)
+    crs = CRS.from_user_input(raster_crs.to_wkt())
     if crs.is_geographic:
         lon, lat = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True).transform(cx, cy)
         geod = crs.get_geod()

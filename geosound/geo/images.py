@@ -16,10 +16,12 @@ import re
 from collections.abc import Iterable
 
 import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from geosound.geo.bands import read_rgb, resolve_preset
-from geosound.geo.ground import pixel_size_m
+from geosound.geo.ground import pixel_size_at
 from geosound.geo.raster import RasterSource
 
 __all__ = ["chip_ground_m", "format_image_ref", "parse_image_ref", "read_image_ref"]
@@ -76,29 +78,37 @@ def chip_ground_m(values: Iterable[str]) -> float | None:
 
     A model learns what places of one size sound like, so a map made with it should tile the
     ground at that size: training records this figure as ``info["tile_m"]``. Each chip's edge
-    is its width in pixels times its raster's pixel size at the raster's centre (the geometric
-    mean of the pixel's ground width and height, :func:`~geosound.geo.ground.pixel_size_m`).
+    is its width in pixels times the ground size of a pixel at the chip's centre (the
+    geometric mean of the pixel's width and height, :func:`~geosound.geo.ground.pixel_size_at`),
+    so chips of one raster at different latitudes measure what they cover.
+
+    Args:
+        values: Manifest ``image`` values: raster paths or windows of rasters.
 
     Returns:
-        None when any chip's raster has no CRS (photos, plain chips): their ground is unknown.
+        None when there are none, or when any chip's raster has no CRS (photos, plain chips):
+        their ground is unknown.
     """
-    rasters: dict[str, tuple[float, int] | None] = {}  # path → (pixel metres, width in px)
+    georeference: dict[str, tuple[Affine, CRS, int, int] | None] = {}  # read once per file
+    pixel_m: dict[tuple[str, float, float], float] = {}  # (path, col, row) → metres
     edges = []
     for value in values:
         path, window = parse_image_ref(value)
-        if path not in rasters:
-            rasters[path] = _pixel_m_and_width(path)
-        raster = rasters[path]
-        if raster is None:
+        if path not in georeference:
+            with RasterSource(path, require_crs=False) as source:
+                crs = source.dataset.crs
+                georeference[path] = (
+                    None if crs is None else (source.transform, crs, source.width, source.height)
+                )
+        known = georeference[path]
+        if known is None:
             return None
-        pixel_m, width = raster
-        edges.append((int(window.width) if window is not None else width) * pixel_m)
+        transform, crs, width, height = known
+        whole = window or Window(0, 0, width, height)
+        centre = (whole.col_off + whole.width / 2, whole.row_off + whole.height / 2)
+        key = (path, *centre)
+        if key not in pixel_m:
+            width_m, height_m = pixel_size_at(transform, crs, *centre)
+            pixel_m[key] = math.sqrt(width_m * height_m)
+        edges.append(int(whole.width) * pixel_m[key])
     return float(np.median(edges)) if edges else None
-
-
-def _pixel_m_and_width(path: str) -> tuple[float, int] | None:
-    with RasterSource(path, require_crs=False) as source:
-        if source.dataset.crs is None:
-            return None
-        width_m, height_m = pixel_size_m(source)
-        return math.sqrt(width_m * height_m), source.width

@@ -272,7 +272,7 @@ def _popup_text(value: object) -> str:
     if value is None or (np.isscalar(value) and pd.isna(value)) or value == "":
         return MISSING
     escaped = html.escape(str(value))
-    return escaped.replace("\\", "&#92;").replace("$", "&#36;")
+    return escaped.replace("\\", "&#92;").replace("$", "&#36;").replace("`", "&#96;")
 
 
 def _popup_score(value: object) -> str:

@@ -152,6 +152,8 @@ class GeneratorTrainConfig:
         if not 0.0 <= self.eval_fraction < 1.0:
             raise InputError(f"eval_fraction must be in [0, 1); got {self.eval_fraction!r}")
         for name, known in (("imagery", DEV_IMAGERY), ("sounds", DEV_SOUNDS)):
+            if isinstance(getattr(self, name), str):
+                raise InputError(f"{name} must be a list of names; got {getattr(self, name)!r}")
             given = list(getattr(self, name))
             if not given or not set(given) <= set(known):
                 raise InputError(
@@ -161,8 +163,10 @@ class GeneratorTrainConfig:
 
     def data_settings(self) -> dict[str, Any]:
         """The settings the run's data bundle is made from: a resumed run must share them."""
-        names = ("imagery", "sounds", "variants", "seed", "eval_fraction", "mix_bank")
-        return {name: getattr(self, name) for name in names}
+        names = ("variants", "seed", "eval_fraction", "mix_bank")
+        # The pairs do not depend on the order the sources are named in, nor on repeats.
+        sources = {name: sorted(set(getattr(self, name))) for name in ("imagery", "sounds")}
+        return {**sources, **{name: getattr(self, name) for name in names}}
 
 
 def ema_decay_at(decay: float, updates: int) -> float:
@@ -774,6 +778,7 @@ def run_generator_training(
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     _claim_condition(out_dir, config.condition)
+    _claim_architecture(out_dir, config)
     data = prepare_generator_data(out_dir, config, data_dir, cache_root, stage(progress, 0.0, 0.2))
     visual = config.condition == "visual"
     if visual and (data.image_embedding is None or data.audio_tokens is None
@@ -899,6 +904,35 @@ def _claim_condition(out_dir: Path, condition: str) -> None:
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(condition + "\n")
+
+
+def _claim_architecture(out_dir: Path, config: GeneratorTrainConfig) -> None:
+    """Record the run folder's network settings; refuse to resume them as other ones.
+
+    Lightning's ``last.ckpt`` holds weights of the recorded preset and model options
+    (``--plain-cross-attention``, ``--global-conditioning``…): loading it into another
+    network fails deep inside with a state-dict error. Folders from before the record are
+    taken as they are.
+
+    Raises:
+        InputError: The folder's networks were built with other settings.
+    """
+    marker = out_dir / "runs" / "architecture.json"
+    wanted = json.loads(json.dumps({
+        "autoencoder_preset": config.autoencoder_preset,
+        "preset": config.preset,
+        "model": dict(sorted(config.model.items())),
+    }))  # fmt: skip
+    if marker.is_file():
+        recorded = json.loads(marker.read_text())
+        if recorded != wanted:
+            raise InputError(
+                f"this run folder's networks were built with {recorded}; give another -o for "
+                f"{wanted}",
+                out_dir,
+            )
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(wanted) + "\n")
 
 
 __all__: Sequence[str] = (

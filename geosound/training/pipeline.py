@@ -54,13 +54,13 @@ as ``info["tile_m"]``, which maps take as their default tile size in metres; a r
 manifest records its chips' median ground size instead, where their rasters have a CRS."""
 
 
+Metrics = dict[str, dict[str, dict[str, float | str | int]]]
+"""Method → direction → metric → value, as checkpoints and ``metrics.json`` record them."""
+
+
 def _manifest_tile_m(manifest_path: Path) -> float | None:
     """The ground size of a manifest's chips (None for photos and chips without a CRS)."""
     return chip_ground_m(read_manifest(manifest_path)["image"].astype(str))
-
-
-Metrics = dict[str, dict[str, dict[str, float | str | int]]]
-"""Method → direction → metric → value, as checkpoints and ``metrics.json`` record them."""
 
 
 @dataclass
@@ -209,6 +209,8 @@ def run_training(
     data_dir = Path(data_dir) if data_dir else dev_data_dir()
     config.to_yaml(out / "train_config.yaml")
     features = load_features(data_dir, config, out, cache_root, stage(progress, 0.0, 0.3), manifest)
+    # Before training, so that imagery gone since its features were cached fails in seconds.
+    tile_m = EUROSAT_TILE_M if manifest is None else _manifest_tile_m(out / "pairs.parquet")
     views = train_image_views(out, features, config, cache_root, stage(progress, 0.3, 0.4))
     model = fit_sat2sound(
         features,
@@ -246,7 +248,6 @@ def run_training(
         "train_seconds": round(time.monotonic() - started, 1),
         "train_cpu_seconds": round(time.process_time() - cpu_started, 1),
     }
-    tile_m = EUROSAT_TILE_M if manifest is None else _manifest_tile_m(out / "pairs.parquet")
     if tile_m is not None:
         info["tile_m"] = round(tile_m, 3)
     checkpoint = out / "sat2sound.pt"

@@ -33,6 +33,7 @@ from qgis.core import (  # noqa: E402 (after the sys.path set-up above)
     QgsFeature,
     QgsGeometry,
     QgsPointXY,
+    QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingModelAlgorithm,
@@ -346,6 +347,19 @@ class Checks:
             "progress": feedback.progress,
             "infos": feedback.infos,
         }
+
+    def check_tiling(self) -> Report:
+        """The ``geosound map`` arguments a map algorithm builds, with and without a tile size."""
+        algorithm = QgsApplication.processingRegistry().algorithmById("geosound:soundscapemap")
+        context = QgsProcessingContext()
+        base = {"INPUT": str(self.scene), "QUERIES": "rain",
+                "OUTPUT": str(self.work / "tiling.tif")}  # fmt: skip
+        arguments = {}
+        for name, parameters in (("default", base), ("pixels", {**base, "TILE": 48})):
+            arguments[name] = algorithm.create().map_arguments(
+                parameters, context, self.work / "tiling"
+            )
+        return {"arguments": arguments}
 
     def check_conceptmap(self) -> Report:
         feedback = Feedback()
@@ -767,8 +781,8 @@ def _extent(layer: Any) -> list[float]:
     return [e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()]
 
 
-ORDER = ("environment", "registration", "dialogs", "buildindex", "soundscapemap", "conceptmap",
-         "retrievetiles", "retrievepoints", "synthesizepoint", "errors", "plugin",
+ORDER = ("environment", "registration", "dialogs", "tiling", "buildindex", "soundscapemap",
+         "conceptmap", "retrievetiles", "retrievepoints", "synthesizepoint", "errors", "plugin",
          "setup")  # fmt: skip
 
 

@@ -403,10 +403,10 @@ class MapAlgorithm(GeosoundAlgorithm):
         self.addParameter(
             number_parameter(
                 self.TILE,
-                self.tr("Tile size (pixels)"),
+                self.tr("Tile size (px; 0: the model's ground size)"),
                 int,
-                64,
-                8,
+                0,
+                0,
                 4096,
             )
         )
@@ -429,11 +429,18 @@ class MapAlgorithm(GeosoundAlgorithm):
     def map_arguments(
         self, parameters: Parameters, context: QgsProcessingContext, work: Path
     ) -> list[str]:
-        """``map RASTER -o WORK --tile … [--stride …] [--bbox …] --cache …`` for the inputs."""
+        """``map RASTER -o WORK [--tile …] [--stride …] [--bbox …] --cache …`` for the inputs.
+
+        Without a tile size the CLI tiles at the ground size the model was trained on (640 m
+        for the shipped one), whatever the raster's pixel size: 64 px of a 0.6 m aerial photo
+        would be a 38 m patch of roof to a model that learnt from 640 m tiles.
+        """
         layer, raster = self.raster_file(parameters, self.INPUT, context)
         tile = self.parameterAsInt(parameters, self.TILE, context)
         stride = self.parameterAsInt(parameters, self.STRIDE, context)
-        arguments = ["map", raster, "-o", str(work), "--tile", str(tile)]
+        arguments = ["map", raster, "-o", str(work)]
+        if tile > 0:
+            arguments += ["--tile", str(tile)]
         if stride > 0:
             arguments += ["--stride", str(stride)]
         bbox: list[str] = []
