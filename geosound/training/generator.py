@@ -468,6 +468,8 @@ def _resumed_bundle(bundle: Path, config: GeneratorTrainConfig) -> GeneratorData
     """
     data = GeneratorData.load(bundle)
     recorded = data.meta.get("data_settings")
+    if recorded is not None:
+        recorded = GeneratorTrainConfig(**recorded).data_settings()  # sources in one order
     wanted = json.loads(json.dumps(config.data_settings()))
     if recorded is not None and recorded != wanted:
         changed = ", ".join(
