@@ -468,10 +468,11 @@ def _resumed_bundle(bundle: Path, config: GeneratorTrainConfig) -> GeneratorData
     """
     data = GeneratorData.load(bundle)
     recorded = data.meta.get("data_settings")
-    if recorded is not None:
-        recorded = GeneratorTrainConfig(**recorded).data_settings()  # sources in one order
-    wanted = json.loads(json.dumps(config.data_settings()))
-    if recorded is not None and recorded != wanted:
+    if recorded is None:
+        return data
+    recorded = GeneratorTrainConfig(**recorded).data_settings()  # both in one canonical form
+    wanted = config.data_settings()
+    if recorded != wanted:
         changed = ", ".join(
             f"{name} {recorded.get(name)!r} (now {value!r})"
             for name, value in wanted.items()
