@@ -250,7 +250,7 @@ def test_train_generator_visual_end_to_end_on_a_tiny_bundle(tmp_path: Path, run_
     assert (tmp_path / "x.png").is_file()
     # The folder's DiT is a Sound2Scene one, of another width: it is not resumed as SounDiT.
     other = run_cli(*[a if a != "visual" else "sound" for a in args])
-    assert other.returncode == 2 and "trained with --condition visual" in other.stderr
+    assert other.returncode == 2 and "built with condition visual" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
 
 

@@ -780,8 +780,7 @@ def run_generator_training(
     config.validate()
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
-    _claim_condition(out_dir, config.condition)
-    _claim_architecture(out_dir, config)
+    _claim_networks(out_dir, config)
     data = prepare_generator_data(out_dir, config, data_dir, cache_root, stage(progress, 0.0, 0.2))
     visual = config.condition == "visual"
     if visual and (data.image_embedding is None or data.audio_tokens is None
@@ -884,56 +883,38 @@ def run_generator_training(
     return GeneratorOutcome(ema, codec, data, latent_mean, metrics, scenes, aligner)
 
 
-def _claim_condition(out_dir: Path, condition: str) -> None:
-    """Record what a run folder's SounDiT is conditioned on; refuse to resume it as another.
-
-    A folder of the other kind holds a Lightning checkpoint of another width, which cannot be
-    resumed. Folders from before the condition was recorded hold SounDiT runs.
-
-    Raises:
-        InputError: The folder's SounDiT was trained with the other condition.
-    """
-    run_dir = out_dir / "runs" / "soundit"
-    marker = run_dir / "condition.txt"
-    if marker.is_file():
-        recorded: str | None = marker.read_text().strip()
-    else:
-        recorded = "sound" if (run_dir / "lightning" / "last.ckpt").is_file() else None
-    if recorded is not None and recorded != condition:
-        raise InputError(
-            f"this run folder's generator is trained with --condition {recorded}; give another "
-            f"-o for --condition {condition}",
-            out_dir,
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(condition + "\n")
-
-
-def _claim_architecture(out_dir: Path, config: GeneratorTrainConfig) -> None:
+def _claim_networks(out_dir: Path, config: GeneratorTrainConfig) -> None:
     """Record the run folder's network settings; refuse to resume them as other ones.
 
-    Lightning's ``last.ckpt`` holds weights of the recorded preset and model options
-    (``--plain-cross-attention``, ``--global-conditioning``…): loading it into another
-    network fails deep inside with a state-dict error. Folders from before the record are
-    taken as they are.
+    Lightning's ``last.ckpt`` files hold weights of the recorded condition, presets and model
+    options (``--condition``, ``--plain-cross-attention``, ``--global-conditioning``…): loading
+    them into another network fails deep inside with a state-dict error. A folder from before
+    the record holds a SounDiT conditioned on sound; its other settings are taken as they are.
 
     Raises:
-        InputError: The folder's networks were built with other settings.
+        InputError: The folder's networks were built with other settings (those are named).
     """
-    marker = out_dir / "runs" / "architecture.json"
+    marker = out_dir / "runs" / "networks.json"
     wanted = json.loads(json.dumps({
+        "condition": config.condition,
         "autoencoder_preset": config.autoencoder_preset,
         "preset": config.preset,
         "model": dict(sorted(config.model.items())),
     }))  # fmt: skip
     if marker.is_file():
         recorded = json.loads(marker.read_text())
-        if recorded != wanted:
-            raise InputError(
-                f"this run folder's networks were built with {recorded}; give another -o for "
-                f"{wanted}",
-                out_dir,
-            )
+    elif (out_dir / "runs" / "soundit" / "lightning" / "last.ckpt").is_file():
+        recorded = {"condition": "sound"}
+    else:
+        recorded = {}
+    differing = [key for key in recorded if recorded[key] != wanted.get(key)]
+    if differing:
+        built = ", ".join(f"{key} {recorded[key]}" for key in differing)
+        asked = ", ".join(f"{key} {wanted.get(key)}" for key in differing)
+        raise InputError(
+            f"this run folder's networks were built with {built}; give another -o for {asked}",
+            out_dir,
+        )
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(wanted) + "\n")
 
