@@ -81,8 +81,8 @@ def _sounds(paths: list[str], **columns: list[object]) -> gpd.GeoDataFrame:
     )
 
 
-def _tone(path: Path) -> str:
-    sf.write(path, 0.3 * np.sin(2 * np.pi * 660 * np.arange(8000) / 16000), 16000)
+def _tone(path: Path, frequency: float = 660) -> str:
+    sf.write(path, 0.3 * np.sin(2 * np.pi * frequency * np.arange(8000) / 16000), 16000)
     return str(path)
 
 
@@ -135,6 +135,32 @@ def test_a_tile_popup_plays_its_retrieved_sounds(tmp_path: Path):
     assert encoded is not None
     samples, rate = sf.read(io.BytesIO(base64.b64decode(encoded.group(1))))
     assert rate == 16_000 and len(samples) > 0
+
+
+def _clip_store(page: str) -> dict[str, str]:
+    """The page's one table of clips (key → data URI) that the popups' players draw from."""
+    [found] = re.findall(r"var geosound_clips_\w+ = (\{.*?\});", page)
+    return json.loads(found)
+
+
+def test_a_clip_that_many_tiles_retrieved_is_in_the_page_once(tmp_path: Path):
+    tone, low = _tone(tmp_path / "tone.wav"), _tone(tmp_path / "low.wav", 220)
+    sounds = _sounds([tone, tone, low], sound_2=[low, None, tone], class_1=["a", "b", "c"])
+    page = web_map(_layers(), sounds=sounds).get_root().render()
+    store = _clip_store(page)
+    assert page.count("data:audio/wav;base64,") == len(store) == 2
+    players = re.findall(r'<audio controls preload=\\?"none\\?" data-geosound-clip=\\?"(\w+)', page)
+    assert len(players) == 5 and set(players) == set(store)
+    # Each key holds its own recording: tone and low are told apart by their samples.
+    heard = {}
+    for key, uri in store.items():
+        samples, rate = sf.read(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+        heard[key] = samples
+        assert rate == 16_000
+    assert not np.allclose(*heard.values())
+    # The players get their clip when a popup opens: the handler is bound to this map.
+    fmap_name = re.search(r"var (map_\w+) = L\.map\(", page).group(1)
+    assert f'{fmap_name}.on("popupopen"' in page
 
 
 def test_importing_geosound_keeps_the_users_matplotlib_backend(tmp_path: Path):

@@ -3,8 +3,9 @@
 A GIS analyst opens the COGs in QGIS; a researcher in Jupyter wants the same layers on a
 slippy map without leaving the notebook, and without a network: so the basemap is optional
 (none by default), every layer is embedded as a PNG overlay in the page itself, and the sounds
-a tile retrieved play from the tile's popup (``<audio>`` elements with the clip inside the
-page). folium is an optional dependency (``pip install geosound[notebooks]``).
+a tile retrieved play from the tile's popup (``<audio>`` elements; each clip is stored once in
+the page and handed to a popup's players when it opens). folium is an optional dependency
+(``pip install geosound[notebooks]``).
 
 Overlays are reprojected to Web Mercator first, so the picture lines up with the map's own
 projection exactly rather than being stretched between latitude bounds.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import os
 import re
@@ -82,11 +84,10 @@ def web_map(
         sounds: Rows of a retrieval table (``retrieval.gpkg``: tile footprints with
             ``sound_1``, ``class_1``, ``score_1``, …) with a CRS: each tile becomes a
             clickable outline whose popup plays its top recordings. The clips are embedded in
-            the page as base64 WAV (16 kHz, 16-bit mono), 213 kB per 5-s clip, once in every
-            popup that plays it: the quickstart notebook's map of the demo scene (4 bands, 11
-            tiles with 3 sounds each) is 7.1 MB, all but 57 kB of it the 33 clips. So pass
-            the tiles worth hearing — a few dozen — rather than a whole region. A clip whose
-            file is missing is left out with a warning.
+            the page as base64 WAV (16 kHz, 16-bit mono), about 213 kB per 5-s clip, once
+            each however many popups play it; so the page grows with the number of distinct
+            clips: pass the tiles worth hearing — a few dozen — rather than a whole region. A
+            clip whose file is missing is left out with a warning.
         max_sounds: At most this many sounds per tile popup.
 
     Returns:
@@ -136,18 +137,24 @@ def web_map(
     )
     legend.add_to(fmap)
     if sounds is not None:
-        _sound_popups(folium, sounds, max_sounds).add_to(fmap)
+        popups, clips = _sound_popups(folium, sounds, max_sounds)
+        popups.add_to(fmap)
+        _clip_store(folium, clips).add_to(fmap)
     folium.LayerControl(collapsed=False).add_to(fmap)
     return fmap
 
 
 def audio_html(path: str, sample_rate: int = POPUP_SAMPLE_RATE) -> str:
     """An ``<audio>`` element holding a recording as an inline WAV: plays with no server."""
+    return f'<audio controls preload="none" src="{wav_data_uri(path, sample_rate)}"></audio>'
+
+
+def wav_data_uri(path: str, sample_rate: int = POPUP_SAMPLE_RATE) -> str:
+    """A recording as a ``data:audio/wav;base64,…`` URI (16-bit mono at ``sample_rate``)."""
     clip = load_audio(path, sample_rate=sample_rate)
     buffer = io.BytesIO()
     sf.write(buffer, clip.samples, clip.sample_rate, format="WAV", subtype="PCM_16")
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<audio controls preload="none" src="data:audio/wav;base64,{encoded}"></audio>'
+    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _folium() -> Any:
@@ -235,28 +242,31 @@ def _rgba(band: xr.DataArray, colours: Any, vmin: float, vmax: float) -> np.ndar
     return (rgba * 255).astype(np.uint8)
 
 
-def _sound_popups(folium: Any, sounds: gpd.GeoDataFrame, max_sounds: int) -> Any:
+def _sound_popups(
+    folium: Any, sounds: gpd.GeoDataFrame, max_sounds: int
+) -> tuple[Any, dict[str, str]]:
+    """The tiles' outlines with popups of players, and the clips they play by key.
+
+    A player names its clip (``data-geosound-clip``) instead of holding it, so a clip that
+    several tiles retrieved is in the page once (:func:`_clip_store`).
+    """
     group = folium.FeatureGroup(name="retrieved sounds (click a tile)")
-    players: dict[str, str] = {}
+    keys: dict[str, str | None] = {}
+    clips: dict[str, str] = {}
     for _, tile in sounds.to_crs("EPSG:4326").iterrows():
         items = []
         for rank in range(1, max_sounds + 1):
             path = tile.get(f"sound_{rank}")
             if not isinstance(path, str) or not path:
                 continue
-            if path not in players:
-                if not os.path.isfile(path):
-                    warnings.warn(
-                        f"sound clip {path} is missing: left out of the map's popups",
-                        stacklevel=3,
-                    )
-                    players[path] = ""
-                else:
-                    players[path] = audio_html(path)
-            if players[path]:
+            if path not in keys:
+                keys[path] = _stored_clip(path, clips)
+            key = keys[path]
+            if key is not None:
                 label = _popup_text(tile.get(f"class_{rank}"))
                 score = _popup_score(tile.get(f"score_{rank}"))
-                items.append(f"<p>{rank}. {label}{score}<br>{players[path]}</p>")
+                player = f'<audio controls preload="none" data-geosound-clip="{key}"></audio>'
+                items.append(f"<p>{rank}. {label}{score}<br>{player}</p>")
         if not items:
             continue
         folium.GeoJson(
@@ -264,7 +274,45 @@ def _sound_popups(folium: Any, sounds: gpd.GeoDataFrame, max_sounds: int) -> Any
             style_function=lambda _: {"color": "#ffffff", "weight": 1, "fillOpacity": 0.0},
             popup=folium.Popup("".join(items), max_width=320),
         ).add_to(group)
-    return group
+    return group, clips
+
+
+def _stored_clip(path: str, clips: dict[str, str]) -> str | None:
+    """Add the clip at ``path`` to ``clips`` as a WAV data URI; its key, or None if missing."""
+    if not os.path.isfile(path):
+        warnings.warn(f"sound clip {path} is missing: left out of the map's popups", stacklevel=4)
+        return None
+    key = f"clip{len(clips)}"
+    clips[key] = wav_data_uri(path)
+    return key
+
+
+#: Leaflet builds a popup's content when it opens: its players get their ``src`` then, from the
+#: one table of clips in the page.
+_CLIP_STORE_SCRIPT = """
+{% macro script(this, kwargs) %}
+var {{ this.get_name() }} = {{ this.clips_json }};
+{{ this._parent.get_name() }}.on("popupopen", function (event) {
+    event.popup.getElement().querySelectorAll("audio[data-geosound-clip]")
+        .forEach(function (player) {
+            if (!player.getAttribute("src")) {
+                player.src = {{ this.get_name() }}[player.dataset.geosoundClip];
+            }
+        });
+});
+{% endmacro %}
+"""
+
+
+def _clip_store(folium: Any, clips: dict[str, str]) -> Any:
+    """The popups' clips, once each, with the script that hands a popup's players theirs."""
+    from jinja2 import Template  # folium's own template engine
+
+    store = folium.MacroElement()
+    store._name = "GeosoundClips"
+    store._template = Template(_CLIP_STORE_SCRIPT)
+    store.clips_json = json.dumps(clips)
+    return store
 
 
 def _popup_text(value: object) -> str:
