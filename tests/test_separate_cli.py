@@ -284,3 +284,17 @@ def test_evaluate_separator_scores_class_representation_with_a_generator(
     assert "Class Representation Score (proxy)" in done.stdout
     lonely = run_cli("evaluate-separator", "--classifier", str(out), env=trained["env"])
     assert lonely.returncode == 2 and "--generator" in lonely.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("separate", "REC", "--steps", "5"), ("separate", "REC", "--seed", "1"),
+     ("evaluate-separator", "--steps", "5"), ("evaluate-separator", "--crs-mixtures", "5")],
+)  # fmt: skip
+def test_picture_options_without_pictures_are_refused_not_ignored(
+    trained, run_cli, args: tuple[str, ...]
+) -> None:
+    done = run_cli(*[str(_clip(trained)) if a == "REC" else a for a in args], env=trained["env"])
+    option = args[-2]
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{option} goes with" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -30,6 +30,22 @@ SCHEDULER_TIMEOUT_S = 5.0
 """How long ``--scheduler`` gets to accept a connection before the run is refused."""
 
 
+def check_goes_with(main: str, main_value: object, **followers: object) -> None:
+    """Refuse options that only mean something beside ``main`` when ``main`` is not given.
+
+    ``followers`` maps each such option (``--steps`` as ``steps``) to its value, ``None`` when
+    not given: an option given alone would be silently ignored, so it is an error instead.
+
+    Raises:
+        InputError: The first follower given without ``main``, named.
+    """
+    if main_value is not None:
+        return
+    for name, value in followers.items():
+        if value is not None:
+            raise InputError(f"--{name.replace('_', '-')} goes with {main}")
+
+
 def option_error(option: str, message: str) -> typer.BadParameter:
     """A usage error (exit 2) whose one line is ``Invalid value for '--option': message``."""
     return typer.BadParameter(message, param_hint=f"'{option}'")

@@ -18,6 +18,7 @@ import typer
 from geosound.cli.checks import (
     DataDirOption,
     check_checkpoint_file,
+    check_goes_with,
     check_input_file,
     check_output_file,
     check_output_folder,
@@ -45,6 +46,13 @@ Sat2SoundOption = Annotated[
 SweepOption = Annotated[
     int, typer.Option("--sweep", help="Held-out mixes per ratio of the loudness sweep.", min=1)
 ]
+
+
+PICTURE_STEPS = 25
+"""DDIM steps of the pictures ``--images`` and the Class Representation Score draw."""
+
+CRS_MIXTURES = 50
+"""Held-out mixes per source count the Class Representation Score draws."""
 
 
 def _separator_path(model: Path | None) -> Path:
@@ -98,8 +106,13 @@ def separate_command(
             "separated sources as it was trained to; its geokd.npz beside it is used).",
         ),
     ] = None,
-    steps: Annotated[int, typer.Option("--steps", help="DDIM steps of --images.", min=1)] = 25,
-    seed: Annotated[int, typer.Option("--seed", help="Seeds the noise of --images.", min=0)] = 0,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help=f"DDIM steps of --images [default: {PICTURE_STEPS}].", min=1),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seeds the noise of --images [default: 0].", min=0)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for programs.")] = False,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
@@ -113,7 +126,7 @@ def separate_command(
     a generator draws what each source and all of them together look like (AV-GAS): the
     combined picture weighs each source by its share of the loudness.
     """
-    generator_path = _check_images(images, generator_model, points)
+    generator_path = _check_images(images, generator_model, points, steps, seed)
     recordings = _recordings(recording, points, audio_column, out)
     path = _separator_path(model)
     if sat2sound is not None:
@@ -149,8 +162,9 @@ def separate_command(
     drawn: list[str] = []
     if images is not None and generator_path is not None:
         drawn = _draw_sources(
-            finder, separations[0], images, generator_path, sat2sound, steps, seed, progress
-        )
+            finder, separations[0], images, generator_path, sat2sound,
+            steps or PICTURE_STEPS, seed or 0, progress,
+        )  # fmt: skip
     if as_json or progress is ProgressMode.json:
         emit_json({"ok": True, "outputs": drawn, **separations[0].to_dict(), "notes": notes})
         return
@@ -159,14 +173,15 @@ def separate_command(
         typer.echo(f"geosound separate: wrote {len(drawn) // 2} pictures into {images}")
 
 
-def _check_images(images: Path | None, generator: Path | None, points: Path | None
-                  ) -> Path | None:  # fmt: skip
+def _check_images(
+    images: Path | None, generator: Path | None, points: Path | None,
+    steps: int | None, seed: int | None,
+) -> Path | None:  # fmt: skip
     """The generator checkpoint --images draws with, checked before anything loads."""
     from geosound.errors import InputError
 
+    check_goes_with("--images DIR", images, generator=generator, steps=steps, seed=seed)
     if images is None:
-        if generator is not None:
-            raise InputError("--generator goes with --images DIR")
         return None
     if points is not None:
         raise InputError("--images draws the sources of one RECORDING, not of --points")
@@ -380,11 +395,19 @@ def evaluate_separator_command(
         ),
     ] = None,
     crs_mixtures: Annotated[
-        int, typer.Option("--crs-mixtures", help="Mixes per source count for the CRS.", min=1)
-    ] = 50,
+        int | None,
+        typer.Option(
+            "--crs-mixtures",
+            help=f"Mixes per source count for the CRS [default: {CRS_MIXTURES}].",
+            min=1,
+        ),
+    ] = None,
     steps: Annotated[
-        int, typer.Option("--steps", help="DDIM steps of the CRS pictures.", min=1)
-    ] = 25,
+        int | None,
+        typer.Option(
+            "--steps", help=f"DDIM steps of the CRS pictures [default: {PICTURE_STEPS}].", min=1
+        ),
+    ] = None,
     threads: ThreadsOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ) -> None:
@@ -404,10 +427,10 @@ def evaluate_separator_command(
         check_checkpoint_file(generator_model, "--generator")
         classifier = classifier or generator_model.parent / "landcover_classifier.npz"
         check_input_file(classifier, "land-cover classifier", "--classifier")
-    elif classifier is not None:
-        from geosound.errors import InputError
-
-        raise InputError("--classifier goes with --generator")
+    check_goes_with(
+        "--generator", generator_model, classifier=classifier, crs_mixtures=crs_mixtures,
+        steps=steps,
+    )  # fmt: skip
     use_resources(threads, None)
     from geosound.atomic import atomic_path
     from geosound.evaluation.separation import evaluate_separator, separation_clips
@@ -438,7 +461,12 @@ def evaluate_separator_command(
         )
         if judging is not None:
             figures["class_representation"] = judging.score(
-                separator, clips, crs_mixtures, seed, steps, stage(report, 0.5, 1.0)
+                separator,
+                clips,
+                crs_mixtures or CRS_MIXTURES,
+                seed,
+                steps or PICTURE_STEPS,
+                stage(report, 0.5, 1.0),
             )
     if json_out is not None:
         with atomic_path(json_out) as tmp:
