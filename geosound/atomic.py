@@ -5,7 +5,8 @@ temporary file in the destination folder (same filesystem, so the final rename i
 and an exception leaves no partial output behind. Products that are folders of files (audio
 banks) go through :func:`atomic_folder`, which swaps a whole staged folder into place.
 
-Temporary names carry their writer: ``.<stem>.<host>-<pid>-<random><suffix>.tmp`` beside a file,
+Temporary names carry their writer: ``.<stem>.<host>-<pid>-<random><suffix>.tmp`` beside a file
+(``.<stem>.<host>-<pid>-<random>.tmp<suffix>`` for writers that need the suffix last),
 ``.<name>.<host>-<pid>-<random>.tmp`` (or ``.old``) beside a folder, where ``<host>`` is a short
 hash of the machine's name. A run killed outright (SIGKILL, power loss) cannot remove its own, so
 the next write to the same destination removes those whose writer is gone: same machine, PID no
@@ -31,7 +32,9 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(
+    destination: str | os.PathLike[str], *, keep_suffix: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it over ``destination`` on success.
 
     Stale temporary files of ``destination`` left by a killed writer are removed first (see the
@@ -40,6 +43,8 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
 
     Args:
         destination: The final file path. Its parent folder is created if missing.
+        keep_suffix: End the temporary name with the destination's suffix, for writers that
+            choose or check a format by it (GDAL's GeoPackage driver warns on any other).
 
     Yields:
         A path to write to. It does not exist yet; the caller creates it.
@@ -52,7 +57,7 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     if destination.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(destination))
     remove_stale_temporaries(destination)
-    tmp = _claim_name(destination)
+    tmp = _claim_name(destination, keep_suffix)
     try:
         try:
             yield tmp
@@ -66,11 +71,12 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
-def _claim_name(destination: Path) -> Path:
+def _claim_name(destination: Path, keep_suffix: bool) -> Path:
     """A fresh temporary name for ``destination``, reserved by creating (then removing) it."""
     for _ in range(100):
         tag = f"{writer_tag()}-{secrets.token_hex(4)}"
-        candidate = destination.with_name(f".{destination.stem}.{tag}{destination.suffix}.tmp")
+        ending = f".tmp{destination.suffix}" if keep_suffix else f"{destination.suffix}.tmp"
+        candidate = destination.with_name(f".{destination.stem}.{tag}{ending}")
         try:
             fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -128,10 +134,11 @@ def remove_stale_temporaries(destination: str | os.PathLike[str]) -> list[Path]:
     """Remove temporary files and folders of ``destination`` whose writer is gone.
 
     Only names geosound makes for this very destination are considered
-    (``.<stem>.<host>-<pid>-<hex><suffix>.tmp`` for a file, ``.<name>.<host>-<pid>-<hex>.tmp``
-    and ``.old`` for a folder), and of those only the ones written on this machine by a process
-    that no longer runs. A stale ``.old`` folder is the previous version of a folder whose swap
-    was cut short: if the folder itself is missing it is renamed back, never deleted.
+    (``.<stem>.<host>-<pid>-<hex><suffix>.tmp`` or ``….tmp<suffix>`` for a file,
+    ``.<name>.<host>-<pid>-<hex>.tmp`` and ``.old`` for a folder), and of those only the ones
+    written on this machine by a process that no longer runs. A stale ``.old`` folder is the
+    previous version of a folder whose swap was cut short: if the folder itself is missing it
+    is renamed back, never deleted.
 
     Args:
         destination: A file or folder that is about to be written.
@@ -142,6 +149,7 @@ def remove_stale_temporaries(destination: str | os.PathLike[str]) -> list[Path]:
     destination = Path(destination)
     patterns = (
         re.escape(f".{destination.stem}.") + _TAG + re.escape(f"{destination.suffix}.tmp"),
+        re.escape(f".{destination.stem}.") + _TAG + re.escape(f".tmp{destination.suffix}"),
         re.escape(f".{destination.name}.") + _TAG + r"\.(?:tmp|old)",
     )
     prefixes = (f".{destination.stem}.", f".{destination.name}.")

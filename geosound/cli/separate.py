@@ -278,8 +278,8 @@ def _write_sources_layer(
     points: Path, out: Path, separations: list[Separation], columns: int
 ) -> Path:
     """The points layer with source columns, written atomically as a GeoPackage."""
-    from geosound.atomic import atomic_path
     from geosound.cli.layers import read_points
+    from geosound.geo import write_geopackage
 
     layer = read_points(points)
     layer["n_sources"] = [len(s.sources) for s in separations]
@@ -288,9 +288,7 @@ def _write_sources_layer(
         layer[f"source{i + 1}"] = [f.label if f else None for f in found]
         layer[f"score{i + 1}"] = [round(f.classes[0][1], 4) if f else None for f in found]
         layer[f"share{i + 1}"] = [round(f.share, 4) if f else None for f in found]
-    with atomic_path(out) as tmp:
-        layer.to_file(tmp, driver="GPKG", layer=out.stem, engine="pyogrio")
-    return out
+    return write_geopackage(out, layer, out.stem)
 
 
 def train_separator_command(

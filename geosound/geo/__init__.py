@@ -28,7 +28,7 @@ from geosound.geo.tiles import (
     tile_grid,
     tms_tile_grid,
 )
-from geosound.geo.write import is_valid_cog, write_raster
+from geosound.geo.write import is_valid_cog, write_geopackage, write_raster
 
 __all__ = [
     "MIN_VALID_FRACTION",
@@ -57,5 +57,6 @@ __all__ = [
     "tile_grid",
     "tms_tile_grid",
     "to_rgb",
+    "write_geopackage",
     "write_raster",
 ]

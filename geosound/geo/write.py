@@ -1,4 +1,4 @@
-"""Writing raster products: GeoTIFF and Cloud-Optimised GeoTIFF, always atomically.
+"""Writing products: GeoTIFF and Cloud-Optimised GeoTIFF rasters, GeoPackage layers, atomically.
 
 A product is a (bands, height, width) array on a grid (transform + CRS). Bands carry
 descriptions (the query or concept each band holds), nodata is declared, overviews are built
@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import rasterio
@@ -22,6 +22,9 @@ from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
 from geosound.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 Colormap = Mapping[int, tuple[int, int, int, int] | tuple[int, int, int]]
 OverviewResampling = Literal["nearest", "average", "bilinear", "cubic", "mode"]
@@ -112,6 +115,19 @@ def write_raster(
                 )
         else:
             tmp.write_bytes(memfile.read())
+    return Path(path)
+
+
+def write_geopackage(path: str | os.PathLike[str], frame: gpd.GeoDataFrame, layer: str) -> Path:
+    """Write ``frame`` as the layer ``layer`` of the GeoPackage ``path``, atomically.
+
+    The temporary file keeps the ``.gpkg`` suffix, which GDAL's driver asks for.
+
+    Returns:
+        ``path``.
+    """
+    with atomic_path(path, keep_suffix=True) as tmp:
+        frame.to_file(tmp, driver="GPKG", layer=layer, engine="pyogrio")
     return Path(path)
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from geosound.atomic import atomic_path, write_json
+from geosound.atomic import write_json
 from geosound.errors import InputError
-from geosound.geo import RasterSource, get_preset, to_rgb, write_raster
+from geosound.geo import RasterSource, get_preset, to_rgb, write_geopackage, write_raster
 from geosound.geo.ground import GroundTile, ground_tile
 from geosound.locking import exclusive
 from geosound.mapping.layers import write_float_layers
@@ -315,8 +315,7 @@ def _retrieval_product(
     audio_bank = open_bank(bank, expected_space_id=space.space_id)
     table = retrieval_table(region, audio_bank, k)
     gpkg = out / f"retrieval{suffix}.gpkg"
-    with atomic_path(gpkg) as tmp:
-        table.to_file(tmp, driver="GPKG", layer="retrieval")
+    write_geopackage(gpkg, table, "retrieval")
     return gpkg, {"file": gpkg.name, "k": k, "bank": str(bank)}
 
 

@@ -25,7 +25,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ from geosound.geo import (
     points_inside,
     read_rgb,
     resolve_preset,
+    write_geopackage,
 )
 from geosound.geo.ground import lonlat
 from geosound.mapping.region import (
@@ -373,19 +373,7 @@ def write_points_layer(
     path = Path(path)
     if path.suffix.lower() != ".gpkg":
         raise InputError("the point layer is written as a GeoPackage (.gpkg)", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not atomic_path: GDAL wants the .gpkg suffix on the file it writes, so the hidden
-    # temporary keeps it (``.name.<random>.gpkg``) and is renamed over ``path`` when complete.
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gpkg", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    tmp.unlink()
-    try:
-        points.to_file(tmp, driver="GPKG", layer=layer, engine="pyogrio")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_geopackage(path, points, layer)
 
 
 # --------------------------------------------------------------------------- a layer
