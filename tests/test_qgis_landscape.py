@@ -248,6 +248,11 @@ def test_a_points_layer_becomes_one_vrt_layer_over_its_sites(report):
 def test_bad_input_is_refused_with_the_reason(report):
     entry = check(report, "errors")
     assert "has no recording in the field 'clip'" in entry["no_recording_in_field"]
+    # geosound's own error names the point by the id QGIS shows (3: feature 2 was deleted).
+    assert entry["missing_recording_fids"] == [1, 3]
+    assert entry["missing_recording"].startswith("geosound generate:")
+    assert "feature 3" in entry["missing_recording"]
+    assert "no_such_clip.wav" in entry["missing_recording"]
     assert entry["both"].startswith("Give a recording and its point, or a points layer")
     assert entry["no_point"].startswith("Give the point where the recording was made")
     assert entry["nothing"].startswith("Choose a recording")

@@ -150,7 +150,21 @@ class Checks:
         feature = QgsFeature(blank.fields())
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(10.0, 50.0)))
         blank.dataProvider().addFeatures([feature])  # its clip is NULL
+        gone = QgsVectorLayer("Point?crs=EPSG:4326&field=clip:string", "gone", "memory")
+        sites = []
+        for path in (clip, clip, str(self.work / "no_such_clip.wav")):
+            site = QgsFeature(gone.fields())
+            site.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(10.0, 50.0)))
+            site["clip"] = path
+            sites.append(site)
+        gone.dataProvider().addFeatures(sites)
+        gone.dataProvider().deleteFeatures([2])  # the missing clip's point stays feature 3
         return {
+            "missing_recording": raises(lambda: run(
+                ALGORITHM, {"POINTS": gone, "AUDIO_FIELD": "clip", "MODEL": model, "STEPS": 1,
+                            "OUTPUT": str(self.work / "e6.vrt")}
+            )),
+            "missing_recording_fids": [f.id() for f in gone.getFeatures()],
             "no_recording_in_field": raises(lambda: run(
                 ALGORITHM, {"POINTS": blank, "AUDIO_FIELD": "clip", "MODEL": model,
                             "OUTPUT": str(self.work / "e0.tif")}

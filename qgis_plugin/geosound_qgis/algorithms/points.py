@@ -101,10 +101,13 @@ def write_recording_points(
         QgsProcessingException: A feature without a recording or not one point, or no
             feature at all.
     """
+    # A "fid" field becomes the GeoPackage's FID: each point keeps the id QGIS shows for it,
+    # so geosound's errors ("recording of feature 7 …") name the feature the user can find.
     fields = QgsFields()
+    fields.append(QgsField("fid", QVariant.LongLong))
     if keep_attributes:
         for source_field in source.fields():
-            if source_field.name().lower() != "fid":  # the GeoPackage makes its own
+            if source_field.name().lower() != "fid":
                 fields.append(QgsField(source_field))
     else:
         fields.append(QgsField(field, QVariant.String))
@@ -131,8 +134,9 @@ def write_recording_points(
             geometry.convertToSingleType()
             out = QgsFeature(fields)
             out.setGeometry(geometry)
-            for name in fields.names():
+            for name in fields.names()[1:]:
                 out[name] = feature[name]
+            out["fid"] = feature.id()
             out[field] = resolve_recording(value, base)
             writer.addFeature(out)
             count += 1
