@@ -98,3 +98,24 @@ def test_a_no_rewrap_paragraph_keeps_its_line_breaks():
     page = cli_reference_markdown("tiny", tiny)
     assert "one: read<br>\ntwo: write &lt;out&gt;\n" in page
     assert "\b" not in page
+
+
+def _commands(command, path=()):
+    """Every leaf command of the app with its name path."""
+    if hasattr(command, "commands"):  # a group (typer's own Group class)
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*path, name))
+    else:
+        yield path, command
+
+
+def test_no_help_text_holds_what_rich_would_take_for_markup():
+    """``--help`` renders with rich, which silently drops ``[word …]`` as a markup tag: a help
+    text "DDIM steps of --images [default: 25]." printed as "DDIM steps of --images ."."""
+    markup = re.compile(r"\[/?[a-z#@][^\]]*\]")
+    commands = list(_commands(typer.main.get_command(app)))
+    assert ("index", "build") in [path for path, _ in commands] and len(commands) > 20
+    for path, command in commands:
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            assert not markup.search(text), f"geosound {' '.join(path)}: {text!r}"

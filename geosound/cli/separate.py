@@ -108,10 +108,10 @@ def separate_command(
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", help=f"DDIM steps of --images [default: {PICTURE_STEPS}].", min=1),
+        typer.Option("--steps", help=f"DDIM steps of --images (default {PICTURE_STEPS}).", min=1),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Seeds the noise of --images [default: 0].", min=0)
+        int | None, typer.Option("--seed", help="Seeds the noise of --images (default 0).", min=0)
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for programs.")] = False,
     threads: ThreadsOption = None,
@@ -396,14 +396,14 @@ def evaluate_separator_command(
         int | None,
         typer.Option(
             "--crs-mixtures",
-            help=f"Mixes per source count for the CRS [default: {CRS_MIXTURES}].",
+            help=f"Mixes per source count for the CRS (default {CRS_MIXTURES}).",
             min=1,
         ),
     ] = None,
     steps: Annotated[
         int | None,
         typer.Option(
-            "--steps", help=f"DDIM steps of the CRS pictures [default: {PICTURE_STEPS}].", min=1
+            "--steps", help=f"DDIM steps of the CRS pictures (default {PICTURE_STEPS}).", min=1
         ),
     ] = None,
     threads: ThreadsOption = None,
