@@ -3,6 +3,7 @@ generator checkpoint that carries its aligner (METHODS.md §5)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -350,3 +351,27 @@ def test_train_separator_refuses_unknown_positives_in_one_line(tmp_path: Path, r
     assert done.returncode == 2
     assert "positives must be 'class' or 'clip'; got 'pair'" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_run_folders_from_before_the_networks_record_are_read_as_they_recorded(tmp_path: Path):
+    from geosound.training.generator import GeneratorTrainConfig, _claim_networks
+
+    visual = tmp_path / "visual"
+    (visual / "runs" / "soundit" / "lightning").mkdir(parents=True)
+    (visual / "runs" / "soundit" / "lightning" / "last.ckpt").write_bytes(b"weights")
+    (visual / "runs" / "soundit" / "condition.txt").write_text("visual\n")
+    (visual / "runs" / "architecture.json").write_text(json.dumps(
+        {"autoencoder_preset": "tiny", "preset": "tiny", "model": {}}))  # fmt: skip
+    with pytest.raises(InputError, match="built with condition visual; give another -o"):
+        _claim_networks(visual, GeneratorTrainConfig(condition="sound"))
+    with pytest.raises(InputError, match="built with preset tiny; give another -o for preset S"):
+        _claim_networks(visual, GeneratorTrainConfig(condition="visual", preset="S"))
+    _claim_networks(visual, GeneratorTrainConfig(condition="visual", preset="tiny",
+                                                 autoencoder_preset="tiny"))  # fmt: skip
+    assert json.loads((visual / "runs" / "networks.json").read_text())["condition"] == "visual"
+    # Before either record, a folder with a SounDiT checkpoint held one conditioned on sound.
+    sound = tmp_path / "sound"
+    (sound / "runs" / "soundit" / "lightning").mkdir(parents=True)
+    (sound / "runs" / "soundit" / "lightning" / "last.ckpt").write_bytes(b"weights")
+    with pytest.raises(InputError, match="built with condition sound"):
+        _claim_networks(sound, GeneratorTrainConfig(condition="visual"))

@@ -888,8 +888,8 @@ def _claim_networks(out_dir: Path, config: GeneratorTrainConfig) -> None:
 
     Lightning's ``last.ckpt`` files hold weights of the recorded condition, presets and model
     options (``--condition``, ``--plain-cross-attention``, ``--global-conditioning``…): loading
-    them into another network fails deep inside with a state-dict error. A folder from before
-    the record holds a SounDiT conditioned on sound; its other settings are taken as they are.
+    them into another network fails deep inside with a state-dict error. Folders from before
+    this record are read by :func:`_earlier_records`.
 
     Raises:
         InputError: The folder's networks were built with other settings (those are named).
@@ -901,12 +901,7 @@ def _claim_networks(out_dir: Path, config: GeneratorTrainConfig) -> None:
         "preset": config.preset,
         "model": dict(sorted(config.model.items())),
     }))  # fmt: skip
-    if marker.is_file():
-        recorded = json.loads(marker.read_text())
-    elif (out_dir / "runs" / "soundit" / "lightning" / "last.ckpt").is_file():
-        recorded = {"condition": "sound"}
-    else:
-        recorded = {}
+    recorded = json.loads(marker.read_text()) if marker.is_file() else _earlier_records(out_dir)
     differing = [key for key in recorded if recorded[key] != wanted.get(key)]
     if differing:
         built = ", ".join(f"{key} {recorded[key]}" for key in differing)
@@ -917,6 +912,24 @@ def _claim_networks(out_dir: Path, config: GeneratorTrainConfig) -> None:
         )
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(wanted) + "\n")
+
+
+def _earlier_records(out_dir: Path) -> dict[str, Any]:
+    """What a run folder from before ``networks.json`` says of its networks.
+
+    Such folders recorded the condition in ``runs/soundit/condition.txt`` and the rest in
+    ``runs/architecture.json``; before either, a folder with a SounDiT checkpoint held one
+    conditioned on sound, its other settings unknown (taken as they are).
+    """
+    runs = out_dir / "runs"
+    recorded: dict[str, Any] = {}
+    if (runs / "architecture.json").is_file():
+        recorded.update(json.loads((runs / "architecture.json").read_text()))
+    if (runs / "soundit" / "condition.txt").is_file():
+        recorded["condition"] = (runs / "soundit" / "condition.txt").read_text().strip()
+    elif (runs / "soundit" / "lightning" / "last.ckpt").is_file():
+        recorded["condition"] = "sound"
+    return recorded
 
 
 __all__: Sequence[str] = (
