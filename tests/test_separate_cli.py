@@ -156,15 +156,17 @@ def test_points_layer_gets_source_columns(trained, run_cli, tmp_path: Path) -> N
         geometry=[Point(9.19, 45.46), Point(9.2, 45.47)],
         crs="EPSG:4326",
     )
-    layer.to_file(tmp_path / "sites.gpkg", driver="GPKG")
+    layer.insert(0, "fid", [3, 7])  # FIDs with gaps, as deleted features leave them
+    layer.to_file(tmp_path / "sites.gpkg", driver="GPKG", engine="pyogrio")
     model = str(trained["run"] / "separator.pt")
     out = tmp_path / "sources.gpkg"
     done = run_cli("separate", "--points", str(tmp_path / "sites.gpkg"), "--audio-column",
                    "audio", "-o", str(out), "--model", model, "--max-sources", "2",
                    env=trained["env"])  # fmt: skip
     assert done.returncode == 0, done.stderr
-    written = gpd.read_file(out)
+    written = gpd.read_file(out, engine="pyogrio", fid_as_index=True)
     assert list(written["site"]) == ["a", "b"]
+    assert list(written.index) == [3, 7]  # the input's features, by their ids
     assert {"n_sources", "source1", "score1", "share1", "source2", "share2"} <= set(written)
     assert "source3" not in written
     assert written["n_sources"].between(1, 2).all()

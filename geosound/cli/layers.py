@@ -72,14 +72,24 @@ def layer_recordings(layer_path: Path, column: str) -> list[PointRecording]:
 def feature_names(layer_path: Path, count: int) -> list[str]:
     """``feature N`` for each feature, N being the id QGIS shows for it.
 
-    That is the layer's FID where it has a FID column (a GeoPackage's: from 1, with gaps where
-    features were deleted), else the feature's position counted from 1.
+    That is the layer's FID where it has a FID column (:func:`feature_ids`), else the
+    feature's position counted from 1.
+    """
+    fids = feature_ids(layer_path)
+    if fids is None:
+        return [f"feature {n}" for n in range(1, count + 1)]
+    return [f"feature {fid}" for fid in fids]
+
+
+def feature_ids(layer_path: Path) -> list[int] | None:
+    """The layer's FIDs in reading order, the ids QGIS shows; None without a FID column.
+
+    A GeoPackage's run from 1, with gaps where features were deleted; a shapefile or a CSV has
+    none.
     """
     import pyogrio  # type: ignore[import-untyped]  # (no stubs; geopandas reads with it)
 
     if not pyogrio.read_info(layer_path).get("fid_column"):
-        return [f"feature {n}" for n in range(1, count + 1)]
-    fids = pyogrio.read_dataframe(
-        layer_path, columns=[], read_geometry=False, fid_as_index=True
-    ).index
-    return [f"feature {fid}" for fid in fids]
+        return None
+    frame = pyogrio.read_dataframe(layer_path, columns=[], read_geometry=False, fid_as_index=True)
+    return [int(fid) for fid in frame.index]

@@ -277,11 +277,17 @@ def _print_sources(separation: Separation, notes: list[str]) -> None:
 def _write_sources_layer(
     points: Path, out: Path, separations: list[Separation], columns: int
 ) -> Path:
-    """The points layer with source columns, written atomically as a GeoPackage."""
-    from geosound.cli.layers import read_points
+    """The points layer with source columns, written atomically as a GeoPackage.
+
+    Its features keep the input's FIDs where it has them, so the two layers join on them.
+    """
+    from geosound.cli.layers import feature_ids, read_points
     from geosound.geo import write_geopackage
 
     layer = read_points(points)
+    fids = feature_ids(points)
+    if fids is not None and "fid" not in layer:
+        layer.insert(0, "fid", fids)  # GDAL's GeoPackage driver takes a "fid" column as FIDs
     layer["n_sources"] = [len(s.sources) for s in separations]
     for i in range(columns):
         found = [s.sources[i] if i < len(s.sources) else None for s in separations]

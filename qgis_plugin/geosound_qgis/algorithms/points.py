@@ -134,9 +134,8 @@ def write_recording_points(
             geometry.convertToSingleType()
             out = QgsFeature(fields)
             out.setGeometry(geometry)
-            for name in fields.names()[1:]:
-                out[name] = feature[name]
-            out["fid"] = feature.id()
+            for name in fields.names():
+                out[name] = feature.id() if name == "fid" else feature[name]
             out[field] = resolve_recording(value, base)
             writer.addFeature(out)
             count += 1
