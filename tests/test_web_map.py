@@ -145,7 +145,8 @@ def _clip_store(page: str) -> dict[str, str]:
 
 def test_a_clip_that_many_tiles_retrieved_is_in_the_page_once(tmp_path: Path):
     tone, low = _tone(tmp_path / "tone.wav"), _tone(tmp_path / "low.wav", 220)
-    sounds = _sounds([tone, tone, low], sound_2=[low, None, tone], class_1=["a", "b", "c"])
+    tone_again = os.path.join(tmp_path, ".", "tone.wav")  # the same file, spelt otherwise
+    sounds = _sounds([tone, tone_again, low], sound_2=[low, None, tone], class_1=["a", "b", "c"])
     page = web_map(_layers(), sounds=sounds).get_root().render()
     store = _clip_store(page)
     assert page.count("data:audio/wav;base64,") == len(store) == 2

@@ -146,11 +146,6 @@ def web_map(
     return fmap
 
 
-def audio_html(path: str, sample_rate: int = POPUP_SAMPLE_RATE) -> str:
-    """An ``<audio>`` element holding a recording as an inline WAV: plays with no server."""
-    return f'<audio controls preload="none" src="{wav_data_uri(path, sample_rate)}"></audio>'
-
-
 def wav_data_uri(path: str, sample_rate: int = POPUP_SAMPLE_RATE) -> str:
     """A recording as a ``data:audio/wav;base64,…`` URI (16-bit mono at ``sample_rate``)."""
     clip = load_audio(path, sample_rate=sample_rate)
@@ -261,9 +256,10 @@ def _sound_popups(
             path = tile.get(f"sound_{rank}")
             if not isinstance(path, str) or not path:
                 continue
-            if path not in keys:
-                keys[path] = _stored_clip(path, clips)
-            key = keys[path]
+            same_file = os.path.normcase(os.path.realpath(path))  # ./a.wav and /x/a.wav
+            if same_file not in keys:
+                keys[same_file] = _stored_clip(path, clips)
+            key = keys[same_file]
             if key is not None:
                 label = _popup_text(tile.get(f"class_{rank}"))
                 score = _popup_score(tile.get(f"score_{rank}"))
