@@ -33,15 +33,16 @@ demo: $(STAMP)
 	$(VENV)/bin/geosound demo
 
 # The suite and the notebooks in one pytest run on TEST_WORKERS processes (pytest-xdist). A file
-# stays on one worker (--dist loadfile), so its module fixtures (the QGIS runs) run once; the
-# notebooks, the longest items, are handed out first. Two workers on the 2-core CI machine
-# finish the suite in 1,132 s instead of 1,985 s one after the other, and suite plus notebooks
-# in 1,254 s (2026-12-07); more workers would each load torch and the models again.
+# stays on one worker (--dist loadfile), so its module fixtures (the QGIS runs) run once;
+# xdist hands out the files with the most items first, so the notebooks (one item each) come
+# last. Two workers on the 2-core CI machine finish the suite in 1,132 s instead of 1,985 s
+# one after the other, and suite plus notebooks in 1,254 s (2026-12-07); more workers would
+# each load torch and the models again.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider \
-		--nbmake --nbmake-timeout=900 notebooks tests
+		--nbmake --nbmake-timeout=900 tests notebooks
 
 # Each notebook runs top to bottom in its own kernel; a failure names the cell. Their outputs
 # are never committed (they land in notebooks/*-out/, ignored by git).

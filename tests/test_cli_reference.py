@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import typer.main
 
@@ -100,7 +102,7 @@ def test_a_no_rewrap_paragraph_keeps_its_line_breaks():
     assert "\b" not in page
 
 
-def _commands(command, path=()):
+def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
     """Every leaf command of the app with its name path."""
     if hasattr(command, "commands"):  # a group (typer's own Group class)
         for name, sub in command.commands.items():

@@ -1,9 +1,10 @@
 """Writing products: GeoTIFF and Cloud-Optimised GeoTIFF rasters, GeoPackage layers, atomically.
 
-A product is a (bands, height, width) array on a grid (transform + CRS). Bands carry
+A raster product is a (bands, height, width) array on a grid (transform + CRS). Bands carry
 descriptions (the query or concept each band holds), nodata is declared, overviews are built
 for COGs (rio-cogeo), and categorical single-band products can carry a colour table so that
-QGIS and GDAL show them styled without any sidecar.
+QGIS and GDAL show them styled without any sidecar. A vector product (a retrieval table, a
+points layer) is one layer of a GeoPackage.
 """
 
 from __future__ import annotations
