@@ -309,3 +309,44 @@ def test_feature_bundles_with_pandas_strings_round_trip(tmp_path: Path):
     loaded = PairFeatures.load(features.save(tmp_path / "f.npz"))
     assert loaded.ids.tolist() == features.ids.tolist()
     np.testing.assert_array_equal(loaded.image_tokens, features.image_tokens)
+
+
+def test_a_metadata_model_learns_from_its_pairs_place_and_time(tmp_path: Path):
+    """Images that say nothing, an hour that says the class: only a model that is trained and
+    evaluated on each pair's time (``PairFeatures.hour`` → batches and ``embed_pairs``) can
+    pair the images with the right sounds."""
+    import dataclasses
+
+    from geosound.training.data_module import PairDataModule
+    from geosound.training.fit import fit_sat2sound
+
+    features = synthetic_features()
+    rng = np.random.default_rng(3)
+    classes = np.array([int(label.removeprefix("class")) for label in features.labels])
+    features = dataclasses.replace(
+        features,
+        image_tokens=rng.normal(size=features.image_tokens.shape).astype(np.float32),
+        lat=np.full(len(features), 48.7, dtype=np.float32),
+        lon=np.full(len(features), 11.7, dtype=np.float32),
+        hour=(6.0 * classes + rng.uniform(0, 1, len(features))).astype(np.float32),
+    )
+    batch = next(iter(PairDataModule(features, 8, metadata=True).train_dataloader()))
+    train = features.split("train")
+    hours = train.hour[batch["index"].numpy()]
+    angle = torch.atan2(batch["metadata"][:, 7], batch["metadata"][:, 8]) % (2 * np.pi)
+    np.testing.assert_allclose(angle.numpy() * 24 / (2 * np.pi), hours, atol=1e-4)
+    assert bool((batch["metadata"][:, 6] == 0).all() and (batch["metadata"][:, 9] == 1).all())
+
+    config = TrainConfig(preset="tiny", epochs=30, batch_size=8, learning_rate=3e-3,
+                         val_every=10, seed=1, model={"use_metadata": True})  # fmt: skip
+    model = fit_sat2sound(features, tmp_path / "run", config, progress_bar=False)
+
+    def class_accuracy(pairs: PairFeatures) -> float:
+        embeddings = embed_pairs(model, pairs)
+        nearest = (embeddings["image"] @ embeddings["audio"].T).argmax(1)
+        return float((pairs.labels[nearest] == pairs.labels).mean())
+
+    evaluation = features.split("eval")
+    unknown = dataclasses.replace(evaluation, hour=np.full(len(evaluation), np.nan, np.float32))
+    assert class_accuracy(evaluation) > 0.7  # chance 0.25
+    assert class_accuracy(unknown) < 0.5  # the same model, the time flagged unknown

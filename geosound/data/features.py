@@ -35,7 +35,11 @@ TOKEN_FIELDS = ("image", "audio", "audio_caption", "image_caption")
 
 @dataclass
 class PairFeatures:
-    """Padded token arrays of N pairs, one ``<name>_tokens``/``<name>_mask`` per modality."""
+    """Padded token arrays of N pairs, one ``<name>_tokens``/``<name>_mask`` per modality.
+
+    ``lon``/``lat`` are each pair's place; ``month``/``hour`` its time where the manifest has
+    one (NaN where unknown), which a Sat2Sound built with metadata is trained and evaluated on.
+    """
 
     ids: np.ndarray
     labels: np.ndarray
@@ -50,6 +54,8 @@ class PairFeatures:
     audio_caption_mask: np.ndarray | None
     image_caption_tokens: np.ndarray | None
     image_caption_mask: np.ndarray | None
+    month: np.ndarray | None = None
+    hour: np.ndarray | None = None
     encoder_ids: dict[str, str] = field(default_factory=dict)
 
     def modalities(self) -> list[str]:
@@ -165,8 +171,17 @@ def prepare_features(
         audio_caption_mask=audio_caption[1],
         image_caption_tokens=image_caption[0],
         image_caption_mask=image_caption[1],
+        month=_optional_numbers(manifest, "month"),
+        hour=_optional_numbers(manifest, "hour"),
         encoder_ids={m: e.id for m, e in encoders.items()},
     )
+
+
+def _optional_numbers(manifest: gpd.GeoDataFrame, column: str) -> np.ndarray:
+    """A manifest's optional numeric column as float32, NaN where a row (or all) has none."""
+    if column not in manifest:
+        return np.full(len(manifest), np.nan, dtype=np.float32)
+    return manifest[column].astype(float).to_numpy(dtype=np.float32)
 
 
 def load_audio_spec(spec: str) -> object:

@@ -19,20 +19,39 @@ import torch
 
 from geosound.data.features import PairFeatures
 from geosound.evaluation.retrieval import RetrievalReport, chance_levels, retrieval_report
-from geosound.models import Sat2Sound
+from geosound.models import Sat2Sound, metadata_features
 
 
 def embed_pairs(model: Sat2Sound, features: PairFeatures) -> dict[str, np.ndarray]:
-    """Image and audio embeddings of every pair, in the model's shared space."""
+    """Image and audio embeddings of every pair, in the model's shared space.
+
+    A model built with metadata sees each pair's place and time (:func:`pair_metadata`).
+    """
     model.eval()
+    metadata = pair_metadata(features) if model.metadata_fusion is not None else None
     with torch.inference_mode():
         image = model.encode_image(
-            torch.from_numpy(features.image_tokens), torch.from_numpy(features.image_mask)
+            torch.from_numpy(features.image_tokens),
+            torch.from_numpy(features.image_mask),
+            metadata,
         )
         audio = model.encode_audio(
             torch.from_numpy(features.audio_tokens), torch.from_numpy(features.audio_mask)
         )
     return {"image": image.embedding.numpy(), "audio": audio.embedding.numpy()}
+
+
+def pair_metadata(features: PairFeatures) -> torch.Tensor:
+    """Each pair's place and time as :func:`~geosound.models.metadata_features` rows.
+
+    Month and hour are flagged unknown where the pairs have none (NaN, or no such arrays).
+    """
+    return metadata_features(
+        features.lat.astype(np.float64),
+        features.lon.astype(np.float64),
+        None if features.month is None else features.month.astype(np.float64),
+        None if features.hour is None else features.hour.astype(np.float64),
+    )
 
 
 def pooled(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:

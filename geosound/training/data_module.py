@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from typing_extensions import override
 
 from geosound.data.features import PairFeatures
+from geosound.evaluation.sat2sound_eval import pair_metadata
 from geosound.training.augment import ImageViews
 
 
@@ -26,6 +27,8 @@ class PairDataset(Dataset):
             tokens of one view drawn at random (torch's generator, seeded by the fit).
         audio_block_drop: Chance of masking one of an item's real audio blocks (when it has
             more than one): a time-crop of the recording, on the cached features.
+        metadata: Give each item its pair's place and time (``metadata``), for a Sat2Sound
+            built with metadata.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class PairDataset(Dataset):
         features: PairFeatures,
         views: ImageViews | None = None,
         audio_block_drop: float = 0.0,
+        metadata: bool = False,
     ) -> None:
         self.tensors = {
             key: torch.from_numpy(np.ascontiguousarray(getattr(features, key)))
@@ -47,6 +51,7 @@ class PairDataset(Dataset):
         self.views = views
         self.view_tokens = None if views is None else torch.from_numpy(views.tokens)
         self.audio_block_drop = audio_block_drop
+        self.metadata = pair_metadata(features) if metadata else None
 
     def __len__(self) -> int:
         return self.length
@@ -58,6 +63,8 @@ class PairDataset(Dataset):
             item["image_tokens"] = self.view_tokens[int(self.views.index[index]), view].float()
         if self.audio_block_drop > 0:
             item["audio_mask"] = _drop_one_block(item["audio_mask"], self.audio_block_drop)
+        if self.metadata is not None:
+            item["metadata"] = self.metadata[index]
         item["index"] = torch.tensor(index)
         return item
 
@@ -117,6 +124,7 @@ class PairDataModule(L.LightningDataModule):
         seed: Seeds the sampler, for reproducible runs.
         train_views: Augmented image views of the ``train`` pairs, in their order.
         audio_block_drop: See :class:`PairDataset` (training only).
+        metadata: See :class:`PairDataset` (training and validation).
     """
 
     def __init__(
@@ -126,6 +134,7 @@ class PairDataModule(L.LightningDataModule):
         seed: int = 0,
         train_views: ImageViews | None = None,
         audio_block_drop: float = 0.0,
+        metadata: bool = False,
     ) -> None:
         super().__init__()
         self.train_features = features.split("train")
@@ -134,11 +143,14 @@ class PairDataModule(L.LightningDataModule):
         self.batch_size = min(batch_size, len(self.sampler))
         self.train_views = train_views
         self.audio_block_drop = audio_block_drop
+        self.metadata = metadata
 
     @override
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
-            PairDataset(self.train_features, self.train_views, self.audio_block_drop),
+            PairDataset(
+                self.train_features, self.train_views, self.audio_block_drop, self.metadata
+            ),
             batch_size=self.batch_size,
             sampler=self.sampler,
             drop_last=True,
@@ -146,5 +158,5 @@ class PairDataModule(L.LightningDataModule):
 
     @override
     def val_dataloader(self) -> DataLoader:
-        dataset = PairDataset(self.eval_features)
+        dataset = PairDataset(self.eval_features, metadata=self.metadata)
         return DataLoader(dataset, batch_size=len(dataset), shuffle=False)

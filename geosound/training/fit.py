@@ -140,6 +140,7 @@ def fit_sat2sound(
         seed=config.seed,
         train_views=train_views,
         audio_block_drop=config.audio_block_drop,
+        metadata=model.metadata_fusion is not None,
     )
     module = Sat2SoundModule(model, config, list(data.eval_features.labels))
     trainer = resumable_trainer(

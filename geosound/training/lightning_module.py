@@ -45,8 +45,8 @@ class Sat2SoundModule(L.LightningModule):
 
     @override
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        keys = ("image_tokens", "image_mask", "audio_tokens", "audio_mask")
-        outputs = self.model({key: batch[key] for key in keys})
+        keys = ("image_tokens", "image_mask", "audio_tokens", "audio_mask", "metadata")
+        outputs = self.model({key: batch[key] for key in keys if key in batch})
         labels = [self.eval_labels[i] for i in batch["index"].tolist()]
         report = retrieval_report(
             outputs["image"].embedding.cpu().numpy(),

@@ -204,6 +204,11 @@ def run_training(
 ) -> TrainOutcome:
     """The whole pipeline; see the module docstring. Resumes from ``out_dir`` when rerun."""
     config.validate()  # epochs < 1 and friends fail here, not after the features are built
+    if config.model.get("use_metadata") and manifest is None:
+        raise InputError(
+            "model.use_metadata needs real pairs with their place and time: give --manifest "
+            "(the sonified dev pairs have no time, and the RGB dev tiles no place)"
+        )
     started, cpu_started = time.monotonic(), time.process_time()
     out = Path(out_dir)
     data_dir = Path(data_dir) if data_dir else dev_data_dir()
