@@ -134,7 +134,8 @@ def remove_stale_temporaries(destination: str | os.PathLike[str]) -> list[Path]:
     """Remove temporary files and folders of ``destination`` whose writer is gone.
 
     Only names geosound makes for this very destination are considered
-    (``.<stem>.<host>-<pid>-<hex><suffix>.tmp`` or ``….tmp<suffix>`` for a file,
+    (``.<stem>.<host>-<pid>-<hex><suffix>.tmp`` or ``….tmp<suffix>`` for a file, with the
+    ``-journal``/``-wal``/``-shm`` files SQLite leaves beside the latter,
     ``.<name>.<host>-<pid>-<hex>.tmp`` and ``.old`` for a folder), and of those only the ones
     written on this machine by a process that no longer runs. A stale ``.old`` folder is the
     previous version of a folder whose swap was cut short: if the folder itself is missing it
@@ -149,7 +150,9 @@ def remove_stale_temporaries(destination: str | os.PathLike[str]) -> list[Path]:
     destination = Path(destination)
     patterns = (
         re.escape(f".{destination.stem}.") + _TAG + re.escape(f"{destination.suffix}.tmp"),
-        re.escape(f".{destination.stem}.") + _TAG + re.escape(f".tmp{destination.suffix}"),
+        # keep_suffix names, and the side files SQLite keeps beside a GeoPackage until it closes
+        re.escape(f".{destination.stem}.") + _TAG + re.escape(f".tmp{destination.suffix}")
+        + r"(?:-journal|-wal|-shm)?",
         re.escape(f".{destination.name}.") + _TAG + r"\.(?:tmp|old)",
     )
     prefixes = (f".{destination.stem}.", f".{destination.name}.")

@@ -59,8 +59,11 @@ def test_a_kept_suffix_ends_the_temporary_name_and_a_dead_writers_one_is_removed
     exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                             capture_output=True, text=True, check=True)  # fmt: skip
     stale = tmp_path / f".layer.{writer_tag().split('-')[0]}-{int(exited.stdout)}-0bad.tmp.gpkg"
-    stale.write_text("left behind by a killed run")
-    assert remove_stale_temporaries(target) == [stale] and not stale.exists()
+    journal = stale.with_name(stale.name + "-journal")  # SQLite's, beside an open GeoPackage
+    for left in (stale, journal):
+        left.write_text("left behind by a killed run")
+    assert sorted(remove_stale_temporaries(target)) == sorted([stale, journal])
+    assert [p.name for p in tmp_path.iterdir()] == ["layer.gpkg"]
 
 
 def test_geopackages_are_written_without_gdal_warning_about_their_name(tmp_path: Path):
