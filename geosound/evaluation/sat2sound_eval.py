@@ -46,12 +46,7 @@ def pair_metadata(features: PairFeatures) -> torch.Tensor:
 
     Month and hour are flagged unknown where the pairs have none (NaN, or no such arrays).
     """
-    return metadata_features(
-        features.lat.astype(np.float64),
-        features.lon.astype(np.float64),
-        None if features.month is None else features.month.astype(np.float64),
-        None if features.hour is None else features.hour.astype(np.float64),
-    )
+    return metadata_features(features.lat, features.lon, features.month, features.hour)
 
 
 def pooled(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
