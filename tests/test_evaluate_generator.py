@@ -4,6 +4,7 @@ checkpoint and data bundle written here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -381,6 +382,7 @@ def test_evaluate_generator_cli_end_to_end(tmp_path: Path, run_cli) -> None:
         assert row["fd_effnet"] >= 0.0
     ablations = {row["name"]: row for row in report["ablations"]}
     assert set(ablations) >= {"RAG off (from noise)", "scene off (no retrieved scene)",
+                              "nearest entry alone (no vote on scene and layout)",
                               "2 DDIM steps", "25 DDIM steps", "TA-PMoE (this model)"}  # fmt: skip
     plain = [name for name in ablations if name.startswith("plain cross-attention (soundit-")]
     assert len(plain) == 1 and ablations[plain[0]]["images"] == 20
@@ -432,6 +434,31 @@ def test_a_sound2scene_generator_is_evaluated_on_the_same_held_out_sounds(
     mixed = run_cli(*args, "--data", str(sound), "--ablation-model", str(visual / "soundit.pt"),
                     env=env)  # fmt: skip
     assert mixed.returncode == 2 and "hears --via visual" in mixed.stderr
+
+
+def test_score_variants_scores_each_sampler_beside_its_shuffled_control(tmp_path: Path) -> None:
+    from geosound.generation.evaluation import EvaluationSettings, score_variants
+    from geosound.generation.generator import GenerationOptions, LandscapeGenerator
+    from geosound.training.generator import GeneratorData
+
+    run = write_tiny_run(tmp_path / "run")
+    generator = LandscapeGenerator.from_files(run / "soundit.pt", run / "geokd.npz")
+    data = GeneratorData.load(run / "generator_data.npz")
+    base = GenerationOptions(steps=4)
+    variants = {
+        "default": base,
+        "default again": dataclasses.replace(base),
+        "from noise": dataclasses.replace(base, strength=1.0),
+    }
+    settings = EvaluationSettings(per_class=1, per_sound=2)
+    rows = score_variants(generator, data, variants, settings, cache_root=tmp_path / "cache")
+    names = [(conditioned.name, shuffled.name) for conditioned, shuffled in rows]
+    assert names == [(name, f"{name}, shuffled sounds") for name in variants]
+    scores = [(c.scores, s.scores) for c, s in rows]
+    assert all(a is not None and b is not None and a.images == 10 for a, b in scores)
+    assert scores[0] == scores[1]  # seeded: the same sampler gives the same pictures
+    first, noise = scores[0][0], scores[2][0]
+    assert first is not None and noise is not None and first.fd_effnet != noise.fd_effnet
 
 
 def test_evaluate_generator_refuses_bad_input(tmp_path: Path, run_cli) -> None:

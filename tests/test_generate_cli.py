@@ -154,7 +154,9 @@ def test_geotiff_is_centred_at_the_place_in_its_utm_zone(run_cli, run, tmp_path:
     assert side["scene_source"] == "retrieved" and side["scene"] in SCENES
     ids = [n["id"] for n in side["neighbours"]]
     assert sorted(ids) == ["far-river", "near-forest", "unlocated"]
-    assert side["scene"] == side["neighbours"][0]["scene"]
+    assert side["scene"] == side["neighbours"][0]["scene"]  # three scenes, one vote each
+    assert side["voters"] == 50 and sum(side["scene_votes"].values()) == 3
+    assert side["layout"]["scene"] == side["scene"]
     by_id = {n["id"]: n for n in side["neighbours"]}
     assert by_id["near-forest"]["distance_km"] < 10 < by_id["far-river"]["distance_km"]
     assert by_id["unlocated"]["distance_km"] is None
@@ -306,6 +308,7 @@ BAD_OPTIONS = {
                      ["missing.wav", "not found"]),
     "zero ground": (["--audio", "{clip}", "-o", "{out}/x.png", "--ground-m", "0"], ["--ground-m"]),
     "strength 0": (["--audio", "{clip}", "-o", "{out}/x.png", "--strength", "0"], ["--strength"]),
+    "no voters": (["--audio", "{clip}", "-o", "{out}/x.png", "--voters", "0"], ["--voters"]),
     "audio and points": (["--audio", "{clip}", "--points", "{clip}", "-o", "{out}/x.png"],
                          ["exactly one"]),
     "unknown scene": (["--audio", "{clip}", "-o", "{out}/x.png", "--scene", "desert"],
@@ -432,16 +435,21 @@ def test_no_default_generator_says_how_to_make_one(monkeypatch, tmp_path: Path) 
 def test_cli_defaults_are_the_library_defaults() -> None:
     import inspect
 
+    from geosound.cli.evaluate_generator import evaluate_generator_command
     from geosound.cli.generate import generate_command
     from geosound.generation.generator import GenerationOptions
     from geosound.generation.sampling import GuidanceScales
 
     defaults = {n: p.default for n, p in inspect.signature(generate_command).parameters.items()}
     options, scales = GenerationOptions(), GuidanceScales()
-    assert (defaults["steps"], defaults["seed"], defaults["strength"]) == (
-        options.steps, options.seed, options.strength,
+    assert (defaults["steps"], defaults["seed"], defaults["strength"], defaults["voters"]) == (
+        options.steps, options.seed, options.strength, options.voters,
     )  # fmt: skip
     assert (defaults["sound_scale"], defaults["scene_scale"]) == (scales.sound, scales.scene)
+    evaluated = inspect.signature(evaluate_generator_command).parameters
+    assert (evaluated["strength"].default, evaluated["voters"].default) == (
+        options.strength, options.voters,
+    )  # fmt: skip
 
 
 def test_the_output_marker_is_defined_once() -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from geosound.errors import DataError, InputError
-from geosound.generation.geokd import KnowledgeBase, haversine_km
+from geosound.generation.geokd import KnowledgeBase, Neighbour, consensus, haversine_km
 from geosound.generation.sampling import GuidanceScales, ddim_scheduler, sample_latents
 from geosound.models.soundit import SceneCondition, SoundCondition, build_soundit
 from geosound.training.generator import (
@@ -90,6 +90,21 @@ def test_geokd_round_trip(tmp_path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(DataError):
         KnowledgeBase.load(tmp_path / "bad.npz")
+
+
+def test_consensus_takes_the_neighbourhoods_scene_and_its_best_ranked_layout() -> None:
+    def entry(rank: int, scene: str) -> Neighbour:
+        return Neighbour(rank, f"e{rank}", scene, 1.0 - rank / 10, None, 1.0 - rank / 10)
+
+    ranked = [entry(0, "river"), entry(1, "forest"), entry(2, "pasture"), entry(3, "forest")]
+    agreed = consensus(ranked)
+    assert (agreed.scene, agreed.layout.id) == ("forest", "e1")
+    assert agreed.votes == {"forest": 2, "river": 1, "pasture": 1}  # ties: by best rank
+    assert consensus(ranked[:1]).layout.id == "e0"
+    tie = consensus([entry(0, "river"), entry(1, "forest")])
+    assert tie.scene == "river"  # the better-ranked entry breaks a tie
+    with pytest.raises(ValueError):
+        consensus([])
 
 
 def conditions(batch: int) -> tuple[SoundCondition, SceneCondition]:
@@ -263,6 +278,34 @@ def test_landscape_generator_uses_the_retrieved_scene_and_layout() -> None:
     assert plain.scene_source == "none" and plain.neighbours == []
     with pytest.raises(InputError, match="known scenes: forest, river"):
         generator.generate(sound, "desert")
+    with pytest.raises(InputError, match="voters"):
+        generator.generate(sound, options=GenerationOptions(steps=2, voters=0))
+
+    # The nearest entry is a river, but most of the neighbourhood is forest: the vote draws
+    # forest from the best-ranked forest entry's layout; one voter takes the nearest alone.
+    orthogonal = np.linalg.svd(direction[None])[2][1]
+    near = [direction, 0.9 * direction + 0.3 * orthogonal, 0.8 * direction + 0.5 * orthogonal]
+    crowd = KnowledgeBase(
+        ["river", "forest 1", "forest 2"],
+        np.stack(near),
+        ["river", "forest", "forest"],
+        np.zeros((3, 4, 8, 8), np.float32),
+        np.full(3, np.nan),
+        np.full(3, np.nan),
+        "sat2sound:t",
+    )
+    voted = LandscapeGenerator(loaded, crowd).generate(sound, options=GenerationOptions(steps=2))
+    assert voted.scene == "forest" and voted.layout is not None and voted.layout.id == "forest 1"
+    assert voted.retrieved is not None and voted.retrieved.votes == {"forest": 2, "river": 1}
+    assert voted.neighbours[0].id == "river"
+    alone = LandscapeGenerator(loaded, crowd).generate(
+        sound, options=GenerationOptions(steps=2, voters=1)
+    )
+    assert alone.scene == "river" and alone.layout is not None and alone.layout.id == "river"
+    unstarted = LandscapeGenerator(loaded, crowd).generate(
+        sound, options=GenerationOptions(steps=2, use_rag=False)
+    )
+    assert unstarted.layout is None and unstarted.scene == "forest"
     other = KnowledgeBase(
         ["a"], direction[None], ["river"], np.zeros((1, 4, 8, 8)), [0.0], [0.0], "x"
     )

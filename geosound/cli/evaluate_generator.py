@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from geosound.cli.checks import check_checkpoint_file, check_input_file, check_output_file
+from geosound.cli.generate import StrengthOption, VotersOption
 from geosound.cli.progress import ProgressMode, ProgressOption, emit_json, progress_reporter
 from geosound.cli.resources import ThreadsOption, use_resources
 from geosound.generation.default import RUN_CHECKPOINT, RUN_KNOWLEDGE
@@ -51,6 +52,8 @@ def evaluate_generator_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seeds the sounds, tiles and noise.", min=0)] = 0,
+    strength: StrengthOption = 0.7,
+    voters: VotersOption = 50,
     ablation_model: Annotated[
         Path | None,
         typer.Option(
@@ -112,7 +115,7 @@ def evaluate_generator_command(
         evaluate_generator,
         format_evaluation,
     )
-    from geosound.generation.generator import LandscapeGenerator
+    from geosound.generation.generator import GenerationOptions, LandscapeGenerator
     from geosound.sidecar import write_sidecar
     from geosound.training.generator import GeneratorData
 
@@ -121,6 +124,7 @@ def evaluate_generator_command(
         per_sound=per_sound,
         steps=tuple(steps) if steps else EvaluationSettings().steps,
         seed=seed,
+        options=GenerationOptions(strength=strength, voters=voters),
     ).validate()
     with progress_reporter(progress, "evaluate-generator") as report:
         report(0.0, "loading the models")

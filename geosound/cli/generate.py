@@ -173,6 +173,25 @@ def _strength(value: float) -> float:
     return value
 
 
+StrengthOption = Annotated[
+    float,
+    typer.Option(
+        "--strength",
+        help="Share of the steps run from the retrieved layout (1: pure noise).",
+        callback=_strength,
+    ),
+]
+VotersOption = Annotated[
+    int,
+    typer.Option(
+        "--voters",
+        min=1,
+        help="How many of the most similar known sounds vote on the scene and the layout "
+        "(1: the nearest alone).",
+    ),
+]
+
+
 def _scale(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:
     """Typer callback: a guidance scale is a finite number >= 0."""
     if not (math.isfinite(value) and value >= 0):
@@ -257,14 +276,8 @@ def generate_command(
             "when --scene is not given).",
         ),
     ] = False,
-    strength: Annotated[
-        float,
-        typer.Option(
-            "--strength",
-            help="Share of the steps run from the retrieved layout (1: pure noise).",
-            callback=_strength,
-        ),
-    ] = 0.7,
+    strength: StrengthOption = 0.7,
+    voters: VotersOption = 50,
     sound_scale: Annotated[
         float, typer.Option("--sound-scale", help="Guidance scale of the sound.", callback=_scale)
     ] = 3.0,
@@ -314,6 +327,7 @@ def generate_command(
         scales=GuidanceScales(sound=sound_scale, scene=scene_scale),
         use_rag=not no_rag,
         strength=strength,
+        voters=voters,
     )
     request = Request(scene, ground_m, options)
     with (

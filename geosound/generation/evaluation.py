@@ -21,7 +21,8 @@ retrieved layout, :class:`~geosound.generation.generator.GenerationOptions` defa
 shuffled-sound control (each sound replaced by another eval clip's sound of a different
 class, scored against the original pairing), and unconditional samples (sound and scene
 null, from noise). The ablation rows change one thing of the conditioned model each: RAG
-off, scene off (no scene instead of the retrieved one), the DDIM step counts, and a second
+off, scene off (no scene instead of the retrieved one), the nearest knowledge-base entry
+alone giving scene and layout (no vote), the DDIM step counts, and a second
 checkpoint (TA-PMoE against plain cross-attention) when one is given.
 
 No scene word is ever given from the pair's label: the scene is the retrieved one (or none),
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,6 +71,7 @@ __all__ = [
     "format_evaluation",
     "heard",
     "plan_evaluation",
+    "score_variants",
 ]
 
 
@@ -413,6 +415,7 @@ UNCONDITIONAL = "unconditional (sound and scene null)"
 PERFECT_ALIGNER = "given the paired tile's own image embedding (a perfect aligner)"
 RAG_OFF = "RAG off (from noise)"
 SCENE_OFF = "scene off (no retrieved scene)"
+NEAREST = "nearest entry alone (no vote on scene and layout)"
 
 
 # --------------------------------------------------------------------------- drawing
@@ -582,6 +585,50 @@ def _real_features(
     return FeatureCache(cache_root, encoder).encode_pooled(list(images), progress=progress)
 
 
+@dataclass
+class _Judge:
+    """What scores every row of one plan: the image encoder, the classifier, the reference."""
+
+    plan: EvaluationPlan
+    encoder: Encoder
+    classifier: LandcoverClassifier
+    classifier_reused: bool
+    reference: Reference
+
+    @classmethod
+    def of(
+        cls,
+        data: GeneratorData,
+        plan: EvaluationPlan,
+        settings: EvaluationSettings,
+        classifier_path: Path | None,
+        cache_root: Path | None,
+        encoder: Encoder | None,
+        report: Progress,
+    ) -> _Judge:
+        """Encode the real tiles, train (or reuse) the classifier, and set the reference."""
+        encoder = encoder or get_encoder(DEFAULT_ENCODERS["image"])
+        report(0.0, "encoding the real tiles")
+        train_x = _real_features(data, plan.train_tiles, encoder, cache_root, stage(report, 0, 0.1))
+        eval_tiles = plan.eval_tiles
+        eval_x = _real_features(data, eval_tiles, encoder, cache_root, stage(report, 0.1, 0.15))
+        classifier, reused = landcover_classifier(
+            train_x, plan.train_labels, eval_x, plan.tile_labels[eval_tiles], plan.classes,
+            encoder.id, classifier_path, settings.seed,
+        )  # fmt: skip
+        position = {int(tile): i for i, tile in enumerate(eval_tiles)}
+        reference = Reference.of(
+            eval_x[[position[int(t)] for t in plan.reference_tiles]],
+            plan.tile_labels[plan.reference_tiles],
+            classifier,
+        )
+        return cls(plan, encoder, classifier, reused, reference)
+
+    def scorer(self, progress: Progress | None, rows: int) -> _Scorer:
+        """A scorer of ``rows`` picture sets."""
+        return _Scorer(self.plan, self.encoder, self.classifier, self.reference, progress, rows)
+
+
 def evaluate_generator(
     generator: LandscapeGenerator,
     data: GeneratorData,
@@ -618,26 +665,12 @@ def evaluate_generator(
     if ablation is not None:
         _check_same_split(generator, ablation, names)
         check_held_out(ablation, data, plan, names[1])
-    encoder = encoder or get_encoder(DEFAULT_ENCODERS["image"])
-    report(0.0, "encoding the real tiles")
-    train_x = _real_features(data, plan.train_tiles, encoder, cache_root, stage(report, 0, 0.1))
-    eval_tiles = plan.eval_tiles
-    eval_x = _real_features(data, eval_tiles, encoder, cache_root, stage(report, 0.1, 0.15))
-    classifier, reused = landcover_classifier(
-        train_x, plan.train_labels, eval_x, plan.tile_labels[eval_tiles], plan.classes,
-        encoder.id, classifier_path, settings.seed,
-    )  # fmt: skip
-    position = {int(tile): i for i, tile in enumerate(eval_tiles)}
-    reference = Reference.of(
-        eval_x[[position[int(t)] for t in plan.reference_tiles]],
-        plan.tile_labels[plan.reference_tiles],
-        classifier,
-    )
+    judge = _Judge.of(data, plan, settings, classifier_path, cache_root, encoder, report)
     options = settings.options
     other_steps = [s for s in dict.fromkeys(settings.steps) if s != options.steps]
     visual = generator.loaded.via == "visual"
-    drawn_rows = 5 + len(other_steps) + (ablation is not None) + visual
-    scorer = _Scorer(plan, encoder, classifier, reference, stage(progress, 0.15, 1.0), drawn_rows)
+    drawn_rows = 5 + (options.voters > 1) + len(other_steps) + (ablation is not None) + visual
+    scorer = judge.scorer(stage(progress, 0.15, 1.0), drawn_rows)
     started = time.monotonic()
     bound = Row(BOUND, scorer.images(data.images_float(plan.bound_tiles).numpy()))
     bound.seconds = time.monotonic() - started
@@ -659,8 +692,8 @@ def evaluate_generator(
     report(1.0, "scored")
     return GeneratorEvaluation(
         model_id=generator.loaded.model_id,
-        classifier=classifier,
-        classifier_reused=reused,
+        classifier=judge.classifier,
+        classifier_reused=judge.classifier_reused,
         plan=plan,
         main=main,
         ablations=ablations,
@@ -668,6 +701,39 @@ def evaluate_generator(
         ablation_model_id=None if ablation is None else ablation.loaded.model_id,
         via=generator.loaded.via,
     )
+
+
+def score_variants(
+    generator: LandscapeGenerator,
+    data: GeneratorData,
+    variants: Mapping[str, GenerationOptions],
+    settings: EvaluationSettings | None = None,
+    classifier_path: Path | None = None,
+    cache_root: Path | None = None,
+    encoder: Encoder | None = None,
+    progress: Progress | None = None,
+) -> list[tuple[Row, Row]]:
+    """The conditioned row and its shuffled-sound control for each of several samplers.
+
+    What a sweep of the sampler's settings (RAG strength, voters, guidance) needs, on the
+    same plan, classifier and reference as :func:`evaluate_generator`, and without the rows
+    that do not depend on the sampler.
+
+    Returns:
+        ``(conditioned, shuffled)`` rows per variant, named by its key.
+    """
+    settings = (settings or EvaluationSettings()).validate()
+    report = progress or (lambda fraction, message: None)
+    plan = plan_evaluation(data, settings)
+    check_held_out(generator, data, plan, "the model")
+    judge = _Judge.of(data, plan, settings, classifier_path, cache_root, encoder, report)
+    scorer = judge.scorer(stage(progress, 0.15, 1.0), 2 * len(variants))
+    rows = []
+    for name, options in variants.items():
+        conditioned = scorer.row(name, _conditioned(generator, data, plan, options))
+        shuffled = _conditioned(generator, data, plan, options, plan.shuffled_rows)
+        rows.append((conditioned, scorer.row(f"{name}, shuffled sounds", shuffled)))
+    return rows
 
 
 def _architecture(generator: LandscapeGenerator) -> str:
@@ -683,7 +749,7 @@ def _ablation_rows(
     scorer: _Scorer,
     main_row: Row,
 ) -> list[Row]:
-    """RAG off, scene off, the step counts, and the architectures; one change each."""
+    """RAG off, scene off, no vote, the step counts, and the architectures; one change each."""
     options = settings.options
     same = f"= {CONDITIONED}"
     no_rag = dataclasses.replace(options, use_rag=False)
@@ -692,6 +758,9 @@ def _ablation_rows(
         scorer.row(RAG_OFF, _conditioned(generator, data, plan, no_rag)),
         scorer.row(SCENE_OFF, _conditioned(generator, data, plan, no_scene)),
     ]
+    if options.voters > 1:
+        nearest = dataclasses.replace(options, voters=1)
+        rows.append(scorer.row(NEAREST, _conditioned(generator, data, plan, nearest)))
     for steps in sorted({*settings.steps, options.steps}):
         name = f"{steps} DDIM steps"
         if steps == options.steps:

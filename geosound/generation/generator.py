@@ -2,8 +2,10 @@
 
 :class:`LandscapeGenerator` ties the parts together, each switchable: the sound is heard
 through the Sat2Sound model the generator was trained with (its space id is checked), the
-knowledge base is searched by sound and, with a location, by proximity; the retrieved layout
-starts the sampler (RAG) and the retrieved scene is used when the caller names none.
+knowledge base is searched by sound and, with a location, by proximity; the retrieved entries
+vote on a scene (:func:`~geosound.generation.geokd.consensus`), the best-ranked entry of that
+scene gives the layout that starts the sampler (RAG), and the scene is used when the caller
+names none.
 A Sound2Scene generator hears through its own audio aligner instead
 (:mod:`geosound.generation.hearing`), and its knowledge base lies in the image encoder's space.
 """
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from geosound.errors import InputError
-from geosound.generation.geokd import KnowledgeBase, Neighbour
+from geosound.generation.geokd import Consensus, KnowledgeBase, Neighbour, consensus
 from geosound.generation.sampling import GuidanceScales, ddim_scheduler, sample_latents
 from geosound.models.soundit import SceneCondition, SoundCondition
 from geosound.models.soundit_checkpoint import LoadedGenerator, load_generator
@@ -34,8 +36,10 @@ class GenerationOptions:
         scales: Guidance scales (sound, scene).
         use_rag: Start from the retrieved layout latent (else from noise).
         strength: Share of the schedule run from the retrieved layout.
-        use_retrieved_scene: Use the nearest entry's scene when none is given.
+        use_retrieved_scene: Use the retrieved scene when none is given.
         geo_weight: Weight of proximity in retrieval when a location is given.
+        voters: How many retrieved entries vote on the scene and the layout (1: the nearest
+            entry alone).
     """
 
     steps: int = 25
@@ -45,6 +49,11 @@ class GenerationOptions:
     strength: float = 0.7
     use_retrieved_scene: bool = True
     geo_weight: float = 0.3
+    voters: int = 50
+
+
+SIDECAR_NEIGHBOURS = 5
+"""How many of the retrieved entries a picture's record lists (the vote counts them all)."""
 
 
 @dataclass
@@ -55,13 +64,17 @@ class GeneratedImage:
         pixels: ``(3, H, W)`` float32 RGB in [0, 1].
         scene: The scene word used (None: no scene).
         scene_source: ``"given"``, ``"retrieved"`` or ``"none"``.
-        neighbours: The knowledge-base entries retrieved (empty without a knowledge base).
+        neighbours: The best-ranked entries retrieved (empty without a knowledge base).
+        retrieved: What all the retrieved entries agreed on (None without a knowledge base).
+        layout: The entry whose latent started sampling (None: sampled from noise).
     """
 
     pixels: np.ndarray
     scene: str | None
     scene_source: str
     neighbours: list[Neighbour]
+    retrieved: Consensus | None = None
+    layout: Neighbour | None = None
 
 
 class LandscapeGenerator:
@@ -120,22 +133,31 @@ class LandscapeGenerator:
         ``progress(done, total)`` is called after each sampling step.
         """
         options = options or GenerationOptions()
+        if options.voters < 1:
+            raise InputError(f"voters must be at least 1; got {options.voters}")
         neighbours: list[Neighbour] = []
+        retrieved = None
         if self.knowledge is not None:
             neighbours = self.knowledge.retrieve(
-                sound.embedding[0].numpy(), lon, lat, k=5, geo_weight=options.geo_weight
+                sound.embedding[0].numpy(),
+                lon,
+                lat,
+                k=max(options.voters, SIDECAR_NEIGHBOURS),
+                geo_weight=options.geo_weight,
             )
+            retrieved = consensus(neighbours[: options.voters])
         source = "given" if scene else "none"
-        if scene is None and neighbours and options.use_retrieved_scene:
-            scene, source = neighbours[0].scene, "retrieved"
+        if scene is None and retrieved is not None and options.use_retrieved_scene:
+            scene, source = retrieved.scene, "retrieved"
         scene_condition = (
             None
             if scene is None
             else SceneCondition.from_pooled(self.scene_embedding(scene).unsqueeze(0))
         )
-        init = None
-        if options.use_rag and neighbours and self.knowledge is not None:
-            init = torch.from_numpy(self.knowledge.latents[neighbours[0].index]).unsqueeze(0)
+        init, layout = None, None
+        if options.use_rag and retrieved is not None and self.knowledge is not None:
+            layout = retrieved.layout
+            init = torch.from_numpy(self.knowledge.latents[layout.index]).unsqueeze(0)
         model = self.loaded.model
         latents = sample_latents(
             model,
@@ -152,4 +174,11 @@ class LandscapeGenerator:
         )
         with torch.no_grad():
             pixels = self.loaded.codec.decode(latents)[0].numpy()
-        return GeneratedImage(pixels.astype(np.float32), scene, source, neighbours)
+        return GeneratedImage(
+            pixels.astype(np.float32),
+            scene,
+            source,
+            neighbours[:SIDECAR_NEIGHBOURS],
+            retrieved,
+            layout,
+        )

@@ -100,6 +100,8 @@ def picture_record(
         "scene": image.scene,
         "scene_source": image.scene_source,
         "neighbours": [n.as_dict() for n in image.neighbours],
+        "scene_votes": None if image.retrieved is None else image.retrieved.votes,
+        "layout": None if image.layout is None else image.layout.as_dict(),
         "lon": lon,
         "lat": lat,
         "ground_m": ground_m if placement is not None else None,
@@ -130,6 +132,7 @@ def run_record(
         "strength": options.strength,
         "guidance": {"sound": options.scales.sound, "scene": options.scales.scene},
         "geo_weight": options.geo_weight,
+        "voters": options.voters,
         "note": METHOD_NOTE,
     }
 
