@@ -376,6 +376,11 @@ def test_evaluate_generator_cli_end_to_end(tmp_path: Path, run_cli) -> None:
     bound = main["real tiles of the paired class (bound)"]
     # Real tiles of the paired class, coloured by class: the classifier names them.
     assert bound["pss_scene"] == 1.0 and bound["images"] == 20
+    assert [row["name"] for row in report["main"]][:3] == [
+        "real tiles of the paired class (bound)",
+        "the same tiles through the autoencoder (the latent space's bound)",
+        "SounDiT, conditioned on the sound",
+    ]
     for row in report["main"]:
         assert row["images"] == 20 and row["sounds"] == 10
         assert 0.0 <= row["pss_scene"] <= 1.0 and 0.0 <= row["pss_element"] <= 1.0

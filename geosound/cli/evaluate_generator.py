@@ -52,7 +52,7 @@ def evaluate_generator_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seeds the sounds, tiles and noise.", min=0)] = 0,
-    strength: StrengthOption = 0.7,
+    strength: StrengthOption = 0.4,
     voters: VotersOption = 50,
     ablation_model: Annotated[
         Path | None,

@@ -276,7 +276,7 @@ def generate_command(
             "when --scene is not given).",
         ),
     ] = False,
-    strength: StrengthOption = 0.7,
+    strength: StrengthOption = 0.4,
     voters: VotersOption = 50,
     sound_scale: Annotated[
         float, typer.Option("--sound-scale", help="Guidance scale of the sound.", callback=_scale)

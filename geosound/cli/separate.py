@@ -95,15 +95,16 @@ def separate_command(
         typer.Option(
             "--images",
             help="Draw one picture per source and one of them combined into this folder "
-            "(source1.png, …, combined.png; needs --generator).",
+            "(source1.png, …, combined.png; drawn by --generator, or the shipped generator).",
         ),
     ] = None,
     generator_model: Annotated[
         Path | None,
         typer.Option(
             "--generator",
-            help="Generator for --images: a train-generator soundit.pt (--condition visual hears "
-            "separated sources as it was trained to; its geokd.npz beside it is used).",
+            help="Generator for --images (default: the shipped one): a train-generator soundit.pt "
+            "(--condition visual hears separated sources as it was trained to; its geokd.npz "
+            "beside it is used).",
         ),
     ] = None,
     steps: Annotated[

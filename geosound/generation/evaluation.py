@@ -15,7 +15,9 @@ What is drawn (:func:`plan_evaluation`, all seeded):
   eval tile of those classes (both halves, whether or not a bound slot uses the tile), so the
   figure does not move with ``per_class`` or ``per_sound``.
 
-Rows of the main table: the bound (real tiles of the paired class), the conditioned model
+Rows of the main table: the bound (real tiles of the paired class), the same tiles encoded
+and decoded by the generator's autoencoder (what the latent space keeps of them: no picture the
+DiT draws can be sharper than its decoder makes it), the conditioned model
 (sound heard through Sat2Sound, scene retrieved from the knowledge base, RAG from the
 retrieved layout, :class:`~geosound.generation.generator.GenerationOptions` defaults), the
 shuffled-sound control (each sound replaced by another eval clip's sound of a different
@@ -409,6 +411,7 @@ class GeneratorEvaluation:
 
 
 BOUND = "real tiles of the paired class (bound)"
+RECONSTRUCTED = "the same tiles through the autoencoder (the latent space's bound)"
 CONDITIONED = "SounDiT, conditioned on the sound"
 SHUFFLED = "shuffled-sound control"
 UNCONDITIONAL = "unconditional (sound and scene null)"
@@ -672,11 +675,18 @@ def evaluate_generator(
     drawn_rows = 5 + (options.voters > 1) + len(other_steps) + (ablation is not None) + visual
     scorer = judge.scorer(stage(progress, 0.15, 1.0), drawn_rows)
     started = time.monotonic()
-    bound = Row(BOUND, scorer.images(data.images_float(plan.bound_tiles).numpy()))
+    real = data.images_float(plan.bound_tiles)
+    bound = Row(BOUND, scorer.images(real.numpy()))
     bound.seconds = time.monotonic() - started
+    started = time.monotonic()
+    codec = generator.loaded.codec
+    with torch.no_grad():
+        reconstructed = codec.decode(codec.encode(real)).numpy()
+    through_codec = Row(RECONSTRUCTED, scorer.images(reconstructed), time.monotonic() - started)
     main_row = scorer.row(CONDITIONED, _conditioned(generator, data, plan, options))
     main = [
         bound,
+        through_codec,
         main_row,
         scorer.row(SHUFFLED, _conditioned(generator, data, plan, options, plan.shuffled_rows)),
         scorer.row(UNCONDITIONAL, _unconditional(generator, plan, options.steps)),
@@ -687,7 +697,7 @@ def evaluate_generator(
             return data.visual(data.pair_image[pairs])
 
         own_tile = _conditioned(generator, data, plan, options, condition=own_embedding)
-        main.insert(2, scorer.row(PERFECT_ALIGNER, own_tile))
+        main.insert(3, scorer.row(PERFECT_ALIGNER, own_tile))
     ablations = _ablation_rows(generator, ablation, data, plan, settings, scorer, main_row)
     report(1.0, "scored")
     return GeneratorEvaluation(

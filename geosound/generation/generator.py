@@ -46,7 +46,7 @@ class GenerationOptions:
     seed: int = 0
     scales: GuidanceScales = field(default_factory=GuidanceScales)
     use_rag: bool = True
-    strength: float = 0.7
+    strength: float = 0.4
     use_retrieved_scene: bool = True
     geo_weight: float = 0.3
     voters: int = 50
