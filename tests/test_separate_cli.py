@@ -252,8 +252,15 @@ def test_separate_images_draws_each_source_and_all_of_them(
                       str(other), "--steps", "2", env=trained["env"])  # fmt: skip
     assert refused.returncode == 2 and "sat2sound:other" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
-    no_generator = run_cli("separate", str(mixed), "--images", str(tmp_path / "z"))
-    assert no_generator.returncode == 2 and "--images needs --generator" in no_generator.stderr
+    # Without --generator the shipped one draws (in the shipped Sat2Sound's space, as the
+    # shipped separator is).
+    shipped = run_cli("separate", str(mixed), "--images", str(tmp_path / "z"), "--steps", "2")
+    assert shipped.returncode == 0, shipped.stderr
+    from geosound.generation.default import default_generator_path
+    from geosound.models.soundit_checkpoint import load_generator
+
+    drawn_by = json.loads((tmp_path / "z" / "combined.json").read_text())["model_id"]
+    assert drawn_by == load_generator(default_generator_path()).model_id
     with_points = run_cli("separate", "--points", str(mixed), "--audio-column", "a", "-o",
                           str(tmp_path / "p.gpkg"), "--images", str(tmp_path / "y"))  # fmt: skip
     assert with_points.returncode == 2 and "--images" in with_points.stderr
