@@ -7,7 +7,10 @@ the evidence from a run's data bundle (``generator_data.npz``, the first thing
 the share whose tile class is found from the pair's sound embedding alone by
 
 * a 1-nearest-neighbour vote over the train pairs' sound embeddings (cosine), and
-* a logistic-regression probe trained on them (``geosound.evaluation.zero_shot.linear_probe``).
+* a logistic-regression probe trained on them (``geosound.evaluation.zero_shot.linear_probe``),
+* and what GeoKD retrieval sees: a vote of the k most similar sounds among *all* the train
+  pairs (every land cover, as the knowledge base holds them), for k = 1, 20 and 50
+  (:func:`geosound.generation.geokd.consensus` counts votes the same way).
 
     .venv/bin/python docs/sound_carries_class.py --data runs/soundit
 """
@@ -15,6 +18,7 @@ the share whose tile class is found from the pair's sound embedding alone by
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +50,14 @@ def main() -> None:
           f"{int(train.sum())} train pairs (dev figures)")
     print(f"  chance {1 / len(RGB_CLASSES):.3f}; 1-nearest-neighbour vote {vote:.3f}; "
           f"logistic regression {probe:.3f}")
+    every = data.pair_splits == "train"
+    ranked = np.argsort(-(vectors[held_out] @ vectors[every].T), axis=1)
+    votes = []
+    for k in (1, 20, 50):
+        nearest_labels = labels[every][ranked[:, :k]]
+        winners = [Counter(row).most_common(1)[0][0] for row in nearest_labels]
+        votes.append(f"{k} nearest {np.mean(np.array(winners) == labels[held_out]):.3f}")
+    print(f"  vote among all {int(every.sum())} train pairs: {'; '.join(votes)}")
 
 
 if __name__ == "__main__":

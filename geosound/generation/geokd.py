@@ -19,7 +19,7 @@ retrieved scene, and the best-ranked entry of that scene gives the layout. Sound
 different land covers overlap (a river and a pasture both have birds), so the single nearest
 entry is often of another land cover than the neighbourhood: on the dev pairs the nearest
 train sound has the held-out sound's land cover 0.45 of the time, a vote of the 50 nearest
-0.59 (five RGB land covers, chance 0.20; docs/soundit.md).
+0.59 (five RGB land covers, chance 0.20; ``docs/sound_carries_class.py``, docs/soundit.md).
 
 The arrays are saved as one ``.npz`` (no pickle) and the faiss index is rebuilt on load —
 for thousands of entries that takes milliseconds, and the file stays readable by numpy alone.
