@@ -77,6 +77,9 @@ def test_geokd_sound_only_and_a_closer_neighbour_winning_a_tie() -> None:
     assert unlocated[0].distance_km is None
     with pytest.raises(InputError, match="space"):
         kb.retrieve(query, space_id="sat2sound:other")
+    only_other = kb.retrieve(query, k=3, scene=str(kb.scenes[2]))
+    assert [n.id for n in only_other] == ["other"]  # every entry of that scene, and no more
+    assert kb.retrieve(query, scene="desert") == []
     with pytest.raises(InputError, match="both lon and lat"):
         kb.retrieve(query, lon=1.0)
 
@@ -306,6 +309,17 @@ def test_landscape_generator_uses_the_retrieved_scene_and_layout() -> None:
         sound, options=GenerationOptions(steps=2, use_rag=False)
     )
     assert unstarted.layout is None and unstarted.scene == "forest"
+    # A scene the caller names starts from its own best-ranked entry, not the voted scene's.
+    chosen = LandscapeGenerator(loaded, crowd).generate(
+        sound, " River", options=GenerationOptions(steps=2)
+    )
+    assert chosen.scene_source == "given" and chosen.layout is not None
+    assert chosen.layout.id == "river" and chosen.retrieved is not None
+    assert chosen.retrieved.scene == "forest"  # the vote is still recorded as it fell
+    agreeing = LandscapeGenerator(loaded, crowd).generate(
+        sound, "forest", options=GenerationOptions(steps=2)
+    )
+    assert agreeing.layout is not None and agreeing.layout.id == "forest 1"
     other = KnowledgeBase(
         ["a"], direction[None], ["river"], np.zeros((1, 4, 8, 8)), [0.0], [0.0], "x"
     )

@@ -216,7 +216,9 @@ def generate_command(
     scene: Annotated[
         str | None,
         typer.Option(
-            "--scene", help="Scene word, e.g. forest (default: the nearest sound's scene)."
+            "--scene",
+            help="Scene word, e.g. forest (default: the scene the most similar known "
+            "sounds vote for). RAG starts from the best-ranked known sound of this scene.",
         ),
     ] = None,
     lon: Annotated[

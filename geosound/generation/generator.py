@@ -5,7 +5,7 @@ through the Sat2Sound model the generator was trained with (its space id is chec
 knowledge base is searched by sound and, with a location, by proximity; the retrieved entries
 vote on a scene (:func:`~geosound.generation.geokd.consensus`), the best-ranked entry of that
 scene gives the layout that starts the sampler (RAG), and the scene is used when the caller
-names none.
+names none. A scene the caller names takes the layout of its own best-ranked entry instead.
 A Sound2Scene generator hears through its own audio aligner instead
 (:mod:`geosound.generation.hearing`), and its knowledge base lies in the image encoder's space.
 """
@@ -157,7 +157,16 @@ class LandscapeGenerator:
         init, layout = None, None
         if options.use_rag and retrieved is not None and self.knowledge is not None:
             layout = retrieved.layout
-            init = torch.from_numpy(self.knowledge.latents[layout.index]).unsqueeze(0)
+            wanted = scene.strip().lower() if source == "given" and scene else None
+            if wanted is not None and wanted != retrieved.scene:
+                # The caller's scene, not the voted one, decides what the picture starts from.
+                own = self.knowledge.retrieve(
+                    sound.embedding[0].numpy(), lon, lat, k=1, geo_weight=options.geo_weight,
+                    scene=wanted,
+                )  # fmt: skip
+                layout = own[0] if own else None
+            if layout is not None:
+                init = torch.from_numpy(self.knowledge.latents[layout.index]).unsqueeze(0)
         model = self.loaded.model
         latents = sample_latents(
             model,

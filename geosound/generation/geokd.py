@@ -181,6 +181,7 @@ class KnowledgeBase:
         scale_km: float = 250.0,
         candidates: int = 256,
         space_id: str | None = None,
+        scene: str | None = None,
     ) -> list[Neighbour]:
         """The ``k`` best entries for a sound, and a place when ``lon``/``lat`` are given.
 
@@ -193,6 +194,8 @@ class KnowledgeBase:
             scale_km: Distance at which proximity has fallen to 1/e.
             candidates: How many most similar sounds proximity re-ranks.
             space_id: The query's space, checked when given.
+            scene: Only entries of this scene word (none when it has no entries): the
+                layout for a scene the caller chose rather than the one the sound suggests.
 
         Raises:
             InputError: A query from another space, of the wrong width, or a half location.
@@ -209,8 +212,19 @@ class KnowledgeBase:
         if (lon is None) != (lat is None):
             raise InputError("give both lon and lat, or neither")
         query = query / max(float(np.linalg.norm(query)), 1e-12)
-        pool = min(len(self), max(k, 1, candidates if lon is not None else k))
-        similarity, rows = self.index.search(query, pool)
+        import faiss
+
+        allowed = None if scene is None else np.flatnonzero(self.scenes == scene)
+        available = len(self) if allowed is None else len(allowed)
+        if available == 0:
+            return []
+        pool = min(available, max(k, 1, candidates if lon is not None else k))
+        params = None
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(allowed.astype(np.int64))  # alive through search
+            params = faiss.SearchParameters()
+            params.sel = selector
+        similarity, rows = self.index.search(query, pool, params=params)
         similarity, rows = similarity[0].astype(np.float64), rows[0]
         distance: np.ndarray | None = None
         score = similarity.copy()
