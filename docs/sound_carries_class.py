@@ -10,7 +10,10 @@ the share whose tile class is found from the pair's sound embedding alone by
 * a logistic-regression probe trained on them (``geosound.evaluation.zero_shot.linear_probe``),
 * and what GeoKD retrieval sees: a vote of the k most similar sounds among *all* the train
   pairs (every land cover, as the knowledge base holds them), for k = 1, 20 and 50
-  (:func:`geosound.generation.geokd.consensus` counts votes the same way).
+  (:func:`geosound.generation.geokd.consensus` counts votes the same way),
+
+beside the most any hearing of these pairs could give: an oracle told which sound classes each
+mix holds (:func:`geosound.data.concepts.landcover_bound`, exact from the concept tables).
 
     .venv/bin/python docs/sound_carries_class.py --data runs/soundit
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geosound.data.concepts import landcover_bound
 from geosound.evaluation.suite import RGB_CLASSES
 from geosound.evaluation.zero_shot import linear_probe
 from geosound.training.generator import GeneratorData
@@ -58,6 +62,8 @@ def main() -> None:
         winners = [Counter(row).most_common(1)[0][0] for row in nearest_labels]
         votes.append(f"{k} nearest {np.mean(np.array(winners) == labels[held_out]):.3f}")
     print(f"  vote among all {int(every.sum())} train pairs: {'; '.join(votes)}")
+    print(f"  an oracle told each mix's sound classes (the pairs' own bound): "
+          f"{landcover_bound(RGB_CLASSES):.3f}")
 
 
 if __name__ == "__main__":

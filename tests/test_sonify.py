@@ -21,7 +21,10 @@ from geosound.data.concepts import (
     CONCEPT_PHRASES,
     LIKELY_WEIGHT,
     SOUND_CONCEPTS,
+    Concept,
     clip_captions,
+    concept_set_chances,
+    landcover_bound,
 )
 from geosound.data.manifest import validate_manifest
 from geosound.data.recipe import MixRecipe
@@ -493,3 +496,41 @@ def test_dev_sources_split_each_on_its_own(dev_data: Path):
         assert 0.2 < share < 0.4
     with pytest.raises(InputError, match="imagery"):
         dev_split_tables(dev_data, imagery=("landsat",))
+
+
+# --------------------------------------------------------------------------- what pairs carry
+
+
+def test_concept_set_chances_are_the_draws_of_sonify() -> None:
+    from collections import Counter
+
+    from geosound.data.sonify import _draw_concepts
+
+    options = CONCEPT_PHRASES["Forest"]
+    chances = concept_set_chances(options)
+    assert sum(chances.values()) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    draws = 20_000
+    seen = Counter(
+        frozenset(c.sound for c in _draw_concepts(rng, options, 3)) for _ in range(draws)
+    )
+    assert set(seen) <= set(chances)
+    for sounds, chance in chances.items():
+        # Within five binomial standard errors of the exact chance, for every set.
+        assert (
+            abs(seen[sounds] / draws - chance) < 5 * np.sqrt(chance * (1 - chance) / draws) + 1e-3
+        )
+
+
+def test_landcover_bound_between_chance_and_certainty() -> None:
+    def concepts(*sounds: str) -> tuple[Concept, ...]:
+        return tuple(Concept(sound, sound, 1.0) for sound in sounds)
+
+    same = {"a": concepts("dog", "cat"), "b": concepts("dog", "cat")}
+    apart = {"a": concepts("dog", "cat"), "b": concepts("cow", "sheep")}
+    shared = {"a": concepts("dog"), "b": concepts("dog", "cow")}
+    assert landcover_bound(["a", "b"], same) == pytest.approx(0.5)  # sounds tell nothing
+    assert landcover_bound(["a", "b"], apart) == pytest.approx(1.0)
+    # b draws {dog} half the time, which a also does: the oracle says a, right on 3 of 4.
+    assert landcover_bound(["a", "b"], shared, max_concepts=1) == pytest.approx(0.75)
+    assert 0.2 < landcover_bound(["Forest", "Industrial", "Pasture", "Residential", "River"]) < 1

@@ -24,6 +24,8 @@ pool through the same concept tables (:func:`ambient_clips`).
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -38,16 +40,21 @@ __all__ = [
     "CLIP_CAPTIONS",
     "CONCEPT_PHRASES",
     "LIKELY_WEIGHT",
+    "MAX_CONCEPTS",
     "POSSIBLE_WEIGHT",
     "SOUND_CONCEPTS",
     "Concept",
     "ambient_clips",
     "clip_captions",
+    "concept_set_chances",
+    "landcover_bound",
     "tile_concepts",
 ]
 
 LIKELY_WEIGHT = 3.0
 POSSIBLE_WEIGHT = 1.0
+MAX_CONCEPTS = 3
+"""At most this many concepts (and so clips) per tile, by default."""
 
 SOUND_CONCEPTS: dict[str, str] = {
     "airplane": "an airplane passing overhead",
@@ -174,6 +181,47 @@ CONCEPT_PHRASES: dict[str, tuple[Concept, ...]] = _concept_table()
 """Land-cover class → its sounding concepts (phrase, source ESC-50 class, weight), "likely"
 sounds first. Seeded from :data:`~geosound.data.LANDCOVER_SOUNDS`, a hand-written starting
 point rather than ground truth."""
+
+
+def concept_set_chances(
+    options: Sequence[Concept], max_concepts: int = MAX_CONCEPTS
+) -> dict[frozenset[str], float]:
+    """The chance of each set of sound classes a tile with these concepts draws.
+
+    Exact, by enumerating the ordered draws of
+    :func:`~geosound.data.sonify.sonify_tiles`: a number of concepts uniform in
+    ``1 … min(max_concepts, len(options))``, then concepts one after another, each by its
+    weight among those not yet drawn.
+    """
+    weights = [concept.weight / sum(c.weight for c in options) for concept in options]
+    most = min(max_concepts, len(options))
+    chances: dict[frozenset[str], float] = defaultdict(float)
+    for size in range(1, most + 1):
+        for order in itertools.permutations(range(len(options)), size):
+            chance, left = 1.0 / most, 1.0
+            for index in order:
+                chance *= weights[index] / left
+                left -= weights[index]
+            chances[frozenset(options[index].sound for index in order)] += chance
+    return dict(chances)
+
+
+def landcover_bound(
+    classes: Sequence[str],
+    table: Mapping[str, Sequence[Concept]] = CONCEPT_PHRASES,
+    max_concepts: int = MAX_CONCEPTS,
+) -> float:
+    """The best share of tiles whose land cover anything can tell from the sounds of a pair.
+
+    A sonified pair's sound depends on its tile's land cover only through the sound classes
+    the tile drew, so no encoder, probe or generator can name the land cover more often than
+    an oracle told those classes (the Bayes rate over ``classes``, equally likely). It
+    separates what the pairs cannot teach from what our hearing of them loses.
+    """
+    chances = {label: concept_set_chances(table[label], max_concepts) for label in classes}
+    drawn = set().union(*(set(c) for c in chances.values()))
+    best = sum(max(chances[label].get(sounds, 0.0) for label in classes) for sounds in drawn)
+    return best / len(classes)
 
 
 def clip_captions(clips: pd.DataFrame) -> list[str]:

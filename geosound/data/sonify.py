@@ -62,7 +62,13 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from geosound.data.concepts import CONCEPT_PHRASES, Concept, clip_captions, tile_concepts
+from geosound.data.concepts import (
+    CONCEPT_PHRASES,
+    MAX_CONCEPTS,
+    Concept,
+    clip_captions,
+    tile_concepts,
+)
 from geosound.data.manifest import MANIFEST_CRS, validate_manifest
 from geosound.data.recipe import MixRecipe, MixSource, is_recipe
 from geosound.data.splits import split_by_tile_and_clip
@@ -341,7 +347,7 @@ def sonify_tiles(
     splits: tuple[pd.Series, pd.Series] | None = None,
     space: RetrievalSpace | None = None,
     concepts: Mapping[str, Sequence[Concept]] | None = None,
-    max_concepts: int = 3,
+    max_concepts: int = MAX_CONCEPTS,
     lufs_range: tuple[float, float] = DEFAULT_LUFS_RANGE,
     seconds: float = 5.0,
     sample_rate: int = 16000,
