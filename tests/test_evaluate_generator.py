@@ -315,6 +315,31 @@ def write_tiny_run(
     return folder
 
 
+def test_the_paired_scene_row_gives_each_picture_its_pairs_scene_word() -> None:
+    from geosound.generation.evaluation import EvaluationSettings, _conditioned, plan_evaluation
+    from geosound.generation.generator import GenerationOptions
+
+    data = tiny_bundle()
+    plan = plan_evaluation(data, EvaluationSettings(per_class=2, per_sound=2, seed=4))
+    given: list[str | None] = []
+
+    class Recorder:
+        def generate(self, sound, scene=None, options=None):  # what _conditioned calls
+            given.append(scene)
+            return type("Picture", (), {"pixels": np.zeros((3, 4, 4), np.float32)})()
+
+    def draw_all(paired_scene: bool) -> list[str | None]:
+        given.clear()
+        draw = _conditioned(Recorder(), data, plan, GenerationOptions(), condition=data.sound,
+                            paired_scene=paired_scene)  # fmt: skip
+        for slot in range(len(plan.slot_sound)):
+            draw(slot)
+        return list(given)
+
+    assert draw_all(False) == [None] * len(plan.slot_sound)
+    assert draw_all(True) == [label.lower() for label in plan.slot_labels]
+
+
 def test_plan_is_seeded_held_out_and_keeps_reference_and_bound_apart() -> None:
     from geosound.generation.evaluation import EvaluationSettings, plan_evaluation
 
@@ -381,6 +406,7 @@ def test_evaluate_generator_cli_end_to_end(tmp_path: Path, run_cli) -> None:
         "the same tiles through the autoencoder (the latent space's bound)",
         "SounDiT, conditioned on the sound",
     ]
+    assert "given the paired tile's scene word (a perfect scene vote)" in main
     for row in report["main"]:
         assert row["images"] == 20 and row["sounds"] == 10
         assert 0.0 <= row["pss_scene"] <= 1.0 and 0.0 <= row["pss_element"] <= 1.0

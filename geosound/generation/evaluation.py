@@ -21,15 +21,18 @@ DiT draws can be sharper than its decoder makes it), the conditioned model
 (sound heard through Sat2Sound, scene retrieved from the knowledge base, RAG from the
 retrieved layout, :class:`~geosound.generation.generator.GenerationOptions` defaults), the
 shuffled-sound control (each sound replaced by another eval clip's sound of a different
-class, scored against the original pairing), and unconditional samples (sound and scene
-null, from noise). The ablation rows change one thing of the conditioned model each: RAG
-off, scene off (no scene instead of the retrieved one), the nearest knowledge-base entry
-alone giving scene and layout (no vote), the DDIM step counts, and a second
-checkpoint (TA-PMoE against plain cross-attention) when one is given.
+class, scored against the original pairing), unconditional samples (sound and scene null,
+from noise), and the conditioned model given the paired tile's scene word as a user gives
+``--scene`` (what the drawing keeps when the scene vote is perfect). The ablation rows change
+one thing of the conditioned model each: RAG off, scene off (no scene instead of the
+retrieved one), the nearest knowledge-base entry alone giving scene and layout (no vote), the
+DDIM step counts, and a second checkpoint (TA-PMoE against plain cross-attention) when one
+is given.
 
-No scene word is ever given from the pair's label: the scene is the retrieved one (or none),
-so the label reaches the picture only through the sound. Locations are not used either
-(the RGB tiles have none). Every figure is a dev figure; PSS figures are proxies.
+Only that one row is given a scene word from the pair's label; elsewhere the scene is the
+retrieved one (or none), so the label reaches the picture only through the sound. Locations
+are not used either (the RGB tiles have none). Every figure is a dev figure; PSS figures are
+proxies.
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ class GeneratorData(Protocol):
     pair_image: np.ndarray
     pair_splits: np.ndarray
     labels: np.ndarray
+    scene_words: np.ndarray
+    scene_index: np.ndarray
     meta: dict[str, Any]
 
     def images_float(self, rows: np.ndarray | None = None) -> Tensor:
@@ -416,6 +421,7 @@ CONDITIONED = "SounDiT, conditioned on the sound"
 SHUFFLED = "shuffled-sound control"
 UNCONDITIONAL = "unconditional (sound and scene null)"
 PERFECT_ALIGNER = "given the paired tile's own image embedding (a perfect aligner)"
+PAIRED_SCENE = "given the paired tile's scene word (a perfect scene vote)"
 RAG_OFF = "RAG off (from noise)"
 SCENE_OFF = "scene off (no retrieved scene)"
 NEAREST = "nearest entry alone (no vote on scene and layout)"
@@ -435,19 +441,23 @@ def _conditioned(
     options: GenerationOptions,
     rows: np.ndarray | None = None,
     condition: Callable[[np.ndarray], SoundCondition] | None = None,
+    paired_scene: bool = False,
 ) -> Drawer:
     """Each slot's picture, drawn as users draw it (:meth:`LandscapeGenerator.generate`).
 
     The sound is pair ``rows[slot_sound]`` (default: the plan's own sounds), heard as the
-    generator hears it (or as ``condition(pairs)`` gives it), the noise the slot's seed.
+    generator hears it (or as ``condition(pairs)`` gives it), the noise the slot's seed. With
+    ``paired_scene`` the pair's own scene word is given, as a user would give ``--scene``.
     """
     rows = plan.sound_rows if rows is None else rows
     condition = condition or (lambda pairs: heard(generator, data, pairs))
 
     def draw(slot: int) -> np.ndarray:
-        sound = condition(np.array([rows[plan.slot_sound[slot]]]))
+        pair = rows[plan.slot_sound[slot]]
+        sound = condition(np.array([pair]))
+        scene = str(data.scene_words[data.scene_index[pair]]) if paired_scene else None
         picture = dataclasses.replace(options, seed=int(plan.slot_seed[slot]))
-        return generator.generate(sound, options=picture).pixels
+        return generator.generate(sound, scene, options=picture).pixels
 
     return draw
 
@@ -672,7 +682,7 @@ def evaluate_generator(
     options = settings.options
     other_steps = [s for s in dict.fromkeys(settings.steps) if s != options.steps]
     visual = generator.loaded.via == "visual"
-    drawn_rows = 5 + (options.voters > 1) + len(other_steps) + (ablation is not None) + visual
+    drawn_rows = 6 + (options.voters > 1) + len(other_steps) + (ablation is not None) + visual
     scorer = judge.scorer(stage(progress, 0.15, 1.0), drawn_rows)
     started = time.monotonic()
     real = data.images_float(plan.bound_tiles)
@@ -690,6 +700,8 @@ def evaluate_generator(
         main_row,
         scorer.row(SHUFFLED, _conditioned(generator, data, plan, options, plan.shuffled_rows)),
         scorer.row(UNCONDITIONAL, _unconditional(generator, plan, options.steps)),
+        # Where the picture is lost when the scene is not: the label, given as --scene.
+        scorer.row(PAIRED_SCENE, _conditioned(generator, data, plan, options, paired_scene=True)),
     ]
     if visual:
         # What the generator draws when the aligner is perfect: where the rest is lost.
