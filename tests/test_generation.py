@@ -230,6 +230,46 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path) -> None:
     assert isinstance(ema.config.hidden_dim, int)
 
 
+def test_a_killed_fit_resumes_from_its_last_finished_epoch(tmp_path) -> None:
+    from lightning.pytorch.callbacks import Callback
+
+    from geosound.training.fit import fit_resuming, resumable_trainer
+    from geosound.training.generator import _loader
+
+    class Killed(Exception):
+        pass
+
+    class KillAtEpoch(Callback):
+        def __init__(self, epoch: int | None) -> None:
+            self.epoch, self.batches = epoch, 0
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if trainer.current_epoch == self.epoch:
+                raise Killed
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.batches += 1
+
+    config = GeneratorTrainConfig(epochs=4, batch_size=8, seed=0)
+    pairs, run_dir = torch.arange(32), tmp_path / "soundit"
+    last = run_dir / "lightning" / "last.ckpt"
+
+    def fit(until: int | None) -> int:
+        trainer = resumable_trainer(run_dir, config.epochs, None, limit_val_batches=0)
+        watcher = KillAtEpoch(until)
+        trainer.callbacks.append(watcher)
+        module = SounDiTModule(tiny_model(), *synthetic_tensors(32), config)
+        fit_resuming(trainer, module, run_dir, train_dataloaders=_loader(pairs, 8, 0))
+        return watcher.batches
+
+    with pytest.raises(Killed):
+        fit(until=2)  # killed as its third epoch starts
+    assert torch.load(last, weights_only=False)["global_step"] == 2 * 4  # two epochs kept
+    assert not list(last.parent.glob("*.tmp*"))
+    assert fit(until=None) == 2 * 4  # the rerun runs only the two epochs left
+    assert torch.load(last, weights_only=False)["global_step"] == 4 * 4
+
+
 def test_autoencoder_fit_runs_and_measures_its_scale(tmp_path) -> None:
     images = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     config = GeneratorTrainConfig(autoencoder_epochs=1, batch_size=4)

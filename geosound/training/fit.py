@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.loggers import CSVLogger
 from typing_extensions import override
 
+from geosound.atomic import atomic_path
 from geosound.data.features import PairFeatures
 from geosound.models import Sat2Sound, Sat2SoundConfig, build_sat2sound
 from geosound.progress import Progress
@@ -21,6 +22,24 @@ from geosound.training.augment import ImageViews
 from geosound.training.config import TrainConfig
 from geosound.training.data_module import PairDataModule
 from geosound.training.lightning_module import Sat2SoundModule
+
+
+class LastEpochCheckpoint(Checkpoint):
+    """Writes ``last.ckpt`` after every training epoch, atomically, so a killed run resumes.
+
+    Lightning's ``ModelCheckpoint(save_last=True, save_top_k=0)`` writes ``last.ckpt`` only
+    when it also saved a top-k file, that is never: a run killed after 30 of 40 epochs started
+    over. A :class:`~lightning.pytorch.callbacks.Checkpoint` runs after the other callbacks
+    of an epoch, so the file holds their state too.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "last.ckpt"
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        with atomic_path(self.path) as partial:
+            trainer.save_checkpoint(partial)
 
 
 class EpochProgress(Callback):
@@ -54,9 +73,7 @@ def resumable_trainer(
     """
     # Lightning's start-up banner (accelerators, tips) is noise on a CPU-only tool.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    callbacks: list[Callback] = [
-        ModelCheckpoint(dirpath=run_dir / "lightning", save_last=True, save_top_k=0)
-    ]
+    callbacks: list[Callback] = [LastEpochCheckpoint(run_dir / "lightning")]
     if progress is not None:
         callbacks.append(EpochProgress(progress, run_dir.name))
     return L.Trainer(
