@@ -47,7 +47,7 @@ def train_generator_command(
     autoencoder_epochs: Annotated[
         int, typer.Option("--autoencoder-epochs", help="Autoencoder epochs.", min=1)
     ] = 8,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.", min=1)] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.", min=1)] = 16,
     plain_cross_attention: Annotated[
         bool,
         typer.Option(
