@@ -12,8 +12,9 @@ the share whose tile class is found from the pair's sound embedding alone by
   pairs (every land cover, as the knowledge base holds them), for k = 1, 20 and 50
   (:func:`geosound.generation.geokd.consensus` counts votes the same way),
 
-beside the most any hearing of these pairs could give: an oracle told which sound classes each
-mix holds (:func:`geosound.data.concepts.landcover_bound`, exact from the concept tables).
+beside the most any hearing of these pairs could give: an oracle told the sound classes of the
+concepts each tile drew (:func:`geosound.data.concepts.landcover_bound`, exact from the
+concept tables; the classes equally likely).
 
     .venv/bin/python docs/sound_carries_class.py --data runs/soundit
 """
@@ -62,7 +63,7 @@ def main() -> None:
         winners = [Counter(row).most_common(1)[0][0] for row in nearest_labels]
         votes.append(f"{k} nearest {np.mean(np.array(winners) == labels[held_out]):.3f}")
     print(f"  vote among all {int(every.sum())} train pairs: {'; '.join(votes)}")
-    print(f"  an oracle told each mix's sound classes (the pairs' own bound): "
+    print(f"  an oracle told the sound classes each tile drew (the pairs' own bound): "
           f"{landcover_bound(RGB_CLASSES):.3f}")
 
 

@@ -80,6 +80,7 @@ def test_geokd_sound_only_and_a_closer_neighbour_winning_a_tie() -> None:
     only_other = kb.retrieve(query, k=3, scene=str(kb.scenes[2]))
     assert [n.id for n in only_other] == ["other"]  # every entry of that scene, and no more
     assert kb.retrieve(query, scene="desert") == []
+    assert [n.id for n in kb.retrieve(query, k=3, scene=" Industrial")] == ["other"]
     with pytest.raises(InputError, match="both lon and lat"):
         kb.retrieve(query, lon=1.0)
 

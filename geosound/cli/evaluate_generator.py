@@ -89,8 +89,9 @@ def evaluate_generator_command(
     PSS-scene (proxy) and PSS-element (proxy) — a land-cover classifier we train on the dev
     train tiles, its own accuracy printed — FD-EffNet (a Fréchet distance in the image
     encoder's features; not FID) and diversity. Beside them: real tiles of the paired class,
-    a shuffled-sound control, unconditional samples, and the ablations RAG off, scene off,
-    DDIM steps and TA-PMoE vs plain cross-attention. Definitions:
+    the same tiles through the autoencoder, a shuffled-sound control, unconditional samples,
+    pictures given the paired tile's scene word, and the ablations RAG off, scene off, no
+    vote, DDIM steps and TA-PMoE vs plain cross-attention. Definitions:
     geosound.evaluation.generated and geosound.generation.evaluation.
     """
     bundle = data if data.suffix == ".npz" and not data.is_dir() else data / DATA_NAME

@@ -186,8 +186,8 @@ VotersOption = Annotated[
     typer.Option(
         "--voters",
         min=1,
-        help="How many of the most similar known sounds vote on the scene and the layout "
-        "(1: the nearest alone).",
+        help="How many of the most similar known sounds vote on the scene and, unless --scene "
+        "is given, the layout (1: the nearest alone).",
     ),
 ]
 
@@ -218,7 +218,8 @@ def generate_command(
         typer.Option(
             "--scene",
             help="Scene word, e.g. forest (default: the scene the most similar known "
-            "sounds vote for). RAG starts from the best-ranked known sound of this scene.",
+            "sounds vote for). RAG starts from the best-ranked known sound of this scene "
+            "(from noise if none has it).",
         ),
     ] = None,
     lon: Annotated[

@@ -213,10 +213,11 @@ def landcover_bound(
 ) -> float:
     """The best share of tiles whose land cover anything can tell from the sounds of a pair.
 
-    A sonified pair's sound depends on its tile's land cover only through the sound classes
-    the tile drew, so no encoder, probe or generator can name the land cover more often than
-    an oracle told those classes (the Bayes rate over ``classes``, equally likely). It
-    separates what the pairs cannot teach from what our hearing of them loses.
+    A sonified pair's sound depends on its tile's land cover only through the concepts (and so
+    the sound classes) the tile drew: its clips are picked for those. So no encoder, probe or
+    generator can name the land cover more often than an oracle told those classes (the Bayes
+    rate over ``classes``, equally likely). It separates what the pairs cannot teach from what
+    our hearing of them loses.
     """
     chances = {label: concept_set_chances(table[label], max_concepts) for label in classes}
     drawn = set().union(*(set(c) for c in chances.values()))

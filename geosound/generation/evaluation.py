@@ -327,7 +327,8 @@ class GeneratorEvaluation:
         classifier: The land-cover classifier behind the PSS proxies.
         classifier_reused: Whether it came from its cache.
         plan: What was drawn.
-        main: Bound, conditioned, shuffled control, unconditional.
+        main: Bound, through the autoencoder, conditioned, shuffled control, unconditional,
+            given the paired scene (and a perfect aligner for Sound2Scene).
         ablations: One change of the conditioned model each.
         settings: The settings used.
         ablation_model_id: The second checkpoint, if any.

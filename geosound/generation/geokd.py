@@ -194,8 +194,9 @@ class KnowledgeBase:
             scale_km: Distance at which proximity has fallen to 1/e.
             candidates: How many most similar sounds proximity re-ranks.
             space_id: The query's space, checked when given.
-            scene: Only entries of this scene word (none when it has no entries): the
-                layout for a scene the caller chose rather than the one the sound suggests.
+            scene: Only entries of this scene word, in any case (none when it has no
+                entries): the layout for a scene the caller chose rather than the one the
+                sound suggests.
 
         Raises:
             InputError: A query from another space, of the wrong width, or a half location.
@@ -214,7 +215,7 @@ class KnowledgeBase:
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         import faiss
 
-        allowed = None if scene is None else np.flatnonzero(self.scenes == scene)
+        allowed = None if scene is None else np.flatnonzero(self.scenes == scene.strip().lower())
         available = len(self) if allowed is None else len(allowed)
         if available == 0:
             return []
