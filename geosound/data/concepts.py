@@ -193,7 +193,8 @@ def concept_set_chances(
     ``1 … min(max_concepts, len(options))``, then concepts one after another, each by its
     weight among those not yet drawn.
     """
-    weights = [concept.weight / sum(c.weight for c in options) for concept in options]
+    total = sum(concept.weight for concept in options)
+    weights = [concept.weight / total for concept in options]
     most = min(max_concepts, len(options))
     chances: dict[frozenset[str], float] = defaultdict(float)
     for size in range(1, most + 1):

@@ -20,7 +20,13 @@ import numpy as np
 import torch
 
 from geosound.errors import InputError
-from geosound.generation.geokd import Consensus, KnowledgeBase, Neighbour, consensus
+from geosound.generation.geokd import (
+    Consensus,
+    KnowledgeBase,
+    Neighbour,
+    consensus,
+    scene_key,
+)
 from geosound.generation.sampling import GuidanceScales, ddim_scheduler, sample_latents
 from geosound.models.soundit import SceneCondition, SoundCondition
 from geosound.models.soundit_checkpoint import LoadedGenerator, load_generator
@@ -112,7 +118,7 @@ class LandscapeGenerator:
         Raises:
             InputError: An unknown word; the message lists the known ones.
         """
-        key = word.strip().lower()
+        key = scene_key(word)
         if key not in self.loaded.scenes:
             raise InputError(
                 f"unknown scene {word!r}; known scenes: {', '.join(self.known_scenes)}"
@@ -157,7 +163,7 @@ class LandscapeGenerator:
         init, layout = None, None
         if options.use_rag and retrieved is not None and self.knowledge is not None:
             layout = retrieved.layout
-            wanted = scene.strip().lower() if source == "given" and scene else None
+            wanted = scene_key(scene) if source == "given" and scene else None
             if wanted is not None and wanted != retrieved.scene:
                 # The caller's scene, not the voted one, decides what the picture starts from.
                 own = self.knowledge.retrieve(

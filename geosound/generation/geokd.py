@@ -56,6 +56,11 @@ def haversine_km(lon: float, lat: float, lons: np.ndarray, lats: np.ndarray) -> 
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
+def scene_key(word: str) -> str:
+    """How scene words are stored and compared: ``" Forest"`` and ``"forest"`` are one scene."""
+    return word.strip().lower()
+
+
 @dataclass(frozen=True)
 class Neighbour:
     """One retrieved entry.
@@ -215,7 +220,7 @@ class KnowledgeBase:
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         import faiss
 
-        allowed = None if scene is None else np.flatnonzero(self.scenes == scene.strip().lower())
+        allowed = None if scene is None else np.flatnonzero(self.scenes == scene_key(scene))
         available = len(self) if allowed is None else len(allowed)
         if available == 0:
             return []
